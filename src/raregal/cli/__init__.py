@@ -1,0 +1,62 @@
+"""``raregal`` command line: a thin layer over the Python API.
+
+Each sub-command lives in its own module ``raregal.cli.<name>`` with a ``register(subparsers)``
+function that adds its parser and sets ``func``; heavy libraries are imported inside ``func``
+so ``raregal --help`` stays fast. User errors (:class:`raregal.errors.InputError`) print one
+line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import RaregalError
+from ..runlog import setup_logging
+
+#: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
+COMMANDS = ["synth", "train", "pca", "embed", "search", "report", "explore", "similar", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="raregal",
+        description="Find rare, visually distinctive classes of galaxies in survey images.",
+    )
+    parser.add_argument("--version", action="version", version=f"raregal {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:  # a stage not built into this install
+            if err.name == f"{__name__}.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except RaregalError as err:
+        print(f"raregal {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"raregal {args.command}: interrupted; finished parts are kept, run again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

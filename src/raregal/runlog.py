@@ -1,0 +1,60 @@
+"""Timing, memory and progress reporting shared by every stage.
+
+:class:`StageTimer` records wall seconds and the process's peak resident memory per named
+stage, so a run's ``summary.json`` can say where time and memory went.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+log = logging.getLogger("raregal")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+class StageTimer:
+    """Collect ``{stage: seconds}`` and peak memory; use :meth:`stage` as a context manager."""
+
+    def __init__(self, echo: bool = True):
+        self.seconds: dict[str, float] = {}
+        self.peak_mib: dict[str, float] = {}
+        self.echo = echo
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        self.peak_mib[name] = peak_rss_mib()
+        if self.echo:
+            log.info("%-10s %8.1f s   peak memory %7.0f MiB", name, dt, self.peak_mib[name])
+
+    def as_dict(self) -> dict:
+        return {
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "total_seconds": round(sum(self.seconds.values()), 3),
+            "peak_memory_mib": round(max(self.peak_mib.values(), default=peak_rss_mib()), 1),
+            "peak_memory_mib_after_stage": {k: round(v, 1) for k, v in self.peak_mib.items()},
+        }
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log raregal's messages to stderr as plain lines (idempotent)."""
+    logger = logging.getLogger("raregal")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
