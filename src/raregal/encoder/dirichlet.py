@@ -1,0 +1,95 @@
+"""The Dirichlet head over the Galaxy Zoo DESI tree and its Dirichlet-multinomial loss.
+
+As in Zoobot (Walmsley et al. 2022), the head predicts one Dirichlet concentration per answer,
+squeezed into (1, 101) by ``1 + 100 * sigmoid(x)``. Within each question the concentrations
+define a Dirichlet over the probabilities of a typical volunteer's answers; the observed vote
+counts are scored with the Dirichlet-multinomial likelihood, summed over questions (questions
+are treated as independent; a question nobody was asked has zero votes and costs nothing).
+
+The head's module layout mirrors Zoobot's ``Sequential(Dropout, Sequential(Linear, ScaledSigmoid))``
+so that a Zoobot checkpoint's ``head.1.0.weight`` / ``head.1.0.bias`` load unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import schema
+
+#: Lower and upper bound of the predicted concentrations (Zoobot's choice).
+CONCENTRATION_MIN = 1.0
+CONCENTRATION_SPAN = 100.0
+
+
+class ScaledSigmoid(nn.Module):
+    """``1 + 100 * sigmoid(x)``: maps logits to concentrations in (1, 101)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return CONCENTRATION_MIN + CONCENTRATION_SPAN * torch.sigmoid(x)
+
+
+def dirichlet_head(in_features: int, n_answers: int = len(schema.ANSWERS), dropout: float = 0.2) -> nn.Sequential:
+    """Dropout, then a linear map (in_features -> n_answers) and :class:`ScaledSigmoid`.
+
+    Input (B, in_features) representation; output (B, n_answers) concentrations in (1, 101).
+    """
+    return nn.Sequential(nn.Dropout(dropout), nn.Sequential(nn.Linear(in_features, n_answers), ScaledSigmoid()))
+
+
+def question_matrix(tree=None) -> np.ndarray:
+    """(n_answers, n_questions) 0/1 matrix: entry [a, q] is 1 when answer a belongs to question q."""
+    tree = schema.TREE if tree is None else tree
+    n_answers = max(q.stop for q in tree)
+    member = np.zeros((n_answers, len(tree)), dtype=np.float32)
+    for j, q in enumerate(tree):
+        member[q.slice, j] = 1.0
+    return member
+
+
+def fractions_from_concentrations(concentrations):
+    """Expected vote fraction of each answer within its question: alpha_a / sum of alpha over the question.
+
+    Accepts a torch tensor or NumPy array of shape (B, 34) (or (34,)); returns the same type and
+    shape. Each question's fractions sum to 1 (they are conditional on the question being asked).
+    """
+    is_torch = isinstance(concentrations, torch.Tensor)
+    conc = concentrations if is_torch else np.asarray(concentrations, dtype=np.float64)
+    out = torch.empty_like(conc) if is_torch else np.empty_like(conc)
+    for q in schema.TREE:
+        part = conc[..., q.slice]
+        out[..., q.slice] = part / part.sum(-1, keepdims=True) if not is_torch else part / part.sum(-1, keepdim=True)
+    return out
+
+
+def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of vote counts under a Dirichlet-multinomial, per question.
+
+    Parameters
+    ----------
+    concentrations : (B, 34) tensor, > 0 (the head's output).
+    counts : (B, 34) tensor of vote counts; NaN (missing) counts as 0 votes.
+
+    Returns
+    -------
+    (B, n_questions) tensor: ``-log P(counts_q | N_q, alpha_q)`` for each question q, in nats.
+    A question with no votes has loss 0.
+
+    torch.distributions has no Dirichlet-multinomial (Pyro has one, but is not a dependency), so
+    the log-density is written out with lgamma:
+    ``log P = lgamma(A) - lgamma(N + A) + lgamma(N + 1) + sum_k [lgamma(n_k + a_k) - lgamma(a_k) - lgamma(n_k + 1)]``
+    with ``A = sum_k a_k`` and ``N = sum_k n_k`` over the question's answers.
+    """
+    counts = torch.nan_to_num(counts.to(concentrations.dtype), nan=0.0)
+    member = torch.as_tensor(question_matrix(), dtype=concentrations.dtype, device=concentrations.device)
+    alpha_q = concentrations @ member  # (B, Q)
+    n_q = counts @ member
+    per_answer = torch.lgamma(counts + concentrations) - torch.lgamma(concentrations) - torch.lgamma(counts + 1.0)
+    log_p = torch.lgamma(alpha_q) - torch.lgamma(n_q + alpha_q) + torch.lgamma(n_q + 1.0) + per_answer @ member
+    return -log_p
+
+
+def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Training loss: Dirichlet-multinomial NLL summed over questions, averaged over the batch (scalar, nats)."""
+    return dirichlet_multinomial_nll(concentrations, counts).sum(dim=1).mean()

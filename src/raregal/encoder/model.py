@@ -1,0 +1,119 @@
+"""A Zoobot-compatible galaxy encoder: timm backbone, optional linear bottleneck, Dirichlet head.
+
+``GalaxyEncoder`` holds three parts, named so that Zoobot checkpoints map onto them directly:
+
+* ``encoder``: any timm architecture created with ``num_classes=0`` (pooled features of width
+  ``encoder.num_features``, read from the model, never assumed);
+* ``bottleneck``: an optional ``nn.Linear(encoder.num_features, bottleneck)`` whose output is the
+  representation (the paper squeezes it to 128 dimensions);
+* ``head``: Zoobot's Dirichlet head (:func:`raregal.encoder.dirichlet.dirichlet_head`) on the
+  representation, or ``None`` for an encoder without one (e.g. a Hugging Face hub encoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .. import schema
+from .dirichlet import dirichlet_head, fractions_from_concentrations
+
+#: The timm architectures the paper uses (any other timm name works too).
+FIRST_CLASS_ARCHS = ("efficientnet_b0", "maxvit_tiny_rw_224")
+
+
+@dataclass
+class EncoderConfig:
+    """Everything needed to rebuild a :class:`GalaxyEncoder` before loading its weights.
+
+    ``arch``: timm model name; ``bottleneck``: representation width or None (no bottleneck);
+    ``input_size``: square input side in pixels; ``channels``: 3 (RGB) or 1; ``dropout``: head
+    dropout probability; ``head``: whether the Dirichlet head exists; ``timm_kwargs``: extra
+    arguments to ``timm.create_model`` (e.g. ``drop_path_rate``).
+    """
+
+    arch: str = "efficientnet_b0"
+    bottleneck: int | None = 128
+    input_size: int = 224
+    channels: int = 3
+    dropout: float = 0.2
+    head: bool = True
+    timm_kwargs: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EncoderConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def create_backbone(arch: str, channels: int = 3, pretrained: bool = False, input_size: int | None = None,
+                    **timm_kwargs) -> nn.Module:
+    """``timm.create_model(arch, num_classes=0, in_chans=channels)``: a pooled feature extractor.
+
+    Architectures built for one input size (MaxViT, ViT) are built for ``input_size`` when it
+    differs from timm's default. Raises InputError naming ``arch`` when timm does not know it.
+    """
+    import timm
+
+    from ..errors import InputError
+
+    if not arch.startswith("hf_hub:") and not timm.is_model(arch):
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+        raise InputError(f"unknown timm architecture {arch!r}" + (f"; similar: {', '.join(close)}" if close else ""))
+    kwargs = dict(pretrained=pretrained, num_classes=0, in_chans=channels, **timm_kwargs)
+    if input_size and not arch.startswith("hf_hub:") and "img_size" not in kwargs:
+        default = getattr(timm.get_pretrained_cfg(arch), "input_size", None)
+        if default and int(default[-1]) != int(input_size):
+            try:
+                return timm.create_model(arch, img_size=int(input_size), **kwargs)
+            except TypeError as err:  # convolutional nets take any size and have no img_size argument
+                if "img_size" not in str(err):
+                    raise
+    return timm.create_model(arch, **kwargs)
+
+
+class GalaxyEncoder(nn.Module):
+    """timm encoder -> optional bottleneck -> Dirichlet head over the GZ DESI tree.
+
+    ``embed(x)``: images (B, C, H, W) in 0..1 -> representation (B, D), D = ``representation_dim``
+    (the bottleneck width if any, else the encoder's ``num_features``).
+    ``forward(x)``: images -> Dirichlet concentrations (B, 34) in (1, 101).
+    ``embed_and_predict(x)``: both, with one pass through the encoder; fractions (B, 34).
+    """
+
+    def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.encoder = backbone if backbone is not None else create_backbone(
+            config.arch, config.channels, input_size=config.input_size, **config.timm_kwargs)
+        self.encoder_dim = int(self.encoder.num_features)
+        if config.bottleneck:
+            self.bottleneck = nn.Linear(self.encoder_dim, int(config.bottleneck))
+            self.representation_dim = int(config.bottleneck)
+        else:
+            self.bottleneck = None
+            self.representation_dim = self.encoder_dim
+        self.head = dirichlet_head(self.representation_dim, len(schema.ANSWERS), config.dropout) if config.head else None
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Representation (B, D) of images (B, C, H, W)."""
+        z = self.encoder(x)
+        return self.bottleneck(z) if self.bottleneck is not None else z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dirichlet concentrations (B, 34) of images (B, C, H, W)."""
+        if self.head is None:
+            raise RuntimeError("this encoder has no Dirichlet head (it predicts no vote fractions)")
+        return self.head(self.embed(x))
+
+    def embed_and_predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(representation (B, D), predicted vote fractions (B, 34) or None without a head)."""
+        z = self.embed(x)
+        if self.head is None:
+            return z, None
+        return z, fractions_from_concentrations(self.head(z))

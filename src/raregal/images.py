@@ -1,0 +1,196 @@
+"""Reading galaxy images with Zoobot's conventions, and the transforms applied before the model.
+
+Zoobot (``galaxy_datasets``) reads a cutout as follows, and raregal does the same so that its
+encoders see what Zoobot's encoders saw:
+
+* **JPEG / PNG**: decoded with Pillow as RGB (greyscale files are repeated over the three
+  channels), pixel values scaled from 0..255 to 0..1. No mean/std normalisation.
+* **FITS**: one band (the first image HDU; of a cube, plane ``fits_band``), clipped to its
+  0th..99.7th percentile, scaled to 0..1 and passed through ``arcsinh(q * x)`` with ``q = 1``
+  (Zoobot's ``fits_to_jpg_like_scaling``). The band is repeated over the model's channels.
+* Then resized (bilinear, antialiased) to the model's square input size.
+
+Images are returned as float32 tensors of shape (C, H, W). Every failure raises
+:class:`~raregal.errors.InputError` naming the file, so a caller can report it by id and skip it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+#: File name endings raregal reads (case-insensitive).
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+
+
+def is_fits(path: str | os.PathLike) -> bool:
+    """True when ``path`` names a FITS file by its ending."""
+    return str(path).lower().endswith(FITS_SUFFIXES)
+
+
+def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float = 0.0,
+               percentile_max: float = 99.7) -> np.ndarray:
+    """Map one band of fluxes (H, W) to Zoobot's jpg-like dynamic range.
+
+    Clip to the [``percentile_min``, ``percentile_max``] percentiles (NaN and inf ignored, then
+    set to the lower clip), scale linearly to 0..1 and apply ``arcsinh(arcsinh_q * x)``.
+    Returns float32 (H, W); a constant band becomes all zeros.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError("FITS band holds no finite values")
+    lo, hi = np.percentile(data[finite], [percentile_min, percentile_max])
+    data = np.where(finite, data, lo)
+    data = np.clip(data, lo, hi)
+    span = hi - lo
+    scaled = (data - lo) / span if span > 0 else np.zeros_like(data)
+    return np.arcsinh(arcsinh_q * scaled).astype(np.float32)
+
+
+def _read_fits(path: Path, band: int) -> np.ndarray:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
+        if hdu is None:
+            raise InputError(f"{path}: FITS file has no image HDU with data")
+        data = np.asarray(hdu.data)
+    data = np.squeeze(data)
+    if data.ndim == 3:
+        if not 0 <= band < data.shape[0]:
+            raise InputError(f"{path}: FITS cube has {data.shape[0]} planes, no band {band}")
+        data = data[band]
+    if data.ndim != 2:
+        raise InputError(f"{path}: FITS image has shape {data.shape}; expected one band (H, W)")
+    return data
+
+
+def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
+               arcsinh_q: float = 1.0) -> torch.Tensor:
+    """Read one image file into a float32 tensor (``channels``, H, W) with values in 0..1.
+
+    JPEG/PNG are read as RGB (``channels=3``) or luminance (``channels=1``); FITS as one band
+    scaled by :func:`scale_fits` and repeated ``channels`` times. Raises InputError naming
+    ``path`` when the file is missing, unreadable or of an unknown kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    name = path.name.lower()
+    try:
+        if is_fits(name):
+            band = scale_fits(_read_fits(path, fits_band), arcsinh_q=arcsinh_q)
+            return torch.from_numpy(band)[None].expand(channels, -1, -1).contiguous()
+        if name.endswith(RASTER_SUFFIXES):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im = im.convert("RGB" if channels == 3 else "L")
+                arr = np.asarray(im, dtype=np.uint8)
+            if arr.ndim == 2:
+                arr = arr[:, :, None]
+            if channels not in (1, 3):
+                arr = np.repeat(arr[:, :, :1], channels, axis=2)
+            return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    except InputError:
+        raise
+    except Exception as err:  # Pillow and astropy raise many kinds for corrupt files
+        raise InputError(f"{path}: cannot read image: {type(err).__name__}: {err}") from err
+    raise InputError(f"{path}: unknown image type; use .jpg, .jpeg, .png or .fits")
+
+
+def resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (C, H, W) or (B, C, H, W) to ``size`` x ``size`` pixels, bilinear with antialiasing.
+
+    Cutouts are square; a non-square image is stretched, not cropped.
+    """
+    from torchvision.transforms.v2 import functional as F
+
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.resize(image, [size, size], antialias=True)
+
+
+def eval_transform(size: int):
+    """The inference transform: resize to the model's input size (callable on (C, H, W))."""
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        return resize(image, size)
+
+    return transform
+
+
+def train_transform(size: int, rotation_degrees: float = 180.0, flip_prob: float = 0.5):
+    """Zoobot-style training augmentation: resize, random rotation, random horizontal/vertical flips.
+
+    Galaxies have no preferred orientation, so any rotation and flip is a valid view. Random
+    numbers come from torch's global generator, which a seeded DataLoader sets per worker.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import v2 as T
+
+    augment = T.Compose([
+        T.RandomRotation(degrees=rotation_degrees, interpolation=InterpolationMode.BILINEAR),
+        T.RandomHorizontalFlip(p=flip_prob),
+        T.RandomVerticalFlip(p=flip_prob),
+    ])
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        return augment(resize(image, size))
+
+    return transform
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """The images of a catalog, by row position, for a torch DataLoader.
+
+    Item ``i`` is a dict with ``index`` (i), ``image`` (transformed (C, H, W) tensor, or None
+    when the file could not be read), ``error`` ('' or the reason) and, when ``labels`` (an
+    (N, K) float array) is given, ``labels`` (K,). A bad image never raises here, so one
+    corrupt file cannot stop a long run; :func:`collate_images` sets the failures aside.
+    """
+
+    def __init__(self, file_locs, transform, channels: int = 3, labels: np.ndarray | None = None):
+        self.file_locs = [str(p) for p in file_locs]
+        self.transform = transform
+        self.channels = channels
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.file_locs)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"index": i, "image": None, "error": ""}
+        try:
+            item["image"] = self.transform(load_image(self.file_locs[i], channels=self.channels))
+        except InputError as err:
+            item["error"] = str(err)
+        except Exception as err:  # a transform failing on a strange image: report it, keep going
+            item["error"] = f"{self.file_locs[i]}: {type(err).__name__}: {err}"
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+def collate_images(items: list[dict]) -> dict:
+    """Batch :class:`ImageDataset` items: the readable ones stacked, the failures listed.
+
+    Returns ``{"index": LongTensor (B,), "image": (B, C, H, W), "labels": (B, K) if present,
+    "failed": [(index, reason), ...]}``; B may be 0.
+    """
+    good = [it for it in items if it["image"] is not None]
+    batch = {
+        "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
+        "image": torch.stack([it["image"] for it in good]) if good else torch.empty(0),
+        "failed": [(it["index"], it["error"]) for it in items if it["image"] is None],
+    }
+    if items and "labels" in items[0]:
+        batch["labels"] = torch.stack([it["labels"] for it in good]) if good else torch.empty(0)
+    return batch
