@@ -1,0 +1,68 @@
+"""``raregal search REPS --out RUN_DIR``: pre-filter, UMAP and HDBSCAN leaf clusters."""
+
+from __future__ import annotations
+
+import argparse
+
+_FLAGS = [  # (flag, config key, type, help)
+    ("--n-neighbors", "n_neighbors", int, "UMAP neighbours (paper: 50)"),
+    ("--n-components", "n_components", int, "UMAP dimensions that are clustered (paper: 5)"),
+    ("--min-samples", "min_samples", int, "HDBSCAN min_samples (paper: 300; small samples need less)"),
+    ("--min-cluster-size", "min_cluster_size", int, "HDBSCAN min_cluster_size (paper: 10)"),
+    ("--seed", "seed", int, "seed of every stochastic step (default 0)"),
+    ("--smooth-cut", "smooth_cut", float, "drop predicted smooth fraction >= this (0.5)"),
+    ("--edge-on-cut", "edge_on_cut", float, "drop predicted edge-on fraction >= this (0.3)"),
+    ("--artifact-cut", "artifact_cut", float, "drop predicted artifact fraction >= this (0.3)"),
+    ("--features", "features", str, "list column, or column prefix, holding the representation"),
+    ("--cluster-selection", "cluster_selection_method", str, "leaf (paper) or eom"),
+    ("--umap-init", "umap_init", str, "spectral (umap-learn default), pca or random"),
+    ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
+    ("--backend", "hdbscan_backend", str, "fast_hdbscan (default), hdbscan or cuml"),
+]
+_SWITCHES = [  # (flag, config key, value, help)
+    ("--keep-artifacts", "keep_artifacts", True, "do not drop predicted artifacts (search them)"),
+    ("--drop-invalid", "drop_invalid", True, "drop rows with NaN/inf features instead of failing"),
+    ("--no-2d", "map_2d", False, "skip the 2-D UMAP map"),
+    ("--no-report", "report", False, "do not build the HTML report"),
+]
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("search", help="find rare classes in a representation table",
+                       description="Pre-filter on predicted morphology, reduce with UMAP, cluster with HDBSCAN "
+                                   "(leaf clusters) and write a run directory.")
+    p.add_argument("reps", help="representation table: Parquet (file or folder), CSV, FITS, .npy or .npz")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="TOML file of parameters (e.g. a previous run's config.toml); flags win")
+    for flag, key, typ, text in _FLAGS:
+        p.add_argument(flag, dest=key, type=typ, default=None, help=text)
+    for flag, key, value, text in _SWITCHES:
+        p.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=text)
+    p.set_defaults(func=run)
+    return p
+
+
+def overrides(args) -> dict:
+    """The config keys set on the command line (unset flags are None)."""
+    keys = [key for _, key, _, _ in _FLAGS] + [key for _, key, _, _ in _SWITCHES]
+    return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+
+
+def run(args) -> int:
+    from ..config import SearchConfig, config_from_dict, load_config
+    from ..search import run_search
+
+    base = load_config(args.config) if args.config else SearchConfig()
+    config = config_from_dict(overrides(args), base=base)
+    summary = run_search(args.reps, args.out, config)
+    print(f"{summary['n_clusters']} clusters; {summary['n_clustered']} of {summary['counts']['kept']} kept "
+          f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
+    metrics = summary.get("metrics")
+    if metrics:
+        try:
+            from ..metrics import format_scores
+
+            print(format_scores(metrics))
+        except ImportError:  # pragma: no cover
+            pass
+    return 0

@@ -1,0 +1,129 @@
+"""Search parameters: one dataclass, its defaults (the paper's), and TOML round-trips.
+
+Every parameter of ``raregal search`` lives in :class:`SearchConfig`. A run writes the
+config it used to ``RUN_DIR/config.toml``; ``raregal search --config RUN_DIR/config.toml``
+reads it back. Unknown keys and values of the wrong type fail early, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class SearchConfig:
+    """Parameters of a rare-class search. Defaults are those of the paper.
+
+    Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
+    ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``).
+    UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
+    ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
+    for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
+    (``leaf`` as in the paper) on ``hdbscan_backend``. ``seed`` fixes every stochastic step.
+    """
+
+    n_neighbors: int = 50
+    n_components: int = 5
+    min_samples: int = 300
+    min_cluster_size: int = 10
+    cluster_selection_method: str = "leaf"
+    seed: int = 0
+    smooth_cut: float = 0.5
+    edge_on_cut: float = 0.3
+    artifact_cut: float = 0.3
+    keep_artifacts: bool = False
+    drop_invalid: bool = False
+    features: str | None = None
+    metric: str = "euclidean"
+    umap_init: str = "spectral"
+    umap_n_epochs: int | None = None
+    umap_min_dist: float = 0.1
+    map_2d: bool = True
+    hdbscan_backend: str = "fast_hdbscan"
+    report: bool = True
+    extra: dict = field(default_factory=dict, repr=False)  # reserved for stages added later
+
+    def validate(self) -> "SearchConfig":
+        """Check ranges and choices; raise :class:`InputError` naming the key."""
+        for name in ("n_neighbors", "n_components", "min_samples", "min_cluster_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"config key {name!r} must be a positive integer, got {value!r}")
+        if self.n_neighbors < 2:
+            raise InputError("config key 'n_neighbors' must be at least 2")
+        if self.min_cluster_size < 2:
+            raise InputError("config key 'min_cluster_size' must be at least 2")
+        for name in ("smooth_cut", "edge_on_cut", "artifact_cut"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1.0001:
+                raise InputError(f"config key {name!r} must be a fraction in [0, 1], got {value!r}")
+        choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
+                   "hdbscan_backend": ("fast_hdbscan", "hdbscan", "cuml")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        if not out["extra"]:
+            out.pop("extra")
+        return out
+
+
+_TYPES = {f.name: f.type for f in fields(SearchConfig)}
+
+
+def _check_type(key: str, value):
+    expected = str(_TYPES[key])
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str | None": isinstance(value, str),
+        "int | None": isinstance(value, int) and not isinstance(value, bool),
+        "dict": isinstance(value, dict),
+    }.get(expected, True)
+    if not ok:
+        raise InputError(f"config key {key!r} must be {expected}, got {value!r}")
+
+
+def config_from_dict(values: dict, base: SearchConfig | None = None, where: str = "config") -> SearchConfig:
+    """Override ``base`` (default: the paper's config) with ``values``; unknown keys are errors."""
+    known = set(_TYPES)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
+                         f"{', '.join(sorted(known - {'extra'}))}")
+    for key, value in values.items():
+        _check_type(key, value)
+    return dataclasses.replace(base or SearchConfig(), **values).validate()
+
+
+def load_config(path: str | os.PathLike) -> SearchConfig:
+    """Read a TOML config (flat keys, or under a ``[search]`` table)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{path}: not valid TOML: {err}") from None
+    if "search" in data and isinstance(data["search"], dict):
+        rest = sorted(set(data) - {"search"})
+        if rest:
+            raise InputError(f"{path}: unknown key(s) {rest} beside the [search] table")
+        data = data["search"]
+    return config_from_dict(data, where=str(path))

@@ -1,0 +1,69 @@
+"""UMAP reduction of the representation, sharing one k-NN graph between the 5-D and 2-D maps.
+
+The paper reduces the (128-d) representation with UMAP, ``n_neighbors=50``,
+``n_components=5`` for clustering, and a 2-D UMAP for pictures. Both maps start from the
+same nearest-neighbour graph, so raregal computes it once (pynndescent, through
+umap-learn) and hands it to both :class:`umap.UMAP` fits via ``precomputed_knn``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+log = logging.getLogger("raregal")
+
+
+#: Below this many rows the k-NN graph is computed exactly (scikit-learn), which is faster
+#: than compiling and running NN-descent; above it, umap-learn's NN-descent.
+EXACT_KNN_BELOW = 8192
+
+
+def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random_state: int = 0,
+              low_memory: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of each row of ``X`` (N, D), in the form umap-learn uses.
+
+    Exact for fewer than :data:`EXACT_KNN_BELOW` rows, else approximate (NN-descent, seeded).
+    Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
+    """
+    if len(X) < EXACT_KNN_BELOW:
+        from sklearn.neighbors import NearestNeighbors
+
+        distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X).kneighbors(X)
+        return indices.astype(np.int32), distances.astype(np.float32)
+
+    from umap.umap_ import nearest_neighbors
+
+    indices, distances, _ = nearest_neighbors(
+        X, n_neighbors, metric, {}, angular=False,
+        random_state=np.random.RandomState(random_state), low_memory=low_memory, verbose=False,
+    )
+    return indices, distances
+
+
+def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=None,
+               metric: str = "euclidean", init: str = "spectral", n_epochs: int | None = None,
+               min_dist: float = 0.1, random_state: int = 0) -> np.ndarray:
+    """Embed ``X`` (N, D) into (N, n_components) float32 with umap-learn.
+
+    ``knn`` is an optional ``(indices, distances)`` pair from :func:`knn_graph` so several
+    embeddings share one graph. A fixed ``random_state`` makes the result reproducible
+    (umap-learn then runs its layout on one thread).
+    """
+    import umap
+
+    kwargs = {}
+    if knn is not None:
+        kwargs["precomputed_knn"] = (knn[0], knn[1], None)
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors, n_components=n_components, metric=metric, init=init,
+        n_epochs=n_epochs, min_dist=min_dist, random_state=random_state, n_jobs=1, **kwargs,
+    )
+    with warnings.catch_warnings():
+        # umap warns that a precomputed graph has no search index (only transform() needs one)
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+        warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
+        embedding = reducer.fit_transform(X)
+    return np.asarray(embedding, dtype=np.float32)

@@ -1,0 +1,273 @@
+"""The rare-class search: pre-filter → UMAP → HDBSCAN leaf clusters.
+
+Two ways in:
+
+* :class:`RareClassSearch`, a scikit-learn style estimator on a plain array of
+  representations (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``,
+  ``embedding_`` (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
+* :func:`run_search`, the table-to-run-directory job behind ``raregal search``: read and
+  check the table, pre-filter on the predicted morphology, fit, and write the run directory
+  (``clusters.parquet``, ``condensed_tree.parquet``, ``summary.json``, ``config.toml``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from . import atomic
+from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
+from .cluster import leaf_clusters
+from .config import SearchConfig, config_from_dict
+from .errors import InputError
+from .reduce import knn_graph, umap_embed
+from .runlog import StageTimer, peak_rss_mib
+from .select import paper_cuts, prefilter
+
+log = logging.getLogger("raregal")
+
+
+class RareClassSearch(ClusterMixin, BaseEstimator):
+    """UMAP + HDBSCAN leaf clustering of galaxy representations.
+
+    Parameters (defaults: the paper's)
+    ----------
+    n_neighbors : UMAP neighbours (50).
+    n_components : dimensions of the UMAP that is clustered (5).
+    min_samples, min_cluster_size : HDBSCAN's (300, 10).
+    cluster_selection_method : ``"leaf"`` (the paper) or ``"eom"``.
+    metric : distance in representation space.
+    umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
+    map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph).
+    hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
+    random_state : seed of every stochastic step.
+
+    Attributes after ``fit(X)`` with X of shape (N, D)
+    ----------
+    labels_ : (N,) cluster of each row, -1 = unclustered.
+    probabilities_ : (N,) HDBSCAN membership strength.
+    embedding_ : (N, n_components) float32 UMAP coordinates.
+    embedding_2d_ : (N, 2) float32, or None.
+    condensed_tree_ : DataFrame (parent, child, lambda_val, child_size).
+    cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
+    timings_ : seconds per stage.
+    """
+
+    def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
+                 cluster_selection_method="leaf", metric="euclidean", umap_init="spectral",
+                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, hdbscan_backend="fast_hdbscan",
+                 random_state=0):
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.min_samples = min_samples
+        self.min_cluster_size = min_cluster_size
+        self.cluster_selection_method = cluster_selection_method
+        self.metric = metric
+        self.umap_init = umap_init
+        self.umap_n_epochs = umap_n_epochs
+        self.umap_min_dist = umap_min_dist
+        self.map_2d = map_2d
+        self.hdbscan_backend = hdbscan_backend
+        self.random_state = random_state
+
+    def _check(self, n: int) -> None:
+        if n <= self.n_components + 1 or n <= self.n_neighbors:
+            raise InputError(f"only {n} galaxies to search; need more than n_neighbors={self.n_neighbors} "
+                             f"(try --n-neighbors {max(2, n // 4)})")
+        if n < self.min_samples:
+            raise InputError(f"only {n} galaxies to search, fewer than min_samples={self.min_samples}; "
+                             f"small samples need a smaller value, e.g. --min-samples {max(2, n // 50)}")
+
+    def fit(self, X, y=None, timer: StageTimer | None = None):
+        """Reduce and cluster ``X`` of shape (N, D); returns self."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self._check(len(X))
+        timer = timer or StageTimer(echo=False)
+        seed = int(self.random_state)
+        umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
+                       n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed)
+        with timer.stage("knn"):
+            knn = knn_graph(X, self.n_neighbors, self.metric, seed)
+        with timer.stage("umap5"):
+            self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
+        self.embedding_2d_ = None
+        if self.map_2d:
+            with timer.stage("umap2"):
+                self.embedding_2d_ = (self.embedding_[:, :2].copy() if self.n_components == 2
+                                      else umap_embed(X, 2, knn=knn, **umap_kw))
+        with timer.stage("hdbscan"):
+            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size,
+                                   self.hdbscan_backend, self.cluster_selection_method)
+        self.labels_ = result.labels
+        self.probabilities_ = result.probabilities
+        self.condensed_tree_ = result.condensed_tree
+        self.cluster_tree_nodes_ = result.tree_nodes
+        self.cluster_persistence_ = result.persistence
+        self.n_clusters_ = result.n_clusters
+        self.timings_ = dict(timer.seconds)
+        return self
+
+
+def _versions() -> dict:
+    out = {}
+    for dist in ("raregal", "numpy", "umap-learn", "pynndescent", "fast_hdbscan", "hdbscan", "scikit-learn",
+                 "numba", "pandas", "pyarrow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.ndarray:
+    valid = np.isfinite(X).all(axis=1)
+    if not valid.all():
+        bad = frame[ID].to_numpy()[~valid]
+        if not drop_invalid:
+            raise InputError(f"{len(bad)} rows have NaN or infinite features, e.g. ids "
+                             f"{', '.join(map(str, bad[:10]))}; fix them or pass --drop-invalid")
+        log.warning("dropping %d rows with NaN or infinite features (--drop-invalid), e.g. %s",
+                    len(bad), ", ".join(map(str, bad[:5])))
+    return valid
+
+
+def load_representations(path, features: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a representation table and return ``(table, X)`` with X of shape (N, D) float32."""
+    frame = read_table(path)
+    check_ids(frame, str(path))
+    X = feature_matrix(frame, features)
+    if X.shape[1] == 0 or len(X) == 0:
+        raise InputError(f"{path}: the representation is empty (shape {X.shape})")
+    return frame, X
+
+
+def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
+    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns."""
+    n = len(frame)
+    out = pd.DataFrame({ID: frame[ID].to_numpy()})
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[kept] = est.labels_
+    probs = np.zeros(n, dtype=np.float32)
+    probs[kept] = est.probabilities_
+    out["cluster"] = labels
+    out["probability"] = probs
+    out["kept"] = kept
+    for name, emb in (("umap5", est.embedding_), ("umap2", est.embedding_2d_)):
+        if emb is None:
+            continue
+        full = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+        full[kept] = emb
+        for i in range(emb.shape[1]):
+            out[f"{name}_{i}"] = full[:, i]
+    for col in (FILE_LOC, "true_class"):
+        if col in frame.columns:
+            out[col] = frame[col].to_numpy()
+    return out
+
+
+def _cluster_summaries(est: RareClassSearch) -> list[dict]:
+    out = []
+    for k in range(est.n_clusters_):
+        member = est.labels_ == k
+        out.append({"cluster": k, "size": int(member.sum()), "persistence": float(est.cluster_persistence_[k]),
+                    "tree_node": int(est.cluster_tree_nodes_[k]),
+                    "mean_probability": float(est.probabilities_[member].mean())})
+    return out
+
+
+def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
+               **params) -> dict:
+    """Search a representation table and write a run directory; return the summary dict.
+
+    ``config`` (a :class:`SearchConfig` or dict) and keyword ``params`` override the paper's
+    defaults. Everything is checked before ``out_dir`` is touched; each output file is written
+    atomically, so an interrupted run leaves complete files or none.
+    """
+    if isinstance(config, dict) or config is None:
+        config = config_from_dict(dict(config or {}))
+    if params:
+        config = config_from_dict(params, base=config)
+    config.validate()
+    out_dir = Path(out_dir)
+    timer = StageTimer()
+    t0 = time.perf_counter()
+
+    with timer.stage("read"):
+        frame, X = load_representations(reps, config.features)
+        valid = _valid_rows(frame, X, config.drop_invalid)
+    log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], reps)
+
+    with timer.stage("prefilter"):
+        cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts)
+        kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
+    log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    est = RareClassSearch(
+        n_neighbors=config.n_neighbors, n_components=config.n_components, min_samples=config.min_samples,
+        min_cluster_size=config.min_cluster_size, cluster_selection_method=config.cluster_selection_method,
+        metric=config.metric, umap_init=config.umap_init, umap_n_epochs=config.umap_n_epochs,
+        umap_min_dist=config.umap_min_dist, map_2d=config.map_2d, hdbscan_backend=config.hdbscan_backend,
+        random_state=config.seed)
+    est._check(int(kept.sum()))  # fail before any work or output
+    est.fit(X[kept], timer=timer)
+
+    with timer.stage("write"):
+        table = cluster_table(frame, kept, est)
+        n_kept = int(kept.sum())
+        n_clustered = int((est.labels_ >= 0).sum())
+        summary = {
+            "input": str(Path(reps).resolve()),
+            "n_rows": len(frame),
+            "n_features": int(X.shape[1]),
+            "counts": counts,
+            "n_clusters": int(est.n_clusters_),
+            "n_clustered": n_clustered,
+            "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
+            "clusters": _cluster_summaries(est),
+            "parameters": config.to_dict(),
+            "versions": _versions(),
+        }
+        if "true_class" in frame.columns:
+            summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_parquet(out_dir / "clusters.parquet", table)
+        atomic.write_parquet(out_dir / "condensed_tree.parquet", est.condensed_tree_)
+        atomic.write_toml(out_dir / "config.toml", config.to_dict())
+    summary["timing"] = timer.as_dict()
+    summary["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    summary["timing"]["peak_memory_mib"] = round(peak_rss_mib(), 1)
+    atomic.write_json(out_dir / "summary.json", summary)
+    log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, n_clustered, n_kept,
+             100 * summary["fraction_clustered"])
+    if config.report and FILE_LOC in frame.columns:
+        _report(out_dir)
+    log.info("results in %s", out_dir.resolve())
+    return summary
+
+
+def _report(out_dir: Path) -> None:
+    """Build the report when images are known; a failing report never loses the search."""
+    try:
+        from .report import build_report
+    except ImportError:  # pragma: no cover - the report ships with raregal
+        return
+    try:
+        path = build_report(out_dir)
+        log.info("report in %s", path)
+    except Exception as err:  # noqa: BLE001 - the clusters are written; say what went wrong
+        log.warning("the search finished but its report failed: %s (run `raregal report %s`)", err, out_dir)
+
+
+def _score(true_class: np.ndarray, labels: np.ndarray) -> dict | None:
+    try:
+        from .metrics import score_clusters
+    except ImportError:  # pragma: no cover - metrics ship with raregal
+        return None
+    return score_clusters(np.asarray(true_class).astype(str), labels)
