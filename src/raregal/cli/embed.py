@@ -1,0 +1,49 @@
+"""``raregal embed CAT --model MODEL --out REPS.parquet``: representation + predicted vote fractions."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("embed", help="embed a catalog's images with an encoder",
+                       description="Run the encoder over every image of a catalog and write id_str, file_loc, "
+                                   "feat_0..feat_{D-1} and the 34 <answer>_fraction columns to Parquet, in chunks "
+                                   "(an interrupted run resumes). Unreadable images are skipped and listed.")
+    p.add_argument("catalog", help="image catalog (id_str, file_loc): Parquet, CSV or FITS")
+    p.add_argument("--model", default="demo",
+                   help="'demo' (shipped encoder), hf_hub:owner/repo, a raregal model folder, or a weights file "
+                        "(.safetensors, .ckpt, .pth, .bin) (default: demo)")
+    p.add_argument("--arch", help="timm architecture, for weights files that do not say it")
+    p.add_argument("--input-size", type=int, help="input size in pixels (default: the model's)")
+    p.add_argument("--out", required=True, help="output Parquet file, e.g. reps.parquet")
+    p.add_argument("--carry", nargs="+", default=[], metavar="COL", help="catalog columns to copy to the output")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=4096, help="rows per resumable part (4096)")
+    p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
+    p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full unpickling of a .ckpt/.pth that holds Python objects (runs code in the file)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    from ..catalog import read_catalog
+    from ..embed import embed_catalog, load_model
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    catalog = read_catalog(args.catalog)
+    model = load_model(args.model, arch=args.arch, device=device, input_size=args.input_size,
+                       trust_checkpoint=args.trust_checkpoint)
+    summary = embed_catalog(catalog, model, args.out, chunk_size=args.chunk_size, batch_size=args.batch_size,
+                            workers=args.workers, carry=args.carry, overwrite=args.overwrite, model_name=args.model)
+    print(f"embedded {summary['n_embedded']} of {summary['n_input']} images ({summary['representation_dim']}-d) "
+          f"-> {args.out}; skipped {summary['n_skipped']} (see {summary['skipped_report']})")
+    if not summary["has_fractions"]:
+        print("note: this encoder has no Dirichlet head, so the *_fraction columns are NaN; "
+              "search it without the morphology pre-filter")
+    return 0

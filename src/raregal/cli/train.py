@@ -1,0 +1,55 @@
+"""``raregal train --catalog CAT --out CKPT_DIR``: train a bottlenecked encoder on vote counts."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train an encoder with a Dirichlet head on Galaxy Zoo vote counts",
+                       description="Train (or retrain from --init) a timm encoder with an optional bottleneck and "
+                                   "a Dirichlet head on GZ DESI vote counts (Dirichlet-multinomial loss summed over "
+                                   "questions). Rerunning with the same --out resumes.")
+    p.add_argument("--catalog", required=True, help="catalog with id_str, file_loc and the 34 vote-count columns")
+    p.add_argument("--out", required=True, help="folder for the model (best epoch), last/ (resume) and history.json")
+    p.add_argument("--arch", default="efficientnet_b0", help="timm architecture (efficientnet_b0, maxvit_tiny_rw_224, …)")
+    p.add_argument("--bottleneck", type=int, default=128, help="representation width; 0 for no bottleneck (128)")
+    p.add_argument("--init", help="start from these weights: 'demo', hf_hub:…, a raregal folder or a weights file")
+    p.add_argument("--input-size", type=int, default=224, help="square input size in pixels (224)")
+    p.add_argument("--epochs", type=int, default=30, help="most epochs to run (30)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (0.01)")
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout before the Dirichlet head (0.2)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of galaxies held out for validation (0.1)")
+    p.add_argument("--patience", type=int, default=5, help="stop after this many epochs without improvement (5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
+    p.add_argument("--restart", action="store_true", help="ignore an earlier run in --out instead of resuming it")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    from ..catalog import read_catalog
+    from ..errors import InputError
+    from ..train import TrainConfig, default_workers, train
+
+    if args.bottleneck < 0 or args.input_size < 8 or args.epochs < 1 or args.batch_size < 2:
+        raise InputError("--bottleneck must be >= 0, --input-size >= 8, --epochs >= 1, --batch-size >= 2")
+    if not 0 <= args.val_fraction < 1:
+        raise InputError("--val-fraction must be in [0, 1)")
+    catalog = read_catalog(args.catalog)
+    config = TrainConfig(arch=args.arch, bottleneck=args.bottleneck or None, input_size=args.input_size,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         dropout=args.dropout, val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
+                         workers=default_workers() if args.workers is None else args.workers,
+                         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init)
+    summary = train(catalog, args.out, config, restart=args.restart)
+    print(f"trained {summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f} nats/galaxy "
+          f"at epoch {summary['best_epoch']}; {summary['train_images_per_s']:.0f} img/s. Model in {args.out}/ "
+          f"(use: raregal embed CAT --model {args.out} --out reps.parquet)")
+    return 0

@@ -1,0 +1,255 @@
+"""Embed every image of a catalog: representation plus predicted Galaxy Zoo DESI vote fractions.
+
+Output (``REPS.parquet``, what ``raregal search`` reads): one row per readable image, in catalog
+order, with ``id_str``, ``file_loc`` (absolute), ``feat_0 … feat_{D-1}`` (float32 representation),
+``<answer>_fraction`` for all 34 answers (float32, expected vote fraction within each question;
+NaN for an encoder without a Dirichlet head) and any carried catalog columns.
+
+The work is cut into chunks of rows. Each finished chunk is written at once to
+``REPS.parquet.parts/part-NNNNN.parquet`` (atomically), so a run that is interrupted or killed
+resumes from the first unfinished chunk; at the end the parts are merged into ``REPS.parquet``
+and the parts folder is removed. Images that are missing or unreadable are skipped and listed,
+with the reason, in ``REPS.skipped.csv``; ``REPS.embed.json`` records counts and timings.
+
+:func:`embed_chunk` is the per-chunk work as a plain function (rows in, table out) so that it
+can also run inside a Dask worker; :func:`load_model` gives the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import schema
+from .atomic import atomic_path, write_json, write_parquet, write_text
+from .errors import InputError
+from .encoder.loading import load_model
+from .images import ImageDataset, collate_images, eval_transform
+from .train import default_workers
+
+log = logging.getLogger("raregal")
+
+__all__ = ["embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_path"]
+
+_SKIP_COLUMNS = ["id_str", "file_loc", "reason"]
+
+
+def parts_dir(out: str | os.PathLike) -> Path:
+    """Folder of the finished chunks of an embedding run writing to ``out``."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def skipped_path(out: str | os.PathLike) -> Path:
+    """The CSV listing the images an embedding run into ``out`` skipped (id_str, file_loc, reason)."""
+    out = Path(out)
+    return out.with_name(out.with_suffix("").name + ".skipped.csv")
+
+
+def _run(model, loader, device) -> tuple[list[np.ndarray], list, list, list]:
+    """Yield per batch: (row positions, representation (B, D), fractions (B, 34) or None, failed [(pos, reason)])."""
+    with torch.inference_mode():
+        for batch in loader:
+            index = batch["index"].numpy()
+            if len(index):
+                z, frac = model.embed_and_predict(batch["image"].to(device, non_blocking=True))
+                z = z.float().cpu().numpy()
+                frac = None if frac is None else frac.float().cpu().numpy()
+            else:
+                z, frac = np.zeros((0, model.representation_dim), np.float32), None
+            yield index, z, frac, batch["failed"]
+
+
+def _frame(rows: pd.DataFrame, index: np.ndarray, z: np.ndarray, frac: np.ndarray | None,
+           carry: list[str]) -> pd.DataFrame:
+    """Assemble the output table for ``rows`` (positions ``index`` were read; z (n, D), frac (n, 34))."""
+    picked = rows.iloc[index]
+    data = {"id_str": picked["id_str"].astype(str).to_numpy(), "file_loc": picked["file_loc"].astype(str).to_numpy()}
+    z = z.astype(np.float32, copy=False)
+    for j in range(z.shape[1]):
+        data[f"feat_{j}"] = z[:, j]
+    frac = np.full((len(index), len(schema.FRACTIONS)), np.nan, np.float32) if frac is None else frac.astype(np.float32)
+    for j, name in enumerate(schema.FRACTIONS):
+        data[name] = frac[:, j]
+    for col in carry:
+        data[col] = picked[col].to_numpy()
+    return pd.DataFrame(data)
+
+
+def _stack(results, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list]:
+    index = np.concatenate([r[0] for r in results]) if results else np.zeros(0, int)
+    z = np.concatenate([r[1] for r in results]) if results else np.zeros((0, dim), np.float32)
+    fracs = [r[2] for r in results if r[2] is not None]
+    frac = np.concatenate(fracs) if fracs else None
+    failed = [f for r in results for f in r[3]]
+    return index, z, frac, failed
+
+
+def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: int = 0,
+                carry: list[str] | tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Embed the images of ``rows`` (``id_str``, absolute ``file_loc``) with ``model``.
+
+    Returns (table, skipped): the representation table described in the module docstring for
+    the readable rows, in the order of ``rows``; and a DataFrame ``id_str, file_loc, reason`` of
+    the rows whose image could not be read. Never raises for a bad image.
+    """
+    rows = rows.reset_index(drop=True)
+    device = next(model.parameters()).device
+    dataset = ImageDataset(rows["file_loc"], eval_transform(model.config.input_size), model.config.channels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=collate_images)
+    index, z, frac, failed = _stack(list(_run(model, loader, device)), model.representation_dim)
+    return _frame(rows, index, z, frac, list(carry)), _skipped_frame(rows, failed)
+
+
+def _skipped_frame(rows: pd.DataFrame, failed: list) -> pd.DataFrame:
+    pos = [i for i, _ in failed]
+    return pd.DataFrame({"id_str": rows["id_str"].iloc[pos].astype(str).to_numpy(),
+                         "file_loc": rows["file_loc"].iloc[pos].astype(str).to_numpy(),
+                         "reason": [r for _, r in failed]}, columns=_SKIP_COLUMNS)
+
+
+def _fingerprint(model, catalog: pd.DataFrame, chunk_size: int, carry: list[str]) -> str:
+    """Hash of everything that determines the parts, so a resume never mixes two different runs."""
+    h = hashlib.sha256()
+    h.update(json.dumps([model.config.to_dict(), chunk_size, carry], sort_keys=True).encode())
+    for tensor in model.state_dict().values():
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(pd.util.hash_pandas_object(catalog[["id_str", "file_loc"]].astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
+    carry = list(dict.fromkeys(carry or []))
+    missing = [c for c in carry if c not in catalog.columns]
+    if missing:
+        raise InputError(f"--carry: catalog has no column(s) {', '.join(missing)}")
+    reserved = [c for c in carry if c in ("id_str", "file_loc") or c.startswith("feat_") or c in schema.FRACTIONS]
+    if reserved:
+        raise InputError(f"--carry: {', '.join(reserved)} are written by embed itself and cannot be carried")
+    return carry
+
+
+def _merge(parts: list[Path], out: Path) -> int:
+    """Stream the part files into one Parquet file at ``out`` (atomically); returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    unified = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+    n = 0
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, unified) as writer:
+            for p in parts:
+                table = pq.read_table(p).cast(unified)
+                writer.write_table(table)
+                n += table.num_rows
+    return n
+
+
+def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_size: int = 4096,
+                  batch_size: int = 64, workers: int | None = None, carry=(), overwrite: bool = False,
+                  progress: bool = True, model_name: str = "") -> dict:
+    """Embed every row of ``catalog`` into ``out`` (Parquet), resuming from finished chunks.
+
+    Parameters
+    ----------
+    catalog : DataFrame with ``id_str`` and absolute ``file_loc`` (see :func:`raregal.catalog.read_catalog`).
+    model : a :class:`~raregal.encoder.GalaxyEncoder` in eval mode (see :func:`load_model`).
+    out : output Parquet path; its ``.parts`` folder holds finished chunks until the merge.
+    chunk_size : rows per part file (the unit of resumption).
+    batch_size, workers : images per forward pass; image-decoding worker processes.
+    carry : catalog columns copied to the output.
+    overwrite : replace an existing ``out`` instead of refusing.
+
+    Returns the summary written to ``REPS.embed.json`` (counts, seconds, images/s).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    carry = _check_carry(catalog, carry)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it")
+    if chunk_size < 1 or batch_size < 1:
+        raise InputError("--chunk-size and --batch-size must be at least 1")
+    catalog = catalog.reset_index(drop=True)
+    workers = default_workers() if workers is None else workers
+    device = next(model.parameters()).device
+    n = len(catalog)
+    n_chunks = max(1, -(-n // chunk_size))
+    pdir = parts_dir(out)
+    fingerprint = _fingerprint(model, catalog, chunk_size, carry)
+    manifest = pdir / "manifest.json"
+    if pdir.exists() and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
+        if not overwrite:
+            raise InputError(f"{pdir} holds parts of a run with another model, catalog or chunk size; "
+                             "delete it or pass --overwrite")
+        shutil.rmtree(pdir)
+    pdir.mkdir(parents=True, exist_ok=True)
+    write_json(manifest, {"fingerprint": fingerprint, "n_rows": n, "chunk_size": chunk_size, "n_chunks": n_chunks,
+                          "model": model_name, "carry": carry})
+
+    def part(c: int) -> Path:
+        return pdir / f"part-{c:05d}.parquet"
+
+    todo = [c for c in range(n_chunks) if not part(c).is_file()]
+    if len(todo) < n_chunks:
+        log.info("resuming: %d of %d chunks already done in %s", n_chunks - len(todo), n_chunks, pdir)
+    bounds = {c: (c * chunk_size, min(n, (c + 1) * chunk_size)) for c in todo}
+    # batches never straddle two chunks, so each chunk is complete when its last batch arrives
+    batches, chunk_of = [], []
+    for c in todo:
+        start, stop = bounds[c]
+        for s in range(start, stop, batch_size):
+            batches.append(list(range(s, min(stop, s + batch_size))))
+            chunk_of.append(c)
+    dataset = ImageDataset(catalog["file_loc"], eval_transform(model.config.input_size), model.config.channels)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers if batches else 0,
+                                         collate_fn=collate_images, pin_memory=device.type == "cuda")
+    remaining = sum(e - s for s, e in bounds.values())
+    t0 = time.perf_counter()
+    bar = tqdm(total=remaining, unit="img", unit_scale=True, desc="embed", disable=not progress)
+    pending: list = []
+    for b, result in enumerate(_run(model, loader, device)):
+        pending.append(result)
+        bar.update(len(batches[b]))
+        c = chunk_of[b]
+        if b + 1 == len(batches) or chunk_of[b + 1] != c:
+            s, e = bounds[c]
+            index, z, frac, failed = _stack(pending, model.representation_dim)
+            rows = catalog.iloc[s:e].reset_index(drop=True)
+            write_text(pdir / f"part-{c:05d}.skipped.csv", _skipped_frame(rows, [(i - s, r) for i, r in failed])
+                       .to_csv(index=False))
+            write_parquet(part(c), _frame(rows, index - s, z, frac, carry))
+            pending = []
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    parts = [part(c) for c in range(n_chunks)]
+    n_rows = _merge(parts, out)
+    skipped = pd.concat([pd.read_csv(pdir / f"part-{c:05d}.skipped.csv", dtype=str) for c in range(n_chunks)],
+                        ignore_index=True)
+    write_text(skipped_path(out), skipped.to_csv(index=False))
+    summary = {"output": str(out.resolve()), "model": model_name, "arch": model.config.arch,
+               "representation_dim": model.representation_dim, "input_size": model.config.input_size,
+               "has_fractions": model.head is not None, "n_input": n, "n_embedded": n_rows,
+               "n_skipped": len(skipped), "skipped_report": str(skipped_path(out).resolve()),
+               "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "seconds": round(seconds, 3),
+               "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
+               "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry}
+    write_json(out.with_name(out.with_suffix("").name + ".embed.json"), summary)
+    shutil.rmtree(pdir)
+    if len(skipped):
+        log.warning("%d of %d images could not be read and were skipped, e.g. %s; list in %s", len(skipped), n,
+                    ", ".join(skipped["id_str"].head(5)), skipped_path(out))
+    log.info("embedded %d images (%d-d) in %.1f s (%.1f img/s) -> %s", n_rows, model.representation_dim, seconds,
+             summary["images_per_s"] or 0.0, out)
+    return summary

@@ -1,0 +1,156 @@
+"""Training on vote counts: one step lowers the loss, checkpoints, validation per question, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from raregal import schema
+from raregal.catalog import read_catalog
+from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model
+from raregal.encoder.dirichlet import dirichlet_loss
+from raregal.errors import InputError
+from raregal.train import TrainConfig, split_indices, train, vote_counts
+
+ARCH = "test_efficientnet"
+
+
+def make_catalog(folder, n=24, seed=0, bad=True):
+    """Blobs (voted smooth) and stripes (voted featured), 32 px PNGs, plus a corrupt and a missing file."""
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:32, :32]
+    rows = []
+    for i in range(n):
+        smooth = i % 2 == 0
+        base = np.exp(-((xx - 16) ** 2 + (yy - 16) ** 2) / 40.0) if smooth else 0.5 + 0.5 * np.sin(xx / 2.0)
+        pix = np.clip(255 * (base[..., None] * [1.0, 0.8, 0.6] + rng.normal(0, 0.05, (32, 32, 3))), 0, 255)
+        Image.fromarray(pix.astype(np.uint8)).save(folder / "img" / f"g{i}.png")
+        row = {"id_str": f"g{i}", "file_loc": f"img/g{i}.png"}
+        row.update({a: 0 for a in schema.ANSWERS})
+        row["smooth-or-featured_smooth" if smooth else "smooth-or-featured_featured-or-disk"] = 18
+        row["smooth-or-featured_artifact"] = 2
+        row["merging_none"] = 20
+        rows.append(row)
+    if bad:
+        (folder / "img" / "bad.png").write_bytes(b"not an image")
+        rows.append({**rows[0], "id_str": "bad", "file_loc": "img/bad.png"})
+        rows.append({**rows[1], "id_str": "gone", "file_loc": "img/gone.png"})
+    frame = pd.DataFrame(rows)
+    frame.loc[2, "merging_none"] = np.nan  # a missing count
+    frame.to_parquet(folder / "catalog.parquet")
+    return read_catalog(folder / "catalog.parquet")
+
+
+def config(**kw):
+    base = dict(arch=ARCH, bottleneck=8, input_size=32, epochs=2, batch_size=8, lr=3e-3, val_fraction=0.25,
+                patience=3, seed=0, workers=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_vote_counts_fill_missing_with_zero_and_name_absent_columns(caplog):
+    frame = pd.DataFrame({"id_str": ["a", "b"], "bar_strong": [3, np.nan], "bar_no": [1, 2]})
+    counts = vote_counts(frame)
+    assert counts.shape == (2, 34)
+    assert counts[:, schema.ANSWERS.index("bar_strong")].tolist() == [3, 0]
+    assert counts[:, schema.ANSWERS.index("bar_no")].tolist() == [1, 2]
+    assert "smooth-or-featured_smooth" in caplog.text
+    with pytest.raises(InputError, match="no vote-count columns"):
+        vote_counts(pd.DataFrame({"id_str": ["a"]}))
+    with pytest.raises(InputError, match="bar_no.*negative"):
+        vote_counts(pd.DataFrame({"bar_no": [-1]}))
+
+
+def test_split_is_seeded_and_independent_of_row_order():
+    ids = np.array([f"g{i}" for i in range(50)])
+    tr, va = split_indices(ids, 0.2, seed=1)
+    assert len(va) == 10 and len(tr) == 40 and not set(tr) & set(va)
+    shuffled = ids[::-1]
+    tr2, va2 = split_indices(shuffled, 0.2, seed=1)
+    assert set(shuffled[va2]) == set(ids[va])
+    assert set(ids[split_indices(ids, 0.2, seed=2)[1]]) != set(ids[va])
+
+
+def test_one_training_step_lowers_the_loss(tmp_path):
+    catalog = make_catalog(tmp_path, n=16, bad=False)
+    from raregal.images import load_image, resize
+
+    x = torch.stack([resize(load_image(p), 32) for p in catalog["file_loc"]])
+    y = torch.as_tensor(vote_counts(catalog))
+    torch.manual_seed(0)
+    model = GalaxyEncoder(EncoderConfig(arch=ARCH, bottleneck=8, input_size=32, dropout=0.0)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    before = dirichlet_loss(model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after = dirichlet_loss(model(x), y)
+    assert after.item() < before.item() - 1e-3
+
+
+def test_train_writes_a_loadable_model_history_and_skipped_list(tmp_path):
+    catalog = make_catalog(tmp_path / "data")
+    summary = train(catalog, tmp_path / "ck", config(epochs=3), progress=False)
+    assert summary["epochs_run"] == 3 and summary["n_skipped"] == 2
+    assert summary["n_train"] + summary["n_val"] == len(catalog)
+    history = json.loads((tmp_path / "ck" / "history.json").read_text())
+    epochs = history["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    per_q = epochs[0]["val_loss_per_question"]
+    assert set(per_q) == set(schema.QUESTIONS)
+    assert per_q["smooth-or-featured"] > 0 and per_q["bar"] is None  # nobody was asked about bars
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert summary["best_val_loss"] == pytest.approx(min(e["val_loss"] for e in epochs))
+    skipped = pd.read_csv(tmp_path / "ck" / "skipped.csv")
+    assert sorted(skipped["id_str"]) == ["bad", "gone"]
+    model = load_model(tmp_path / "ck")
+    assert model.representation_dim == 8 and model.config.input_size == 32
+    stored = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert stored["training"]["epoch"] == summary["best_epoch"]
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    catalog = make_catalog(tmp_path / "data", bad=False)
+    train(catalog, tmp_path / "straight", config(epochs=2), progress=False)
+    train(catalog, tmp_path / "resumed", config(epochs=1), progress=False)  # "interrupted" after epoch 1
+    summary = train(catalog, tmp_path / "resumed", config(epochs=2), progress=False)
+    assert summary["epochs_run"] == 2
+    a = load_model(tmp_path / "straight" / "last").state_dict()
+    b = load_model(tmp_path / "resumed" / "last").state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(InputError, match="other settings.*bottleneck"):
+        train(catalog, tmp_path / "resumed", config(epochs=3, bottleneck=4), progress=False)
+
+
+def test_early_stopping_and_init_from_another_model(tmp_path):
+    catalog = make_catalog(tmp_path / "data", bad=False)
+    train(catalog, tmp_path / "first", config(epochs=1), progress=False)
+    # with lr 0 only batch-norm statistics move: validation stalls and training stops `patience` epochs after the best
+    summary = train(catalog, tmp_path / "second", config(epochs=10, patience=2, lr=0.0, init=str(tmp_path / "first")),
+                    progress=False)
+    assert summary["stopped_early"] and summary["epochs_run"] == summary["best_epoch"] + 2 < 10
+    first = load_model(tmp_path / "first").state_dict()
+    second = load_model(tmp_path / "second").state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder.") and "running" not in k
+               and "num_batches" not in k)
+
+
+def test_train_cli(tmp_path, capsys):
+    from raregal.cli import main
+
+    make_catalog(tmp_path / "data", n=12)
+    rc = main(["train", "--catalog", str(tmp_path / "data" / "catalog.parquet"), "--out", str(tmp_path / "ck"),
+               "--arch", ARCH, "--bottleneck", "4", "--input-size", "32", "--epochs", "1", "--batch-size", "4",
+               "--workers", "0", "--device", "cpu"])
+    assert rc == 0 and "best validation loss" in capsys.readouterr().out
+    assert load_model(tmp_path / "ck").representation_dim == 4
+    rc = main(["train", "--catalog", str(tmp_path / "data" / "catalog.parquet"), "--out", str(tmp_path / "x"),
+               "--arch", "no_such_net", "--epochs", "1"])
+    assert rc == 2
