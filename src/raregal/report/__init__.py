@@ -1,0 +1,210 @@
+"""Show a run's clusters: a self-contained HTML report folder (``RUN_DIR/report/``).
+
+:func:`build_report` writes ``index.html`` with an overview (counts through each stage,
+clusters, parameters), the 2-D UMAP map (:mod:`.maps`, datashader), a Fig.-1-style montage
+(:mod:`.montage`), the condensed tree (:mod:`.tree`), and per cluster a gallery of its most
+confident members (:mod:`.gallery`), its distinctive predicted morphology in words
+(:mod:`.morphology`), its place in the tree and its members as CSV/FITS (:mod:`.downloads`).
+Everything the page shows lives inside the folder; no network is needed to view it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_json, write_text
+from ..runlog import StageTimer
+from .rundir import Run, load_run, read_input
+
+log = logging.getLogger("raregal")
+
+__all__ = ["build_report", "load_run", "Run"]
+
+#: How many clusters the montage shows (one row each) and how many images per row.
+MONTAGE_ROWS, MONTAGE_COLS = 8, 8
+_COUNT_LABELS = {"input": "input galaxies", "after_smooth": "not smooth", "after_edge_on": "not edge-on",
+                 "after_artifact": "not artifacts", "kept": "kept for clustering"}
+
+
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out += _flat(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v)))
+    return out
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace the folder ``out`` by ``tmp`` (old report removed only once the new one is in place)."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _montage_clusters(info) -> list[int]:
+    order = info.assign(_p=info["persistence"].fillna(-1.0)).sort_values(["_p", "size"], ascending=False, kind="stable")
+    return [int(k) for k in order["cluster"].head(MONTAGE_ROWS)]
+
+
+def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None,
+                 out: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Write the HTML report of the run in ``run_dir`` and return the path of its ``index.html``.
+
+    Parameters
+    ----------
+    run_dir : a run directory written by ``raregal search`` (clusters.parquet, summary.json,
+        condensed_tree.parquet).
+    catalog : optional image catalog (``id_str``, ``file_loc``) giving the images, joined on
+        ``id_str``; by default the run's own ``file_loc`` column is used.
+    out : report folder (default ``run_dir/report``). It is built beside its final place and
+        swapped in whole, so an interrupted build never leaves half a report.
+    progress : show a tqdm bar while making many thumbnails.
+
+    A missing or unreadable image shows as a placeholder tile and is counted (and named by id in
+    the overview); it never stops the report.
+    """
+    from . import downloads, gallery, maps, montage, morphology, thumbs, tree
+    from .html import render_page
+    from .. import __version__, schema
+
+    timer = StageTimer(echo=False)
+    run = load_run(run_dir, catalog)
+    out = Path(out) if out is not None else run.path / "report"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        info = run.cluster_info
+        ids = [int(k) for k in info["cluster"]]
+        kept = run.kept.reset_index(drop=True)
+        labels = kept["cluster"].to_numpy(np.int64)
+        colors = maps.cluster_colors(ids)
+        letters = dict(zip(_montage_clusters(info), montage.letters(MONTAGE_ROWS)))
+        warnings = []
+
+        with timer.stage("map"):
+            maps.plot_map(kept["umap2_0"].to_numpy(), kept["umap2_1"].to_numpy(), labels, tmp / "map.png")
+
+        with timer.stage("morphology"):
+            morph = {}
+            fractions = read_input(run, schema.FRACTIONS)
+            if fractions is not None and all(c in fractions.columns for c in schema.FRACTIONS):
+                frac_kept = kept[["id_str"]].merge(fractions.drop_duplicates("id_str"), on="id_str", how="left")
+                morph = morphology.cluster_morphology(frac_kept, labels, ids)
+            else:
+                fractions = None
+                warnings.append("Predicted morphology is not shown: the run's input table "
+                                f"({run.summary.get('input')}) is missing or lacks the *_fraction columns.")
+
+        with timer.stage("galleries"):
+            thumbs.placeholder(96).save(tmp / "missing.png")
+            if not run.has_images:
+                warnings.append("No image paths are known for this run: galleries show placeholders. "
+                                "Give the image catalog with --catalog.")
+            galleries = gallery.build_galleries(run.clusters, ids, tmp, "missing.png", progress=progress)
+            bad = [t for g in galleries.values() for t in g.tiles if not t.ok]
+            if bad and run.has_images:
+                warnings.append(f"{len(bad)} gallery image(s) could not be read and show as placeholders, e.g. ids: "
+                                + ", ".join(t.id_str for t in bad[:10]))
+                for t in bad[:50]:
+                    log.warning("report: image of %s unreadable: %s", t.id_str, t.reason)
+
+        with timer.stage("montage"):
+            rows, row_labels, captions, montage_rows = [], [], [], []
+            for k, letter in letters.items():
+                tiles = []  # the most confident members whose image can be read
+                members = gallery.top_members(run.clusters, k, 3 * MONTAGE_COLS)
+                for loc in members.get("file_loc", [None] * len(members)):
+                    im = thumbs.load_preview(loc, 128)[0]
+                    if im is not None:
+                        tiles.append(im)
+                    if len(tiles) == MONTAGE_COLS:
+                        break
+                tiles = tiles or [thumbs.placeholder(128)]
+                size = int(info.loc[info.cluster == k, "size"].iloc[0])
+                rows.append(tiles)
+                row_labels.append(letter)
+                captions.append(f"cluster {k}\n{size:,} galaxies")
+                montage_rows.append({"letter": letter, "cluster": k})
+            montage_src = None
+            if rows:
+                montage.montage(rows, row_labels, captions, tmp / "montage.png")
+                montage_src = "montage.png"
+
+        with timer.stage("tree"):
+            tree_src, tree_missing, tree_srcs, tree_texts = None, "", {}, {}
+            nodes = {int(k): int(n) for k, n in zip(info["cluster"], info["tree_node"]) if n >= 0}
+            if run.tree is None or run.tree.empty:
+                tree_missing = "The run has no condensed_tree.parquet."
+            else:
+                plot = tree.TreePlot(run.tree, nodes, colors)
+                plot.save(tmp / "tree.png")
+                tree_src = "tree.png"
+                (tmp / "tree").mkdir()
+                for k in ids:
+                    tree_texts[k] = tree.describe_node(tree.node_facts(run.tree, nodes[k])) if k in nodes else \
+                        "no tree node recorded for this cluster"
+                    if k in nodes:
+                        plot.save(tmp / "tree" / f"c{k}.png", highlight=k, dpi=40)
+                        tree_srcs[k] = f"tree/c{k}.png"
+                plot.close()
+
+        with timer.stage("downloads"):
+            extra = None if fractions is None else \
+                fractions[fractions["id_str"].isin(run.clusters.loc[run.clusters["cluster"] >= 0, "id_str"])]
+            links = {k: downloads.write_cluster_files(downloads.members_table(run.clusters, k, extra),
+                                                      tmp / "downloads", f"cluster_{k}") for k in ids}
+            clusters_parquet = downloads.copy_clusters(run.path, tmp / "downloads")
+
+        rows_ctx = []
+        for _, r in info.iterrows():
+            k = int(r["cluster"])
+            answers = morph.get(k, [])
+            rows_ctx.append({
+                "cluster": k, "letter": letters.get(k, ""), "color": colors[k], "size": int(r["size"]),
+                "mean_probability": float(r["mean_probability"]),
+                "persistence_text": "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}",
+                "morphology": answers,
+                "morphology_text": morphology.describe(answers) if fractions is not None else "not available",
+                "tiles": galleries[k].tiles, "n_unreadable": galleries[k].n_unreadable if run.has_images else 0,
+                "tree_src": tree_srcs.get(k), "tree_text": tree_texts.get(k, tree_missing),
+                "downloads": links[k],
+            })
+        s = run.summary
+        counts = [(_COUNT_LABELS.get(k, k), int(v)) for k, v in (s.get("counts") or {}).items()]
+        n_kept = len(kept)
+        n_clustered = int((labels >= 0).sum())
+        timing = [(k, f"{v:.1f} s") for k, v in ((s.get("timing") or {}).get("seconds") or {}).items()]
+        page = render_page(
+            title=run.path.resolve().name, run_path=str(run.path.resolve()), counts=counts,
+            clusters=rows_ctx, n_clustered=n_clustered,
+            fraction_clustered=float(s.get("fraction_clustered", n_clustered / max(n_kept, 1))),
+            parameters=_flat(s.get("parameters")), metrics=_flat(s.get("metrics")), timing=timing,
+            warnings=warnings, map_src="map.png", montage_src=montage_src, montage_rows=montage_rows,
+            tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__)
+        write_text(tmp / "index.html", page)
+        write_json(tmp / "report.json", {
+            "run": str(run.path.resolve()), "n_clusters": len(ids), "n_kept": n_kept, "n_clustered": n_clustered,
+            "gallery_tiles": sum(len(g.tiles) for g in galleries.values()),
+            "unreadable_images": [{"id_str": t.id_str, "reason": t.reason} for t in bad],
+            "montage": {m["letter"]: m["cluster"] for m in montage_rows}, "timing": timer.as_dict()})
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    secs = timer.as_dict()["seconds"]
+    log.info("report: %d clusters, %d gallery images (%d unreadable) in %.1f s (%s) -> %s",
+             len(ids), sum(len(g.tiles) for g in galleries.values()), len(bad), sum(secs.values()),
+             ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()), out / "index.html")
+    return out / "index.html"

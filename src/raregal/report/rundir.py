@@ -1,0 +1,152 @@
+"""Reading a run directory (the output of ``raregal search``) for reports and the explorer.
+
+A run directory holds ``clusters.parquet`` (one row per input galaxy), ``condensed_tree.parquet``
+and ``summary.json`` (see the README's data contracts). :func:`load_run` reads them into a
+:class:`Run`, checks the columns the pictures need, and attaches image paths (``file_loc``) from
+the run itself or from a catalog given by the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalog import FILE_LOC, ID, read_catalog, read_table
+from ..errors import InputError
+
+_NEEDED = ("id_str", "cluster", "probability", "kept", "umap2_0", "umap2_1")
+
+
+@dataclass
+class Run:
+    """One search result, as the report and explorer use it."""
+
+    path: Path
+    clusters: pd.DataFrame  # one row per input galaxy (run's clusters.parquet, plus file_loc)
+    summary: dict
+    tree: pd.DataFrame | None  # condensed tree (parent, child, lambda_val, child_size) or None
+    cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        """Rows that passed the pre-filter (the points of the map and of the condensed tree)."""
+        return self.clusters[self.clusters["kept"]]
+
+    @property
+    def has_images(self) -> bool:
+        return FILE_LOC in self.clusters.columns and self.clusters[FILE_LOC].notna().any()
+
+
+def _cluster_info(clusters: pd.DataFrame, summary: dict) -> pd.DataFrame:
+    """One row per cluster: cluster, size, persistence, tree_node, mean_probability (summary wins)."""
+    members = clusters[clusters["cluster"] >= 0]
+    counted = members.groupby("cluster").agg(size=("id_str", "size"),
+                                             mean_probability=("probability", "mean")).reset_index()
+    listed = pd.DataFrame(summary.get("clusters") or [])
+    if listed.empty:
+        info = counted.assign(persistence=np.nan, tree_node=-1)
+    else:
+        if "cluster" not in listed.columns:
+            raise InputError("summary.json: entries of 'clusters' lack the key 'cluster'")
+        info = listed.merge(counted, on="cluster", how="outer", suffixes=("", "_counted"))
+        for col in ("size", "mean_probability"):
+            if col in info.columns and f"{col}_counted" in info.columns:
+                info[col] = info[col].fillna(info[f"{col}_counted"])
+            elif f"{col}_counted" in info.columns:
+                info[col] = info[f"{col}_counted"]
+        info = info.drop(columns=[c for c in info.columns if c.endswith("_counted")])
+    for col, default in (("persistence", np.nan), ("tree_node", -1)):
+        if col not in info.columns:
+            info[col] = default
+    info["size"] = info["size"].fillna(0).astype(int)
+    info["tree_node"] = info["tree_node"].fillna(-1).astype(int)
+    return info.sort_values("cluster").reset_index(drop=True)
+
+
+def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None) -> Run:
+    """Read ``run_dir`` and attach image paths.
+
+    Parameters
+    ----------
+    run_dir : folder written by ``raregal search``.
+    catalog : optional image catalog (``id_str``, ``file_loc``); its ``file_loc`` (made absolute
+        by :func:`raregal.catalog.read_catalog`) replaces the run's, joined on ``id_str``.
+
+    Raises InputError naming the file or column when the run directory is incomplete.
+    """
+    path = Path(run_dir)
+    cpath, spath = path / "clusters.parquet", path / "summary.json"
+    for p in (cpath, spath):
+        if not p.exists():
+            raise InputError(f"{path}: not a run directory ({p.name} missing); run `raregal search` first")
+    clusters = read_table(cpath)
+    missing = [c for c in _NEEDED if c not in clusters.columns]
+    if missing:
+        raise InputError(f"{cpath}: missing column(s) {', '.join(missing)}")
+    clusters["kept"] = clusters["kept"].astype(bool)
+    clusters["cluster"] = clusters["cluster"].astype(np.int64)
+    try:
+        summary = json.loads(spath.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{spath}: not valid JSON: {err}") from err
+    tpath = path / "condensed_tree.parquet"
+    tree = read_table(tpath) if tpath.exists() else None
+    if tree is not None:
+        bad = [c for c in ("parent", "child", "lambda_val", "child_size") if c not in tree.columns]
+        if bad:
+            raise InputError(f"{tpath}: missing column(s) {', '.join(bad)}")
+    if catalog is not None:
+        cat = read_catalog(catalog)[[ID, FILE_LOC]]
+        clusters = clusters.drop(columns=[FILE_LOC], errors="ignore").merge(cat, on=ID, how="left")
+        n_missing = int(clusters[FILE_LOC].isna().sum())
+        if n_missing == len(clusters):
+            raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
+    return Run(path=path, clusters=clusters.reset_index(drop=True), summary=summary, tree=tree,
+               cluster_info=_cluster_info(clusters, summary))
+
+
+def input_path(run: Run) -> Path | None:
+    """The representation table the run was made from (``summary["input"]``), or None if it is gone."""
+    src = run.summary.get("input")
+    return Path(src) if src and Path(src).exists() else None
+
+
+def input_columns(run: Run) -> list[str] | None:
+    """Column names of the run's input table without reading it (Parquet), else None."""
+    src = input_path(run)
+    if src is None:
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetDataset(src).schema.names)
+    except Exception:  # not Parquet: the caller reads the whole table
+        return None
+
+
+def read_input(run: Run, columns: list[str]) -> pd.DataFrame | None:
+    """``id_str`` + those of ``columns`` that the run's input table has, or None.
+
+    None (and no error) when the table is gone or has none of the columns: a report is still
+    worth making without predicted morphology or a neighbour index.
+    """
+    src = input_path(run)
+    if src is None:
+        return None
+    names = input_columns(run)
+    cols = [c for c in columns if names is None or c in names]
+    if not cols:
+        return None
+    try:
+        frame = read_table(src, columns=[ID] + cols if names is not None else None)
+    except InputError:
+        return None
+    keep = [c for c in cols if c in frame.columns]
+    if not keep or ID not in frame.columns:
+        return None
+    return frame[[ID] + keep]

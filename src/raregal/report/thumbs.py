@@ -1,0 +1,116 @@
+"""Small preview images (thumbnails) of galaxy cutouts, for galleries, montages and tooltips.
+
+JPEG/PNG are decoded by Pillow (JPEG in draft mode: decoded at reduced scale, much faster for
+big cutouts). FITS are shown with astropy.visualization's percentile interval and asinh stretch,
+the usual display of survey flux images; a cube of 3 planes becomes an RGB image, anything else
+one grey band. A file that cannot be read gives ``None`` plus the reason, never an exception,
+so one bad file cannot stop a report.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+
+
+def _fits_rgb(path: Path):
+    from astropy.io import fits
+    from astropy.visualization import AsinhStretch, PercentileInterval
+    from PIL import Image
+
+    with fits.open(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if h.is_image and getattr(h, "data", None) is not None), None)
+        if hdu is None:
+            raise ValueError("FITS file has no image HDU with data")
+        data = np.squeeze(np.asarray(hdu.data, dtype=np.float32))
+    if data.ndim == 3 and data.shape[0] == 3:
+        planes = list(data)
+    elif data.ndim == 3:
+        planes = [data[0]] * 3
+    elif data.ndim == 2:
+        planes = [data] * 3
+    else:
+        raise ValueError(f"FITS image of shape {data.shape} is not (H, W) or (bands, H, W)")
+    stretch = AsinhStretch() + PercentileInterval(99.5)
+    rgb = np.stack([np.nan_to_num(stretch(p), nan=0.0) for p in planes], axis=-1)
+    return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)[::-1])  # FITS rows run bottom-up
+
+
+def load_preview(path: str | os.PathLike, size: int = 96):
+    """Read an image file as an RGB ``PIL.Image`` fitting in ``size`` x ``size`` pixels.
+
+    Returns ``(image, "")`` or ``(None, reason)`` when the file is missing or unreadable.
+    """
+    from PIL import Image
+
+    if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
+        return None, "no image path"
+    path = Path(path)
+    if not path.is_file():
+        return None, f"{path}: no such file"
+    try:
+        if str(path).lower().endswith(FITS_ENDINGS):
+            im = _fits_rgb(path)
+        else:
+            with Image.open(path) as src:
+                src.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+                im = src.convert("RGB")
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        if im.size != (size, size):  # pad non-square cutouts onto a dark square
+            canvas = Image.new("RGB", (size, size), (0, 0, 0))
+            canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+            im = canvas
+        return im, ""
+    except Exception as err:  # Pillow/astropy raise many kinds for corrupt files; report, go on
+        return None, f"{path}: {type(err).__name__}: {err}"
+
+
+def placeholder(size: int = 96, text: str = "no image"):
+    """A grey tile with ``text`` for galaxies whose image could not be read."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (size, size), (60, 60, 66))
+    d = ImageDraw.Draw(im)
+    d.line((0, 0, size, size), fill=(90, 90, 98), width=2)
+    d.line((0, size, size, 0), fill=(90, 90, 98), width=2)
+    w = d.textlength(text)
+    d.rectangle(((size - w) / 2 - 3, size / 2 - 8, (size + w) / 2 + 3, size / 2 + 8), fill=(60, 60, 66))
+    d.text(((size - w) / 2, size / 2 - 6), text, fill=(220, 220, 220))
+    return im
+
+
+def encode(im, fmt: str = "JPEG", quality: int = 88) -> bytes:
+    """Encode a PIL image as JPEG (default) or PNG bytes."""
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def write_thumbnails(paths: list, out_names: list[Path], size: int = 96, workers: int = 4,
+                     progress: bool = False) -> list[str]:
+    """Write a JPEG thumbnail of each image in ``paths`` to the matching ``out_names`` path.
+
+    Unreadable images are skipped (no file written). Returns one reason per input, "" when the
+    thumbnail was written. Runs ``workers`` threads (Pillow releases the GIL while decoding).
+    """
+    def one(args):
+        src, dst = args
+        im, why = load_preview(src, size)
+        if im is not None:
+            Path(dst).write_bytes(encode(im))
+        return why
+
+    jobs = list(zip(paths, out_names))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(one, jobs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(jobs), desc="thumbnails", unit="img")
+        return list(results)
