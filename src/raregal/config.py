@@ -46,10 +46,11 @@ class SearchConfig:
     drop_invalid: bool = False
     features: str | None = None
     metric: str = "euclidean"
-    umap_init: str = "spectral"
+    umap_init: str = "pca"
     umap_n_epochs: int | None = None
     umap_min_dist: float = 0.1
     map_2d: bool = True
+    map_2d_epochs: int | None = None
     hdbscan_backend: str = "fast_hdbscan"
     report: bool = True
     extra: dict = field(default_factory=dict, repr=False)  # reserved for stages added later

@@ -43,13 +43,25 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
     return indices, distances
 
 
+def pca_init(Y: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """First principal components of an embedding ``Y`` (N, d), as an (N, n_components) UMAP init.
+
+    The 2-D picture starts from the 5-D layout's main axes, so it needs neither a second
+    spectral initialisation nor many epochs to find the same global structure.
+    """
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=n_components, svd_solver="full").fit_transform(Y).astype(np.float32)
+
+
 def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=None,
-               metric: str = "euclidean", init: str = "spectral", n_epochs: int | None = None,
+               metric: str = "euclidean", init="spectral", n_epochs: int | None = None,
                min_dist: float = 0.1, random_state: int = 0) -> np.ndarray:
     """Embed ``X`` (N, D) into (N, n_components) float32 with umap-learn.
 
     ``knn`` is an optional ``(indices, distances)`` pair from :func:`knn_graph` so several
-    embeddings share one graph. A fixed ``random_state`` makes the result reproducible
+    embeddings share one graph. ``init`` is ``"spectral"``, ``"pca"``, ``"random"`` or an
+    (N, n_components) array. A fixed ``random_state`` makes the result reproducible
     (umap-learn then runs its layout on one thread).
     """
     import umap

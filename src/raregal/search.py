@@ -27,7 +27,7 @@ from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
 from .cluster import leaf_clusters
 from .config import SearchConfig, config_from_dict
 from .errors import InputError
-from .reduce import knn_graph, umap_embed
+from .reduce import knn_graph, pca_init, umap_embed
 from .runlog import StageTimer, peak_rss_mib
 from .select import paper_cuts, prefilter
 
@@ -45,7 +45,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     cluster_selection_method : ``"leaf"`` (the paper) or ``"eom"``.
     metric : distance in representation space.
     umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
-    map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph).
+    map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph; starts from the 5-D
+        layout's principal axes).
+    map_2d_epochs : epochs of the 2-D layout (None: umap-learn's default).
     hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
     random_state : seed of every stochastic step.
 
@@ -61,9 +63,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
-                 cluster_selection_method="leaf", metric="euclidean", umap_init="spectral",
-                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, hdbscan_backend="fast_hdbscan",
-                 random_state=0):
+                 cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
+                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=None,
+                 hdbscan_backend="fast_hdbscan", random_state=0):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.min_samples = min_samples
@@ -74,6 +76,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.umap_n_epochs = umap_n_epochs
         self.umap_min_dist = umap_min_dist
         self.map_2d = map_2d
+        self.map_2d_epochs = map_2d_epochs
         self.hdbscan_backend = hdbscan_backend
         self.random_state = random_state
 
@@ -100,8 +103,11 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.embedding_2d_ = None
         if self.map_2d:
             with timer.stage("umap2"):
-                self.embedding_2d_ = (self.embedding_[:, :2].copy() if self.n_components == 2
-                                      else umap_embed(X, 2, knn=knn, **umap_kw))
+                if self.n_components == 2:
+                    self.embedding_2d_ = self.embedding_.copy()
+                else:
+                    kw2 = {**umap_kw, "init": pca_init(self.embedding_, 2), "n_epochs": self.map_2d_epochs}
+                    self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
             result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size,
                                    self.hdbscan_backend, self.cluster_selection_method)
@@ -213,7 +219,8 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         n_neighbors=config.n_neighbors, n_components=config.n_components, min_samples=config.min_samples,
         min_cluster_size=config.min_cluster_size, cluster_selection_method=config.cluster_selection_method,
         metric=config.metric, umap_init=config.umap_init, umap_n_epochs=config.umap_n_epochs,
-        umap_min_dist=config.umap_min_dist, map_2d=config.map_2d, hdbscan_backend=config.hdbscan_backend,
+        umap_min_dist=config.umap_min_dist, map_2d=config.map_2d,
+        map_2d_epochs=config.map_2d_epochs, hdbscan_backend=config.hdbscan_backend,
         random_state=config.seed)
     est._check(int(kept.sum()))  # fail before any work or output
     est.fit(X[kept], timer=timer)

@@ -15,7 +15,7 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--artifact-cut", "artifact_cut", float, "drop predicted artifact fraction >= this (0.3)"),
     ("--features", "features", str, "list column, or column prefix, holding the representation"),
     ("--cluster-selection", "cluster_selection_method", str, "leaf (paper) or eom"),
-    ("--umap-init", "umap_init", str, "spectral (umap-learn default), pca or random"),
+    ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),
     ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
     ("--backend", "hdbscan_backend", str, "fast_hdbscan (default), hdbscan or cuml"),
 ]

@@ -1,0 +1,141 @@
+"""Seconds and peak memory of the search, raregal vs the paper's stack as plainly used.
+
+For each N (default 20k, 50k, 100k, 200k, 632k) a seeded synthetic table of 128-d
+representations with planted groups (0.1-1% each) is searched with the paper's parameters
+(UMAP n_neighbors=50, 5-D and 2-D; HDBSCAN min_samples=300, min_cluster_size=10, leaf):
+
+* ``raregal``: :class:`raregal.search.RareClassSearch` (one k-NN graph for both UMAPs, PCA
+  init, the 2-D map started from the 5-D layout, fast_hdbscan);
+* ``paper``: ``umap.UMAP(n_neighbors=50, n_components=5)`` and ``n_components=2`` each fitted
+  from scratch, then ``hdbscan.HDBSCAN(min_samples=300, min_cluster_size=10,
+  cluster_selection_method="leaf")`` with its defaults.
+
+Each (stack, N) runs in its own process so peak memory (ru_maxrss) is its own. numba's
+on-disk cache (NUMBA_CACHE_DIR) is warmed by a first small run, so compilation is not
+counted again for every N. Results: ``benchmarks/results/search_scaling.json`` and ``.md``
+(rewritten after every run, so a long benchmark leaves its finished rows behind).
+
+    python benchmarks/search_scaling.py [--sizes 20000 50000] [--stacks raregal paper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+GROUPS = (0.001, 0.002, 0.005, 0.01)
+PAPER = dict(n_neighbors=50, min_samples=300, min_cluster_size=10)
+
+
+def one(stack: str, n: int, seed: int = 0) -> dict:
+    """Run one stack on N rows in this process; return timings, memory and recovery."""
+    import numpy as np
+
+    from raregal.metrics import score_clusters
+    from raregal.planted import planted_representations
+    from raregal.runlog import StageTimer, peak_rss_mib
+
+    frame = planted_representations(n=n, dim=128, group_fractions=GROUPS, seed=seed)
+    X = frame.filter(like="feat_").to_numpy(np.float32)
+    truth = frame["true_class"].to_numpy().astype(str)
+    del frame
+    timer = StageTimer(echo=False)
+    t0 = time.perf_counter()
+    if stack == "raregal":
+        from raregal.search import RareClassSearch
+
+        est = RareClassSearch(**PAPER, random_state=seed).fit(X, timer=timer)
+        labels = est.labels_
+    elif stack == "paper":
+        import hdbscan
+        import umap
+
+        with timer.stage("umap5"):
+            Y = umap.UMAP(n_neighbors=50, n_components=5, random_state=seed).fit_transform(X)
+        with timer.stage("umap2"):
+            umap.UMAP(n_neighbors=50, n_components=2, random_state=seed).fit_transform(X)
+        with timer.stage("hdbscan"):
+            labels = hdbscan.HDBSCAN(min_samples=300, min_cluster_size=10,
+                                     cluster_selection_method="leaf").fit(Y).labels_
+    else:
+        raise ValueError(stack)
+    wall = time.perf_counter() - t0
+    scores = score_clusters(truth, labels)
+    return {"stack": stack, "n": n, "wall_seconds": round(wall, 1),
+            "seconds": {k: round(v, 1) for k, v in timer.seconds.items()},
+            "peak_memory_mib": round(peak_rss_mib(), 0), "n_clusters": int(labels.max() + 1),
+            "fraction_clustered": round(float((labels >= 0).mean()), 4),
+            "recovered": scores["n_recovered"], "planted": scores["n_classes"],
+            "recovered_classes": sorted(k for k, v in scores["classes"].items() if v["recovered"])}
+
+
+def machine() -> str:
+    import psutil
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {platform.python_version()}")
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"Machine: {meta['machine']}; date {meta['date']}.", "",
+             "| N | stack | wall s | kNN s | UMAP 5-D s | UMAP 2-D s | HDBSCAN s | peak MiB | clusters | "
+             "recovered / planted | raregal ÷ paper |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    walls = {(r["stack"], r["n"]): r["wall_seconds"] for r in rows}
+    for r in rows:
+        s = r["seconds"]
+        ratio = ""
+        if r["stack"] == "raregal" and ("paper", r["n"]) in walls:
+            ratio = f"{r['wall_seconds'] / walls[('paper', r['n'])]:.2f}"
+        lines.append(f"| {r['n']:,} | {r['stack']} | {r['wall_seconds']:.0f} | {s.get('knn', 0):.0f} | "
+                     f"{s.get('umap5', 0):.0f} | {s.get('umap2', 0):.0f} | {s.get('hdbscan', 0):.0f} | "
+                     f"{r['peak_memory_mib']:.0f} | {r['n_clusters']} | {r['recovered']} / {r['planted']} | {ratio} |")
+    lines.append("")
+    lines.append("The paper's stack computes its k-NN graph inside each UMAP (counted in the UMAP columns).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 50_000, 100_000, 200_000, 632_000])
+    parser.add_argument("--stacks", nargs="+", default=["raregal", "paper"])
+    parser.add_argument("--out", default=str(RESULTS / "search_scaling"))
+    parser.add_argument("--one", nargs=2, metavar=("STACK", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]))))
+        return 0
+    env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(HERE.parent / ".cache" / "numba"))}
+    meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "groups": GROUPS, "parameters": PAPER}
+    rows = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stack in args.stacks:  # warm numba's disk cache once per stack, uncounted
+        subprocess.run([sys.executable, __file__, "--one", stack, "3000"], env=env, capture_output=True)
+    for n in args.sizes:
+        for stack in args.stacks:
+            proc = subprocess.run([sys.executable, __file__, "--one", stack, str(n)], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{stack:8s} N={n:>7,}: {row['wall_seconds']:7.1f} s, peak {row['peak_memory_mib']:6.0f} MiB, "
+                  f"{row['n_clusters']} clusters, recovered {row['recovered']}/{row['planted']}", flush=True)
+            (out.with_suffix(".json")).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+            (out.with_suffix(".md")).write_text(markdown(rows, meta))
+    print(f"results in {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
