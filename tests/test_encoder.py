@@ -103,6 +103,12 @@ def test_bottleneck_width_is_the_representation_width(images):
     plain = tiny(bottleneck=None)
     z, _ = outputs(plain, images)
     assert z.shape == (3, plain.encoder.num_features) and plain.bottleneck is None
+    # LCNet pools, then widens with a conv head: its output width is head_hidden_size, not num_features
+    lcnet = GalaxyEncoder(EncoderConfig(arch="lcnet_050", bottleneck=None, input_size=SIZE)).eval()
+    assert lcnet.encoder.num_features != lcnet.encoder.head_hidden_size
+    assert outputs(lcnet, images)[0].shape == (3, lcnet.representation_dim)
+    assert GalaxyEncoder(EncoderConfig(arch="lcnet_050", bottleneck=32, input_size=SIZE)).bottleneck.in_features == \
+        lcnet.representation_dim
 
 
 def test_first_class_architectures_read_their_width_from_timm():

@@ -2,9 +2,9 @@
 
 ``GalaxyEncoder`` holds three parts, named so that Zoobot checkpoints map onto them directly:
 
-* ``encoder``: any timm architecture created with ``num_classes=0`` (pooled features of width
-  ``encoder.num_features``, read from the model, never assumed);
-* ``bottleneck``: an optional ``nn.Linear(encoder.num_features, bottleneck)`` whose output is the
+* ``encoder``: any timm architecture created with ``num_classes=0`` (pooled features whose width
+  is read from the model, :func:`backbone_width`, never assumed);
+* ``bottleneck``: an optional ``nn.Linear(encoder width, bottleneck)`` whose output is the
   representation (the paper squeezes it to 128 dimensions);
 * ``head``: Zoobot's Dirichlet head (:func:`raregal.encoder.dirichlet.dirichlet_head`) on the
   representation, or ``None`` for an encoder without one (e.g. a Hugging Face hub encoder).
@@ -77,11 +77,23 @@ def create_backbone(arch: str, channels: int = 3, pretrained: bool = False, inpu
     return timm.create_model(arch, **kwargs)
 
 
+def backbone_width(backbone: nn.Module) -> int:
+    """Width of a timm backbone's pooled output (``num_classes=0``), read from the model.
+
+    timm reports it as ``head_hidden_size`` where a head layer sits after pooling (MobileNetV3,
+    LCNet) and as ``num_features`` otherwise (EfficientNet, MaxViT, ConvNeXt, ViT).
+    """
+    width = getattr(backbone, "head_hidden_size", None) or getattr(backbone, "num_features", None)
+    if not width:
+        raise ValueError(f"{type(backbone).__name__} reports neither head_hidden_size nor num_features")
+    return int(width)
+
+
 class GalaxyEncoder(nn.Module):
     """timm encoder -> optional bottleneck -> Dirichlet head over the GZ DESI tree.
 
     ``embed(x)``: images (B, C, H, W) in 0..1 -> representation (B, D), D = ``representation_dim``
-    (the bottleneck width if any, else the encoder's ``num_features``).
+    (the bottleneck width if any, else the encoder's pooled width).
     ``forward(x)``: images -> Dirichlet concentrations (B, 34) in (1, 101).
     ``embed_and_predict(x)``: both, with one pass through the encoder; fractions (B, 34).
     """
@@ -91,7 +103,7 @@ class GalaxyEncoder(nn.Module):
         self.config = config
         self.encoder = backbone if backbone is not None else create_backbone(
             config.arch, config.channels, input_size=config.input_size, **config.timm_kwargs)
-        self.encoder_dim = int(self.encoder.num_features)
+        self.encoder_dim = backbone_width(self.encoder)
         if config.bottleneck:
             self.bottleneck = nn.Linear(self.encoder_dim, int(config.bottleneck))
             self.representation_dim = int(config.bottleneck)
