@@ -50,7 +50,7 @@ class SearchConfig:
     umap_n_epochs: int | None = None
     umap_min_dist: float = 0.1
     map_2d: bool = True
-    map_2d_epochs: int | None = None
+    map_2d_epochs: int | None = 50
     hdbscan_backend: str = "fast_hdbscan"
     report: bool = True
     extra: dict = field(default_factory=dict, repr=False)  # reserved for stages added later

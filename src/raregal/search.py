@@ -47,7 +47,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
     map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph; starts from the 5-D
         layout's principal axes).
-    map_2d_epochs : epochs of the 2-D layout (None: umap-learn's default).
+    map_2d_epochs : epochs of the 2-D layout (50: it starts from the 5-D layout; None: umap-learn's
+        default, 200 above 10k points).
     hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
     random_state : seed of every stochastic step.
 
@@ -64,7 +65,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
-                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=None,
+                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
                  hdbscan_backend="fast_hdbscan", random_state=0):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
