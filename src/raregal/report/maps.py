@@ -4,7 +4,7 @@ At survey scale (~632k points) a scatter plot with one marker per galaxy is slow
 overplotting, so the points are binned onto the output pixels by datashader: unclustered
 galaxies as a grey density (log scale), clustered galaxies on top in their cluster's colour
 (each pixel takes the largest cluster id that falls on it, then spread by a pixel or two so
-small clusters stay visible). The same raster backs the explorer's overview.
+small clusters stay visible); sparse views get bigger dots (datashader's dynspread). The same raster backs the explorer's overview.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-UNCLUSTERED_GREY = ("#d9d9d9", "#4d4d4d")
+UNCLUSTERED_GREY = ("#b4b4b4", "#3a3a3a")
 
 
 def cluster_colors(clusters) -> dict[int, str]:
@@ -79,7 +79,10 @@ def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
     canvas = ds.Canvas(plot_width=int(width), plot_height=int(height),
                        x_range=tuple(x_range), y_range=tuple(y_range))
     grey = canvas.points(frame[frame.code < 0], "x", "y", agg=ds.count())
-    img = tf.shade(grey, cmap=list(UNCLUSTERED_GREY), how="log", min_alpha=90)
+    # dynspread grows isolated pixels (up to max_px) only where the view is sparse, so a few
+    # thousand galaxies stay visible while 632k are not blurred
+    img = tf.dynspread(tf.shade(grey, cmap=list(UNCLUSTERED_GREY), how="log", min_alpha=120),
+                       threshold=0.5, max_px=2)
     clustered = frame[frame.code >= 0]
     if len(clustered):
         top = canvas.points(clustered.astype({"code": np.float64}), "x", "y", agg=ds.max("code"))
@@ -87,6 +90,7 @@ def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
         lut = _lut(colors, int(codes.max()) + 1 if codes.max() >= 0 else 1)
         rgba = np.where(codes >= 0, lut[np.clip(codes, 0, None)], 0).astype(np.uint32)
         layer = tf.Image(xr.DataArray(rgba, coords=top.coords, dims=top.dims))
+        layer = tf.dynspread(layer, threshold=0.5, max_px=2)
         if spread:
             layer = tf.spread(layer, px=int(spread))
         img = tf.stack(img, layer)

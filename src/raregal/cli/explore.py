@@ -1,0 +1,31 @@
+"""``raregal explore RUN_DIR``: the interactive map of a run in the browser."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "explore", help="browse a run interactively: map, galleries, lasso export, more like this",
+        description="Serve an interactive map of a run directory on this machine (offline; Bokeh). "
+                    "Hover for thumbnails, click a galaxy for its nearest neighbours, a cluster for its "
+                    "gallery, lasso-select galaxies and export them as CSV.")
+    p.add_argument("run_dir", help="run directory written by `raregal search`")
+    p.add_argument("--catalog", help="image catalog (id_str, file_loc) when the run has no file_loc")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 = pick a free one)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--max-points", type=int, default=20000,
+                   help="most markers sent to the browser at once; more galaxies in view are drawn as a "
+                        "density image (default 20000)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="HOST[:PORT]",
+                   help="another name the page is reached by (e.g. a tunnel's host:port); repeatable")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..explore import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, catalog=args.catalog,
+          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin)
+    return 0

@@ -1,0 +1,176 @@
+"""The explorer's Bokeh document: map, cluster table and side panels, with their server callbacks.
+
+One document per browser tab; the data (:class:`~raregal.explore.data.ExplorerData`) is shared.
+The map is a datashader raster of the current view (re-rendered on the server after each pan or
+zoom) under at most ``max_points`` hoverable markers; hovering shows the galaxy's thumbnail,
+clicking picks the nearest galaxy (on the server, among all points) and shows it with its nearest
+neighbours in representation space and its cluster's gallery; the lasso selects galaxies (again
+among all points) for export.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from . import panels
+
+log = logging.getLogger("raregal")
+
+HOVER = """
+<div style="width:106px">
+  <img src="/thumb/@row?s=96" width="96" height="96" style="display:block;margin:2px auto;background:#0b0d12">
+  <div style="font-size:11px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">@id_str</div>
+  <div style="font-size:10px;color:#555">cluster @cluster &middot; p @prob{0.00}</div>
+</div>
+"""
+
+FRAME_W, FRAME_H = 780, 640
+
+
+def make_document(doc, data) -> None:
+    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData)."""
+    from bokeh.events import RangesUpdate, SelectionGeometry, Tap
+    from bokeh.layouts import column, row
+    from bokeh.models import (ColumnDataSource, DataTable, Div, HoverTool, InlineStyleSheet, LabelSet,
+                              LassoSelectTool, Range1d, TableColumn, TabPanel, Tabs, TextInput,
+                              NumberFormatter)
+    from bokeh.plotting import figure
+
+    from ..report.maps import shade
+
+    sheet = InlineStyleSheet(css=panels.CSS)
+    (x0, x1), (y0, y1) = data.x_range, data.y_range
+    p = figure(frame_width=FRAME_W, frame_height=FRAME_H, x_range=Range1d(x0, x1), y_range=Range1d(y0, y1),
+               tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
+               x_axis_label="UMAP 1", y_axis_label="UMAP 2", name="map", toolbar_location="above")
+    p.grid.visible = False
+    img = ColumnDataSource(dict(image=[], x=[], y=[], dw=[], dh=[]))
+    p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=img)
+    pts = ColumnDataSource(dict(x=[], y=[], row=[], id_str=[], cluster=[], prob=[], color=[], alpha=[]))
+    markers = p.scatter("x", "y", source=pts, size=6, fill_color="color", fill_alpha="alpha", line_color=None,
+                        hover_fill_color="color", hover_fill_alpha=1.0, hover_line_color="black",
+                        selection_fill_alpha="alpha", nonselection_fill_alpha="alpha", name="points")
+    focus = ColumnDataSource(dict(x=[], y=[]))
+    p.scatter("x", "y", source=focus, size=8, fill_color=None, line_color="#111", line_width=1.2, line_alpha=0.8)
+    lasso = ColumnDataSource(dict(x=[], y=[]))
+    p.scatter("x", "y", source=lasso, marker="x", size=7, line_color="#111", line_width=1.2)
+    picked = ColumnDataSource(dict(x=[], y=[], size=[], color=[]))
+    p.scatter("x", "y", source=picked, size="size", fill_color=None, line_color="color", line_width=2.5)
+    med = data.medians
+    labels = ColumnDataSource(dict(x=[v[0] for v in med.values()], y=[v[1] for v in med.values()],
+                                   text=[str(k) for k in med], color=[data.colors[k] for k in med]))
+    p.add_layout(LabelSet(x="x", y="y", text="text", source=labels, text_color="color", text_font_size="13px",
+                          text_font_style="bold", y_offset=8, text_align="center", text_baseline="bottom",
+                          background_fill_color="white", background_fill_alpha=0.75,
+                          border_line_color="color", border_line_alpha=0.6))
+    p.add_tools(HoverTool(renderers=[markers], tooltips=HOVER, attachment="right"))
+    p.add_tools(LassoSelectTool(renderers=[markers]))
+
+    status = Div(text="", styles={"font-size": "12.5px", "color": "#5b6472"}, width=FRAME_W + 60)
+    title = Div(text=(f"<b style='font-size:17px'>raregal explore</b> &nbsp; "
+                      f"<span style='color:#5b6472'>{panels.escape(data.run.path.resolve().name)}: "
+                      f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
+
+    info = data.info
+    table_src = ColumnDataSource(dict(
+        cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
+        persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
+        mean_probability=info["mean_probability"].astype(float).tolist(),
+        words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
+    table = DataTable(source=table_src, width=560, height=int(min(210, 32 + 25 * len(info))), index_position=None, name="cluster_table",
+                      sortable=True, columns=[
+                          TableColumn(field="cluster", title="cluster", width=55),
+                          TableColumn(field="size", title="size", width=55),
+                          TableColumn(field="persistence", title="persistence", width=75,
+                                      formatter=NumberFormatter(format="0.000")),
+                          TableColumn(field="mean_probability", title="mean p", width=55,
+                                      formatter=NumberFormatter(format="0.00")),
+                          TableColumn(field="words", title="sets it apart", width=320)])
+    find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
+
+    def panel_div(text, name):
+        return Div(text=text, width=560, name=name, stylesheets=[sheet],
+                   styles={"overflow-y": "auto", "max-height": "560px"})
+
+    cluster_div = panel_div('<div class="rg muted">Click a cluster in the table, or a galaxy on the map.</div>',
+                            "cluster_panel")
+    galaxy_div = panel_div('<div class="rg muted">Click a galaxy on the map (or find it by id) to see it and '
+                           'the galaxies most like it.</div>', "galaxy_panel")
+    selection_div = panel_div(panels.selection_panel(data, np.zeros(0, np.int64), None), "selection_panel")
+    tabs = Tabs(tabs=[TabPanel(child=cluster_div, title="Cluster"), TabPanel(child=galaxy_div, title="Galaxy"),
+                      TabPanel(child=selection_div, title="Selection")], width=580, name="tabs")
+
+    def render(x0, x1, y0, y1):
+        width, height = FRAME_W, FRAME_H
+        rgba = shade(data.x, data.y, data.labels, width, height, (x0, x1), (y0, y1), colors=data.colors)
+        img.data = dict(image=[rgba], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+        rows, total = data.in_view(x0, x1, y0, y1)
+        full = total <= data.max_points
+        pts.data = dict(x=data.x[rows], y=data.y[rows], row=rows, id_str=data.ids[rows].tolist(),
+                        cluster=data.labels[rows], prob=data.prob[rows], color=data.color_of[rows].tolist(),
+                        alpha=np.full(len(rows), 0.85 if full else 0.0))
+        status.text = (f"{total:,} galaxies in view; " + (
+            "all shown as points." if full else
+            f"shown as a density image (hover works on {len(rows):,} of them; zoom in to see every galaxy).")
+            + " Drag to pan, scroll to zoom, lasso (toolbar) to select, click a galaxy for more like it.")
+
+    def show_cluster(k):
+        cluster_div.text = panels.cluster_panel(data, k)
+        rows = data.members(k, 5000)
+        focus.data = dict(x=data.x[rows], y=data.y[rows])
+        tabs.active = 0
+
+    def show_galaxy(r):
+        galaxy_div.text = panels.galaxy_panel(data, r)
+        near, _ = data.similar(r, 12)
+        picked.data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
+                           size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
+        if data.labels[r] >= 0:
+            cluster_div.text = panels.cluster_panel(data, int(data.labels[r]))
+        tabs.active = 1
+
+    def on_ranges(event):
+        if None in (event.x0, event.x1, event.y0, event.y1):
+            return
+        render(event.x0, event.x1, event.y0, event.y1)
+
+    def on_tap(event):
+        xr, yr = p.x_range, p.y_range
+        r = data.nearest(event.x, event.y, 10 * (xr.end - xr.start) / FRAME_W, 10 * (yr.end - yr.start) / FRAME_H)
+        if r is not None:
+            show_galaxy(r)
+
+    def on_lasso(event):
+        geom = event.geometry or {}
+        if not event.final or geom.get("type") != "poly":
+            return
+        rows = data.in_polygon(geom.get("x", []), geom.get("y", []))
+        token = data.remember(rows) if len(rows) else None
+        selection_div.text = panels.selection_panel(data, rows, token)
+        shown = rows[:20000]
+        lasso.data = dict(x=data.x[shown], y=data.y[shown])
+        pts.selected.indices = []
+        tabs.active = 2
+
+    def on_table(attr, old, new):
+        if new:
+            show_cluster(int(table_src.data["cluster"][new[0]]))
+
+    def on_find(attr, old, new):
+        hits = np.flatnonzero(data.ids == new.strip())
+        if len(hits):
+            show_galaxy(int(hits[0]))
+        else:
+            galaxy_div.text = f'<div class="rg">No kept galaxy has id_str {panels.escape(new)!s}.</div>'
+            tabs.active = 1
+
+    p.on_event(RangesUpdate, on_ranges)
+    p.on_event(Tap, on_tap)
+    p.on_event(SelectionGeometry, on_lasso)
+    table_src.selected.on_change("indices", on_table)
+    find.on_change("value", on_find)
+    render(x0, x1, y0, y1)
+    doc.add_root(row(column(title, p, status), column(table, find, tabs), name="explorer"))
+    doc.title = f"raregal explore: {data.run.path.resolve().name}"

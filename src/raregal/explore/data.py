@@ -1,0 +1,163 @@
+"""What the explorer serves, shared by all browser sessions: points, thumbnails, neighbours, selections.
+
+The map may hold ~632k galaxies. The browser never gets them all: the server rasterises the
+current view with datashader (:func:`raregal.report.maps.shade`) and sends at most
+``max_points`` markers for hover and click, chosen in a fixed random priority order (clustered
+galaxies first), so zooming in reveals every galaxy once few enough are in view and panning
+does not make markers jump. Clicks are resolved on the server against all points (k-d tree).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+import threading
+
+import numpy as np
+import pandas as pd
+
+from ..report import maps, morphology, thumbs
+from ..report.rundir import Run, input_columns, input_path, read_input
+from .neighbours import NeighbourIndex
+
+log = logging.getLogger("raregal")
+
+
+class ExplorerData:
+    """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row)."""
+
+    def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True):
+        from scipy.spatial import cKDTree
+
+        from .. import schema
+
+        self.run = run
+        kept = run.kept.reset_index(drop=True)
+        self.table = kept
+        self.n = len(kept)
+        self.x = kept["umap2_0"].to_numpy(np.float64)
+        self.y = kept["umap2_1"].to_numpy(np.float64)
+        self.labels = kept["cluster"].to_numpy(np.int64)
+        self.prob = kept["probability"].to_numpy(np.float64)
+        self.ids = kept["id_str"].astype(str).to_numpy()
+        self.file_loc = kept["file_loc"].to_numpy() if "file_loc" in kept.columns else np.full(self.n, None)
+        self.max_points = int(max_points)
+        self.info = run.cluster_info
+        self.colors = maps.cluster_colors(self.info["cluster"])
+        self.color_of = np.array([self.colors.get(int(k), "#8a8a8a") for k in self.labels], dtype=object)
+        self.x_range, self.y_range = maps.data_range(self.x, self.y)
+        # priority: clustered first, then the rest, each in a seeded random order
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(self.n), self.labels < 0))
+        self.rank = np.empty(self.n, np.int64)
+        self.rank[order] = np.arange(self.n)
+        finite = np.isfinite(self.x) & np.isfinite(self.y)
+        self._finite_rows = np.flatnonzero(finite)
+        self._kdtree = cKDTree(np.c_[self.x[finite], self.y[finite]]) if finite.any() else None
+        self.medians = maps.label_positions(self.x[finite], self.y[finite], self.labels[finite])
+        self.morph = self._morphology(schema.FRACTIONS)
+        self.neighbours = self._neighbour_index() if neighbours else None
+        self.selections: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.thumbnail = functools.lru_cache(maxsize=8192)(self._thumbnail)  # per-instance cache
+
+    # ---- loading ---------------------------------------------------------------------------
+    def _morphology(self, fraction_cols) -> dict[int, list[dict]]:
+        frac = read_input(self.run, fraction_cols)
+        if frac is None or not all(c in frac.columns for c in fraction_cols):
+            return {}
+        aligned = self.table[["id_str"]].merge(frac.drop_duplicates("id_str"), on="id_str", how="left")
+        return morphology.cluster_morphology(aligned, self.labels, self.info["cluster"])
+
+    def _neighbour_index(self) -> NeighbourIndex | None:
+        from ..catalog import feature_columns, feature_matrix, read_table
+
+        names = input_columns(self.run)
+        feats = None
+        try:
+            if names is not None:  # Parquet: read only id_str + feat_*
+                cols = feature_columns(pd.DataFrame(columns=names))
+                feats = read_input(self.run, cols) if cols else None
+            elif input_path(self.run) is not None:
+                whole = read_table(input_path(self.run))
+                cols = feature_columns(whole)
+                feats = whole[["id_str"] + cols] if cols and "id_str" in whole.columns else None
+        except Exception as err:  # a damaged input table should not stop the explorer
+            log.warning("explore: cannot read the representation: %s", err)
+            feats = None
+        if feats is None:
+            log.warning("explore: no representation found in %s; 'more like this' is off",
+                        self.run.summary.get("input"))
+            return None
+        aligned = self.table[["id_str"]].merge(feats.drop_duplicates("id_str"), on="id_str", how="left")
+        X = feature_matrix(aligned.drop(columns=["id_str"]))
+        return NeighbourIndex(X, valid=np.isfinite(X).all(axis=1))
+
+    # ---- queries ---------------------------------------------------------------------------
+    def in_view(self, x0: float, x1: float, y0: float, y1: float, cap: int | None = None) -> tuple[np.ndarray, int]:
+        """Rows inside the box, at most ``cap`` of them in priority order, and how many are inside."""
+        cap = self.max_points if cap is None else cap
+        inside = np.flatnonzero((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1))
+        if len(inside) > cap:
+            inside = inside[np.argpartition(self.rank[inside], cap)[:cap]]
+            total = int(((self.x >= x0) & (self.x <= x1) & (self.y >= y0) & (self.y <= y1)).sum())
+        else:
+            total = len(inside)
+        return inside, total
+
+    def nearest(self, x: float, y: float, max_dx: float, max_dy: float) -> int | None:
+        """The galaxy nearest (x, y), if within the ellipse of half-axes (max_dx, max_dy); else None."""
+        if self._kdtree is None:
+            return None
+        dist, idx = self._kdtree.query([x, y], k=min(16, len(self._finite_rows)))
+        idx = np.atleast_1d(idx)
+        rows = self._finite_rows[idx[idx < len(self._finite_rows)]]
+        d = ((self.x[rows] - x) / max_dx) ** 2 + ((self.y[rows] - y) / max_dy) ** 2
+        best = int(np.argmin(d))
+        return int(rows[best]) if d[best] <= 1.0 else None
+
+    def in_polygon(self, xs, ys) -> np.ndarray:
+        """Rows whose map position lies inside the polygon (xs, ys) (matplotlib's point-in-path)."""
+        from matplotlib.path import Path as MplPath
+
+        poly = np.c_[np.asarray(xs, float), np.asarray(ys, float)]
+        if len(poly) < 3:
+            return np.zeros(0, np.int64)
+        lo, hi = poly.min(0), poly.max(0)
+        box = np.flatnonzero((self.x >= lo[0]) & (self.x <= hi[0]) & (self.y >= lo[1]) & (self.y <= hi[1]))
+        inside = MplPath(poly).contains_points(np.c_[self.x[box], self.y[box]])
+        return box[inside]
+
+    def members(self, k: int, n: int | None = None) -> np.ndarray:
+        """Rows of cluster ``k``, most confident first (all, or the first ``n``)."""
+        rows = np.flatnonzero(self.labels == k)
+        rows = rows[np.argsort(-self.prob[rows], kind="stable")]
+        return rows if n is None else rows[:n]
+
+    def similar(self, row: int, k: int = 12) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest other galaxies in representation space: (rows, distances)."""
+        if self.neighbours is None:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return self.neighbours.query(row, k)
+
+    def remember(self, rows: np.ndarray) -> str:
+        """Keep a selection for export; returns its token (the last 20 selections are kept)."""
+        token = secrets.token_hex(8)
+        with self._lock:
+            self.selections[token] = np.asarray(rows, np.int64)
+            while len(self.selections) > 20:
+                self.selections.pop(next(iter(self.selections)))
+        return token
+
+    def rows_table(self, rows: np.ndarray) -> pd.DataFrame:
+        """The run's columns for ``rows`` (for CSV export)."""
+        return self.table.iloc[np.asarray(rows, np.int64)].reset_index(drop=True)
+
+    def _thumbnail(self, row: int, size: int = 96) -> bytes:
+        """JPEG bytes of galaxy ``row``'s image fitted to ``size`` px (a placeholder when unreadable)."""
+        im, why = thumbs.load_preview(self.file_loc[row] if 0 <= row < self.n else None, size)
+        if im is None:
+            log.debug("explore: image of row %d unreadable: %s", row, why)
+            im = thumbs.placeholder(size)
+        return thumbs.encode(im)

@@ -1,0 +1,60 @@
+"""Plain HTTP endpoints beside the Bokeh app: thumbnails and CSV exports (tornado handlers)."""
+
+from __future__ import annotations
+
+import re
+
+from tornado.ioloop import IOLoop
+from tornado.web import HTTPError, RequestHandler
+
+
+class _Base(RequestHandler):
+    def initialize(self, data):
+        self.data = data
+
+
+class ThumbHandler(_Base):
+    """``GET /thumb/<row>?s=<px>``: JPEG of the galaxy's image (placeholder when unreadable)."""
+
+    async def get(self, row):
+        row = int(row)
+        if not 0 <= row < self.data.n:
+            raise HTTPError(404)
+        size = min(max(int(self.get_argument("s", "96")), 16), 512)
+        body = await IOLoop.current().run_in_executor(None, self.data.thumbnail, row, size)
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.write(body)
+
+
+def _send_csv(handler, frame, name):
+    handler.set_header("Content-Type", "text/csv; charset=utf-8")
+    handler.set_header("Content-Disposition", f'attachment; filename="{re.sub(r"[^A-Za-z0-9_.-]", "_", name)}"')
+    handler.write(frame.to_csv(index=False))
+
+
+class ExportHandler(_Base):
+    """``GET /export/<token>.csv``: the galaxies of a lasso selection."""
+
+    def get(self, token):
+        rows = self.data.selections.get(token)
+        if rows is None:
+            raise HTTPError(404, reason="unknown or expired selection")
+        _send_csv(self, self.data.rows_table(rows), f"selection_{token}.csv")
+
+
+class ClusterHandler(_Base):
+    """``GET /cluster/<k>.csv``: a cluster's members, most confident first."""
+
+    def get(self, k):
+        rows = self.data.members(int(k))
+        if not len(rows):
+            raise HTTPError(404, reason=f"no cluster {k}")
+        _send_csv(self, self.data.rows_table(rows), f"cluster_{int(k)}.csv")
+
+
+def patterns(data) -> list[tuple]:
+    """Tornado URL patterns for the Bokeh server's ``extra_patterns``."""
+    kw = {"data": data}
+    return [(r"/thumb/(\d+)", ThumbHandler, kw), (r"/export/([0-9a-f]+)\.csv", ExportHandler, kw),
+            (r"/cluster/(-?\d+)\.csv", ClusterHandler, kw)]

@@ -1,0 +1,94 @@
+"""HTML of the explorer's side panels (cluster gallery, one galaxy and its look-alikes, a selection).
+
+Plain strings built with :func:`html.escape` around every catalog value; images are served by
+the explorer's own ``/thumb/<row>`` endpoint, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from ..report import morphology
+
+CSS = """
+.rg { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color:#1d2430; }
+.rg h3 { margin: 4px 0 6px; font-size: 15px; }
+.rg .muted { color:#5b6472; }
+.rg .grid { display:grid; grid-template-columns:repeat(auto-fill, 88px); gap:5px; margin-top:6px; }
+.rg .tile { background:#0b0d12; border-radius:5px; padding:3px; text-align:center; }
+.rg .tile img { width:82px; height:82px; display:block; margin:0 auto; }
+.rg .tile .id { color:#e5e7eb; font-size:9.5px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.rg .tile .p { color:#9ca3af; font-size:9px; }
+.rg .hero { display:flex; gap:12px; align-items:flex-start; }
+.rg .hero img { width:160px; height:160px; border-radius:6px; background:#0b0d12; }
+.rg table td { padding:1px 8px 1px 0; }
+.rg .swatch { display:inline-block; width:11px; height:11px; border-radius:3px; margin-right:5px; vertical-align:-1px; }
+.rg a { color:#2f5bd3; }
+"""
+
+
+def tile(row: int, id_str: str, note: str) -> str:
+    """One gallery tile: thumbnail (opens the image larger), id, a short note."""
+    i = escape(str(id_str))
+    return (f'<div class="tile" data-row="{int(row)}"><a href="/thumb/{int(row)}?s=424" target="_blank">'
+            f'<img loading="lazy" src="/thumb/{int(row)}?s=82" width="82" height="82" alt="{i}" title="{i}"></a>'
+            f'<div class="id">{i}</div><div class="p">{escape(note)}</div></div>')
+
+
+def cluster_panel(data, k: int, n: int = 36) -> str:
+    """Gallery of cluster ``k``: facts, distinctive morphology, its most confident members."""
+    info = data.info[data.info["cluster"] == k]
+    if info.empty:
+        return f'<div class="rg">No cluster {int(k)}.</div>'
+    r = info.iloc[0]
+    rows = data.members(k, n)
+    pers = "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}"
+    words = morphology.describe(data.morph[k]) if k in data.morph else "predicted morphology not available"
+    tiles = "".join(tile(i, data.ids[i], f"p = {data.prob[i]:.2f}") for i in rows)
+    return (f'<div class="rg" id="cluster-panel" data-cluster="{int(k)}">'
+            f'<h3><span class="swatch" style="background:{escape(data.colors.get(int(k), "#888"))}"></span>'
+            f'Cluster {int(k)}</h3>'
+            f'<div class="muted">{int(r["size"]):,} galaxies &middot; mean membership probability '
+            f'{r["mean_probability"]:.2f} &middot; persistence {pers} &middot; '
+            f'<a href="/cluster/{int(k)}.csv" download>members as CSV</a></div>'
+            f'<div>Sets it apart: <b>{escape(words)}</b></div>'
+            f'<div class="muted">Its {len(rows)} most confident members:</div><div class="grid">{tiles}</div></div>')
+
+
+def galaxy_panel(data, row: int, n_similar: int = 12) -> str:
+    """One galaxy, larger, with its facts and 'more like this': nearest neighbours in representation space."""
+    k = int(data.labels[row])
+    facts = [("id_str", escape(str(data.ids[row]))),
+             ("cluster", "none" if k < 0 else f"{k} (membership probability {data.prob[row]:.2f})")]
+    if "true_class" in data.table.columns:
+        facts.append(("true_class", escape(str(data.table["true_class"].iloc[row]))))
+    facts.append(("map position", f"{data.x[row]:.3f}, {data.y[row]:.3f}"))
+    table = "".join(f"<tr><td class='muted'>{a}</td><td>{b}</td></tr>" for a, b in facts)
+    if data.neighbours is None:
+        similar = '<div class="muted">No representation table found: "more like this" is not available.</div>'
+    else:
+        rows, dist = data.similar(row, n_similar)
+        tiles = "".join(tile(i, data.ids[i], f"d = {d:.2f}" + ("" if data.labels[i] < 0 else f" · c{data.labels[i]}"))
+                        for i, d in zip(rows, dist))
+        similar = (f'<h3>More like this</h3><div class="muted">The {len(rows)} nearest galaxies in representation '
+                   f'space (Euclidean distance d; c = cluster):</div><div class="grid" id="similar">{tiles}</div>')
+    return (f'<div class="rg" id="galaxy-panel" data-row="{int(row)}"><div class="hero">'
+            f'<a href="/thumb/{int(row)}?s=424" target="_blank"><img src="/thumb/{int(row)}?s=160" alt="galaxy"></a>'
+            f'<table>{table}</table></div>{similar}</div>')
+
+
+def selection_panel(data, rows: np.ndarray, token: str | None, n: int = 24) -> str:
+    """A lasso selection: counts, export link and a gallery of (up to ``n``) of its galaxies."""
+    if not len(rows):
+        return '<div class="rg muted">Nothing selected. Use the lasso tool on the map to select galaxies.</div>'
+    in_cl = int((data.labels[rows] >= 0).sum())
+    by_cluster = np.unique(data.labels[rows][data.labels[rows] >= 0], return_counts=True)
+    top = ", ".join(f"{int(c)}: {int(m)}" for c, m in sorted(zip(*by_cluster), key=lambda t: -t[1])[:8])
+    show = rows[np.argsort(-data.prob[rows], kind="stable")][:n]
+    tiles = "".join(tile(i, data.ids[i], "none" if data.labels[i] < 0 else f"c{data.labels[i]}") for i in show)
+    return (f'<div class="rg" id="selection-panel" data-count="{len(rows)}"><h3>{len(rows):,} galaxies selected</h3>'
+            f'<div class="muted">{in_cl:,} of them in clusters{(" (" + top + ")") if top else ""} &middot; '
+            f'<a id="export-link" href="/export/{escape(token or "")}.csv" download>export the selection as CSV</a></div>'
+            f'<div class="grid">{tiles}</div></div>')
