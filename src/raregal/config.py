@@ -31,6 +31,10 @@ class SearchConfig:
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
     (``leaf`` as in the paper) on ``hdbscan_backend``. ``seed`` fixes every stochastic step.
+    Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
+    cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
+    merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
+    (:mod:`raregal.merge`).
     """
 
     n_neighbors: int = 50
@@ -53,6 +57,10 @@ class SearchConfig:
     map_2d_epochs: int | None = 50
     hdbscan_backend: str = "fast_hdbscan"
     report: bool = True
+    stability: int = 0
+    unstable_below: float = 0.6
+    merge_max_tree_distance: int = 2
+    merge_max_centroid_ratio: float = 0.25
     extra: dict = field(default_factory=dict, repr=False)  # reserved for stages added later
 
     def validate(self) -> "SearchConfig":
@@ -69,6 +77,15 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1.0001:
                 raise InputError(f"config key {name!r} must be a fraction in [0, 1], got {value!r}")
+        if not isinstance(self.stability, int) or isinstance(self.stability, bool) or not 0 <= self.stability <= 100:
+            raise InputError(f"config key 'stability' must be a number of repeats in 0..100, got {self.stability!r}")
+        if not isinstance(self.merge_max_tree_distance, int) or self.merge_max_tree_distance < 0:
+            raise InputError("config key 'merge_max_tree_distance' must be a non-negative integer "
+                             f"(0: no tree-based suggestions), got {self.merge_max_tree_distance!r}")
+        for name, high in (("unstable_below", 1.0), ("merge_max_centroid_ratio", float("inf"))):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
+                raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
                    "hdbscan_backend": ("fast_hdbscan", "hdbscan", "cuml")}
         for name, allowed in choices.items():

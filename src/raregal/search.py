@@ -7,7 +7,9 @@ Two ways in:
   ``embedding_`` (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
 * :func:`run_search`, the table-to-run-directory job behind ``raregal search``: read and
   check the table, pre-filter on the predicted morphology, fit, and write the run directory
-  (``clusters.parquet``, ``condensed_tree.parquet``, ``summary.json``, ``config.toml``).
+  (``clusters.parquet``, ``condensed_tree.parquet``, ``summary.json``, ``config.toml``,
+  ``merge_suggestions.csv``), with the checks of :mod:`raregal.checks` (stability with
+  ``stability`` > 0, merge suggestions, artifact classes).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from . import atomic
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
+from .checks import check_clusters
 from .cluster import leaf_clusters
 from .config import SearchConfig, config_from_dict
 from .errors import InputError
@@ -99,6 +102,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed)
         with timer.stage("knn"):
             knn = knn_graph(X, self.n_neighbors, self.metric, seed)
+        self.knn_ = knn  # (indices, distances), each (N, n_neighbors): reused by stability repeats
         with timer.stage("umap5"):
             self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
         self.embedding_2d_ = None
@@ -225,6 +229,10 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         random_state=config.seed)
     est._check(int(kept.sum()))  # fail before any work or output
     est.fit(X[kept], timer=timer)
+    checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
+                            unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
+                            merge_max_tree_distance=config.merge_max_tree_distance,
+                            merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer)
 
     with timer.stage("write"):
         table = cluster_table(frame, kept, est)
@@ -242,11 +250,14 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
             "parameters": config.to_dict(),
             "versions": _versions(),
         }
+        checks.annotate(table, summary)
         if "true_class" in frame.columns:
             summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_parquet(out_dir / "clusters.parquet", table)
         atomic.write_parquet(out_dir / "condensed_tree.parquet", est.condensed_tree_)
+        with atomic.atomic_path(out_dir / "merge_suggestions.csv") as tmp:
+            checks.merges.to_csv(tmp, index=False)
         atomic.write_toml(out_dir / "config.toml", config.to_dict())
     summary["timing"] = timer.as_dict()
     summary["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -38,13 +38,16 @@ def register(sub) -> argparse.ArgumentParser:
         p.add_argument(flag, dest=key, type=typ, default=None, help=text)
     for flag, key, value, text in _SWITCHES:
         p.add_argument(flag, dest=key, action="store_const", const=value, default=None, help=text)
+    p.add_argument("--stability", dest="stability", type=int, nargs="?", const=5, default=None, metavar="K",
+                   help="score each cluster's stability over K extra UMAP+HDBSCAN seeds (K default 5; "
+                        "off unless given)")
     p.set_defaults(func=run)
     return p
 
 
 def overrides(args) -> dict:
     """The config keys set on the command line (unset flags are None)."""
-    keys = [key for _, key, _, _ in _FLAGS] + [key for _, key, _, _ in _SWITCHES]
+    keys = [key for _, key, _, _ in _FLAGS] + [key for _, key, _, _ in _SWITCHES] + ["stability"]
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 

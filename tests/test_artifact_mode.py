@@ -1,0 +1,55 @@
+"""Artifact mode: with --keep-artifacts, clusters the model calls artifacts are labelled artifact classes."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raregal.artifacts import artifact_classes
+from raregal.planted import planted_representations
+from raregal.search import run_search
+
+PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
+
+
+def test_artifact_classes_by_hand():
+    frac = np.array([0.9, 0.8, 0.1, 0.0, 0.4, 0.35, 0.0, np.nan, 0.5, 0.2])
+    labels = np.array([0, 0, 0, 1, 2, 2, 2, 1, -1, 3])
+    out = artifact_classes(frac, labels, cut=0.3)
+    assert out["cluster"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(out["mean_artifact_fraction"], [0.6, 0.0, 0.25, 0.2])
+    np.testing.assert_allclose(out["fraction_artifacts"], [2 / 3, 0.0, 2 / 3, 0.0])
+    # 0: mean above the cut; 2: mean below it but a majority at or above it
+    assert out["artifact_class"].tolist() == [True, False, True, False]
+
+
+@pytest.fixture(scope="module")
+def reps(tmp_path_factory):
+    frame = planted_representations(n=2500, dim=16, group_fractions=(0.012, 0.02), artifact_group_fraction=0.015,
+                                    seed=11)
+    path = tmp_path_factory.mktemp("reps") / "reps.parquet"
+    frame.to_parquet(path)
+    return path
+
+
+def test_keep_artifacts_labels_the_artifact_group(reps, tmp_path):
+    summary = run_search(reps, tmp_path / "run", keep_artifacts=True, **PARAMS)
+    table = pd.read_parquet(tmp_path / "run" / "clusters.parquet")
+    truth = table[table["cluster"] >= 0].groupby("cluster")["true_class"].agg(lambda s: s.value_counts().index[0])
+    flagged = {c["cluster"] for c in summary["clusters"] if c["artifact_class"]}
+    assert flagged == set(truth.index[truth == "planted_artifact"]) and len(flagged) == 1
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["artifact_classes"] == sorted(flagged)
+    k = flagged.pop()
+    assert on_disk["clusters"][k]["mean_artifact_fraction"] >= 0.3
+    assert all(c["mean_artifact_fraction"] < 0.3 for c in on_disk["clusters"] if c["cluster"] != k)
+
+
+def test_without_keep_artifacts_there_are_no_artifact_classes(reps, tmp_path):
+    summary = run_search(reps, tmp_path / "run", **PARAMS)
+    assert summary["artifact_classes"] == []
+    assert all(c["artifact_class"] is False for c in summary["clusters"])
+    assert (tmp_path / "run" / "merge_suggestions.csv").is_file()
+    merges = pd.read_csv(tmp_path / "run" / "merge_suggestions.csv")
+    assert len(merges) == len(summary["merge_suggestions"])
