@@ -1,0 +1,73 @@
+"""``raregal similar RUN_DIR (--cluster C | --ids ID [ID ...]) -k N``: find more galaxies like these."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "similar", help="rank the whole catalog by similarity to a cluster or to chosen galaxies",
+        description="Nearest neighbours in representation space of a run's cluster (--cluster) or of any "
+                    "galaxies (--ids), over every galaxy of the run's input table (also those the "
+                    "pre-filter dropped). Writes a CSV (id_str, rank, distance, ...) and a PNG gallery.")
+    p.add_argument("source", help="run directory (raregal search output), or a representation table with --ids")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cluster", type=int, help="use this cluster's members as the query")
+    which.add_argument("--ids", nargs="+", metavar="ID", help="use these galaxies (id_str) as the query")
+    p.add_argument("-k", type=int, default=50, help="number of candidates (default 50)")
+    p.add_argument("--out", help="CSV to write (default RUN_DIR/similar/cluster_C.csv or ids_<first id>.csv)")
+    p.add_argument("--reps", help="the run's representation table, if it moved since the run")
+    p.add_argument("--features", help="representation column(s) (default: the run's)")
+    p.add_argument("--query", choices=("nearest", "centroid"), default="nearest",
+                   help="distance to the nearest query galaxy (default) or to their centroid")
+    p.add_argument("--index", choices=("auto", "exact", "flat", "ivf"), default="auto",
+                   help="exact (scikit-learn), flat (faiss exact), ivf (faiss approximate); auto: exact "
+                        "below 200k galaxies, else ivf")
+    p.add_argument("--nprobe", type=int, default=32, help="faiss IVF lists searched (more: slower, better)")
+    p.add_argument("--no-gallery", action="store_true", help="skip the PNG gallery")
+    p.set_defaults(func=run)
+
+
+def _default_out(args) -> Path:
+    from ..errors import InputError
+    from ..similar import _is_run_dir
+
+    if not _is_run_dir(args.source):
+        raise InputError("--out is needed when the source is a table, not a run directory")
+    if args.cluster is not None:
+        name = f"cluster_{args.cluster}"
+    else:
+        name = "ids_" + re.sub(r"[^A-Za-z0-9_.-]", "_", args.ids[0]) + (f"_and_{len(args.ids) - 1}" if len(args.ids) > 1 else "")
+    return Path(args.source) / "similar" / f"{name}.csv"
+
+
+def run(args) -> int:
+    import logging
+
+    from ..atomic import atomic_path
+    from ..runlog import StageTimer
+    from ..similar import similar
+
+    log = logging.getLogger("raregal")
+    out = Path(args.out) if args.out else _default_out(args)
+    timer = StageTimer(echo=False)
+    with timer.stage("similar"):
+        result = similar(args.source, cluster=args.cluster, ids=args.ids, k=args.k, reps=args.reps,
+                         features=args.features, query=args.query, index=args.index, nprobe=args.nprobe)
+    with atomic_path(out) as tmp:
+        result.to_csv(tmp, index=False)
+    print(f"{len(result)} galaxies most like {len(result.attrs['query_ids'])} query galaxies "
+          f"in {timer.seconds['similar']:.1f} s:")
+    print(result.head(10).to_string(index=False, columns=[c for c in ("rank", "id_str", "distance", "cluster")
+                                                          if c in result.columns]))
+    print(f"table: {out}")
+    if not args.no_gallery:
+        from ..similar_gallery import write_similar_gallery
+
+        png, bad = write_similar_gallery(result, out.with_suffix(".png"))
+        if bad:
+            log.warning("gallery: %d image(s) could not be read and show as placeholders", bad)
+        print(f"gallery: {png}")
+    return 0

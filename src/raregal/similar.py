@@ -1,0 +1,256 @@
+"""Find more like these: nearest neighbours of a few galaxies in representation space.
+
+The paper's authors suggest that a person who has found a few interesting galaxies should be
+able to ask for more of them. :func:`similar` ranks the galaxies of the **whole** catalog (every
+row of the representation table, including those the pre-filter dropped) by their distance to
+the query galaxies: the members of a cluster of a run, or any ids.
+
+Distance to a set of query galaxies is the distance to the **nearest** query member (default,
+``query="nearest"``): a rare class can be elongated or made of several lumps, and its centroid
+may lie in a gap between them where no member is; the nearest-member distance follows the
+class's own shape and, for a single query galaxy, is the ordinary distance. ``query="centroid"``
+ranks by distance to the members' mean instead (one query, cheaper for very large sets).
+The query galaxies themselves are never returned.
+
+Indexes: below :data:`EXACT_BELOW` rows, an exact brute-force search (scikit-learn); above it
+an inverted-file index of faiss (``IndexIVFFlat``, approximate, ``nprobe`` lists searched), or
+on request faiss's exact ``IndexFlatL2``. For the nearest-member rule each query member asks
+for ``k + n_query`` neighbours, which is exactly enough for an exact top ``k``: any galaxy in the
+true top k has at most ``k - 1`` non-query galaxies closer to its nearest query member.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .catalog import FILE_LOC, ID, feature_matrix, read_table
+from .errors import InputError
+
+log = logging.getLogger("raregal")
+
+#: Catalogs with fewer rows are searched exactly (scikit-learn); larger ones with faiss IVF.
+EXACT_BELOW = 200_000
+INDEXES = ("auto", "exact", "flat", "ivf")
+QUERIES = ("nearest", "centroid")
+METRICS = ("euclidean", "cosine")
+_BATCH = 256  # query members searched per batch (bounds memory to batch x (k + n_query) pairs)
+
+
+class NeighbourSearch:
+    """k-nearest-neighbour search over the rows of ``X`` (N, D), exact or with faiss.
+
+    ``kind``: ``"exact"`` (scikit-learn brute force), ``"flat"`` (faiss ``IndexFlatL2``, exact),
+    ``"ivf"`` (faiss ``IndexIVFFlat`` with ``nlist`` lists, ``nprobe`` searched; approximate) or
+    ``"auto"`` (exact below :data:`EXACT_BELOW` rows, else ivf). Distances are Euclidean.
+    """
+
+    def __init__(self, X: np.ndarray, kind: str = "auto", nlist: int | None = None, nprobe: int = 32,
+                 seed: int = 0):
+        if kind not in INDEXES:
+            raise InputError(f"unknown index {kind!r}; choose from {INDEXES}")
+        self.X = np.ascontiguousarray(X, dtype=np.float32)
+        n, d = self.X.shape
+        self.kind = ("exact" if n < EXACT_BELOW else "ivf") if kind == "auto" else kind
+        if self.kind == "exact":
+            from sklearn.neighbors import NearestNeighbors
+
+            self._nn = NearestNeighbors(algorithm="brute", metric="euclidean").fit(self.X)
+            return
+        import faiss
+
+        if self.kind == "flat":
+            self._index = faiss.IndexFlatL2(d)
+        else:
+            self.nlist = int(nlist or np.clip(4 * np.sqrt(n), 1, 65536))
+            self.nlist = max(1, min(self.nlist, n // 39 or 1))  # faiss wants >= 39 training points per list
+            quantizer = faiss.IndexFlatL2(d)
+            self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist)
+            self._index.cp.seed = int(seed)  # k-means seed: same seed, same lists
+            self._index.train(self.X)
+            self._index.nprobe = int(min(nprobe, self.nlist))
+            self._quantizer = quantizer  # keep it alive as long as the index
+        self._index.add(self.X)
+
+    def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows of each query (M, D): ``(distances, rows)``, each (M, k), nearest first.
+
+        Missing neighbours (an approximate index that found fewer than k) have row -1, distance inf.
+        """
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        k = int(min(k, len(self.X)))
+        if self.kind == "exact":
+            dist, rows = self._nn.kneighbors(Q, n_neighbors=k)
+            return dist, rows.astype(np.int64)
+        dist2, rows = self._index.search(Q, k)
+        dist = np.sqrt(np.maximum(dist2, 0.0)).astype(np.float64)
+        dist[rows < 0] = np.inf
+        return dist, rows.astype(np.int64)
+
+
+def rank_neighbours(X: np.ndarray, query_rows: np.ndarray, k: int, query: str = "nearest",
+                    index: NeighbourSearch | str = "auto", progress: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank rows of ``X`` (N, D) by distance to the rows ``query_rows`` (M,), queries left out.
+
+    Returns ``(rows, distances, nearest)``, each of length ≤ ``k``, nearest first; ``nearest`` is
+    the query row each candidate is closest to (-1 for ``query="centroid"``). Ties go to the
+    lower row number.
+    """
+    if query not in QUERIES:
+        raise InputError(f"unknown query rule {query!r}; choose from {QUERIES}")
+    query_rows = np.unique(np.asarray(query_rows, dtype=np.int64))
+    searcher = index if isinstance(index, NeighbourSearch) else NeighbourSearch(X, index)
+    n = len(searcher.X)
+    want = int(min(k + len(query_rows), n))
+    best = np.full(n, np.inf)
+    who = np.full(n, -1, dtype=np.int64)
+    if query == "centroid":
+        dist, rows = searcher.search(searcher.X[query_rows].astype(np.float64).mean(axis=0)[None, :], want)
+        ok = rows[0] >= 0
+        best[rows[0][ok]] = dist[0][ok]
+    else:
+        batches = range(0, len(query_rows), _BATCH)
+        if progress and len(query_rows) > _BATCH:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="similar", unit="batch")
+        for start in batches:
+            q = query_rows[start:start + _BATCH]
+            dist, rows = searcher.search(searcher.X[q], want)
+            qid = np.repeat(q, rows.shape[1])
+            rows, dist = rows.ravel(), dist.ravel()
+            ok = (rows >= 0) & (dist < best[np.maximum(rows, 0)])
+            rows, dist, qid = rows[ok], dist[ok], qid[ok]
+            order = np.lexsort((-qid, -dist))  # largest first, so the smallest distance is written last
+            best[rows[order]] = dist[order]
+            who[rows[order]] = qid[order]
+    best[query_rows] = np.inf
+    found = np.flatnonzero(np.isfinite(best))
+    order = found[np.lexsort((found, best[found]))][:k]
+    return order, best[order], who[order]
+
+
+def _is_run_dir(source) -> bool:
+    return isinstance(source, (str, os.PathLike)) and (Path(source) / "summary.json").is_file() \
+        and (Path(source) / "clusters.parquet").is_file()
+
+
+def _load(source, reps, features):
+    """(table, run clusters or None, features, metric) for a run directory, a table path or a DataFrame."""
+    if isinstance(source, pd.DataFrame):
+        return source, None, features, "euclidean"
+    if _is_run_dir(source):
+        run = Path(source)
+        summary = json.loads((run / "summary.json").read_text())
+        params = summary.get("parameters") or {}
+        table_path = reps or summary.get("input")
+        if not table_path or not Path(table_path).exists():
+            raise InputError(f"{run}: the run's representation table {table_path!r} is gone; "
+                             f"give it with --reps")
+        clusters = read_table(run / "clusters.parquet")
+        return read_table(table_path), clusters, features or params.get("features"), params.get("metric", "euclidean")
+    if reps is not None:
+        raise InputError("--reps is only for a run directory; give the table itself as the source")
+    return read_table(source), None, features, "euclidean"
+
+
+def _query_ids(clusters, table_ids: pd.Index, cluster, ids) -> list[str]:
+    if (cluster is None) == (ids is None or len(ids) == 0):
+        raise InputError("give either a cluster (--cluster C) or ids (--ids ID [ID ...]), not both or neither")
+    if cluster is not None:
+        if clusters is None:
+            raise InputError("--cluster needs a run directory (written by `raregal search`) as the source")
+        found = sorted(int(c) for c in clusters["cluster"].unique() if c >= 0)
+        if int(cluster) not in found:
+            raise InputError(f"no cluster {cluster} in this run; it has clusters "
+                             f"{found[0] if found else 'none'}..{found[-1] if found else ''}")
+        return clusters.loc[clusters["cluster"] == int(cluster), ID].astype(str).tolist()
+    ids = [str(i) for i in ids]
+    missing = [i for i in ids if i not in table_ids]
+    if missing:
+        raise InputError(f"{len(missing)} id(s) not in the representation table: {', '.join(missing[:10])}")
+    return list(dict.fromkeys(ids))
+
+
+def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=None,
+            features: str | None = None, query: str = "nearest", index: str = "auto", nprobe: int = 32,
+            progress: bool = True) -> pd.DataFrame:
+    """Galaxies most like a cluster of a run, or like given galaxies.
+
+    Parameters
+    ----------
+    source : a run directory (``raregal search`` output: its input table is searched, all rows,
+        also those the pre-filter dropped), a representation table path, or a DataFrame with
+        ``id_str`` and the representation.
+    cluster : a cluster of the run, used as the query (its members); or
+    ids : ids (``id_str``) of the query galaxies.
+    k : number of candidates to return.
+    reps : the run's representation table, when it moved since the run.
+    features : representation column(s) (default: the run's, else ``feat_*``).
+    query : ``"nearest"`` (distance to the nearest query galaxy) or ``"centroid"``.
+    index : ``"auto"``, ``"exact"``, ``"flat"`` or ``"ivf"`` (see :class:`NeighbourSearch`).
+
+    Returns
+    -------
+    DataFrame with ``id_str``, ``rank`` (1 = most similar), ``distance`` (in representation units;
+    cosine distance for a run made with ``metric="cosine"``), ``nearest_query`` (the closest query
+    galaxy; empty for ``query="centroid"``), and when known ``cluster``/``kept`` (from the run),
+    ``file_loc`` and ``true_class``. ``.attrs["query_ids"]`` lists the query galaxies.
+    """
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    table, clusters, features, metric = _load(source, reps, features)
+    if metric not in METRICS:
+        raise InputError(f"similar() supports metric {METRICS}, but the run used {metric!r}")
+    if ID not in table.columns:
+        raise InputError(f"the representation table has no {ID!r} column")
+    X = feature_matrix(table, features)
+    valid = np.isfinite(X).all(axis=1)
+    if not valid.all():
+        log.warning("similar: %d rows with NaN/inf features are left out", int((~valid).sum()))
+    table_ids = pd.Index(table[ID].astype(str))
+    if not table_ids.is_unique:
+        raise InputError(f"id_str values are not unique, e.g. {table_ids[table_ids.duplicated()][:5].tolist()}")
+    qids = _query_ids(clusters, table_ids, cluster, ids)
+    rows_all = np.flatnonzero(valid)
+    X = X[valid]
+    if metric == "cosine":  # on unit vectors, squared L2 = 2 × cosine distance
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    pos = pd.Series(np.arange(len(rows_all)), index=table_ids[rows_all])
+    qpos = pos.reindex(qids).dropna().astype(np.int64).to_numpy()
+    if len(qpos) == 0:
+        raise InputError("none of the query galaxies has a valid representation in the table")
+    found, dist, nearest = rank_neighbours(X, qpos, int(k), query, NeighbourSearch(X, index, nprobe=nprobe),
+                                           progress=progress)
+    if metric == "cosine":
+        dist = dist ** 2 / 2
+    src_rows = rows_all[found]
+    out = pd.DataFrame({ID: table_ids[src_rows].to_numpy(), "rank": np.arange(1, len(found) + 1),
+                        "distance": dist,
+                        "nearest_query": [table_ids[rows_all[q]] if q >= 0 else "" for q in nearest]})
+    if clusters is not None:
+        extra = clusters.set_index(clusters[ID].astype(str))
+        for col in ("cluster", "kept"):
+            if col in extra.columns:
+                out[col] = extra[col].reindex(out[ID]).to_numpy()
+    for col in (FILE_LOC, "true_class"):
+        if col in table.columns:
+            out[col] = table[col].to_numpy()[src_rows]
+        elif clusters is not None and col in clusters.columns:
+            out[col] = clusters.set_index(clusters[ID].astype(str))[col].reindex(out[ID]).to_numpy()
+    out.attrs["query_ids"] = qids
+    out.attrs["query_file_loc"] = _file_locs(table, clusters, qids)
+    return out
+
+
+def _file_locs(table, clusters, ids) -> list:
+    for frame in (table, clusters):
+        if frame is not None and FILE_LOC in frame.columns:
+            return frame.set_index(frame[ID].astype(str))[FILE_LOC].reindex(ids).tolist()
+    return [None] * len(ids)
