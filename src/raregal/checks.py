@@ -111,3 +111,22 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
             log.info("artifact classes (members the model calls artifacts): clusters %s",
                      ", ".join(map(str, artifacts.loc[artifacts["artifact_class"], "cluster"])))
     return ClusterChecks(stability=result, merges=merges, artifacts=artifacts)
+
+
+def _is_true(value) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) and bool(value)
+
+
+def describe_checks(entry) -> str:
+    """A cluster's checks in words, e.g. ``"stability 0.42 (unstable) · artifact class"``.
+
+    ``entry`` is a mapping with optional ``stability``, ``unstable`` and ``artifact_class`` (a
+    ``summary["clusters"]`` item or a row of the report's cluster table); "" when none apply.
+    """
+    parts = []
+    score = entry.get("stability")
+    if score is not None and np.isfinite(float(score)):
+        parts.append(f"stability {float(score):.2f}" + (" (unstable)" if _is_true(entry.get("unstable")) else ""))
+    if _is_true(entry.get("artifact_class")):
+        parts.append("artifact class")
+    return " · ".join(parts)

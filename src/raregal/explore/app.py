@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from ..checks import describe_checks
 from . import panels
 
 log = logging.getLogger("raregal")
@@ -78,6 +79,7 @@ def make_document(doc, data) -> None:
         cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
         persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
         mean_probability=info["mean_probability"].astype(float).tolist(),
+        stability=[describe_checks(r) for _, r in info.iterrows()],
         words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
     table = DataTable(source=table_src, width=560, height=int(min(210, 32 + 25 * len(info))), index_position=None, name="cluster_table",
                       sortable=True, columns=[
@@ -87,6 +89,7 @@ def make_document(doc, data) -> None:
                                       formatter=NumberFormatter(format="0.000")),
                           TableColumn(field="mean_probability", title="mean p", width=55,
                                       formatter=NumberFormatter(format="0.00")),
+                          TableColumn(field="stability", title="checks", width=110),
                           TableColumn(field="words", title="sets it apart", width=320)])
     find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
 

@@ -10,6 +10,7 @@ from html import escape
 
 import numpy as np
 
+from ..checks import describe_checks
 from ..report import morphology
 
 CSS = """
@@ -46,12 +47,14 @@ def cluster_panel(data, k: int, n: int = 36) -> str:
     rows = data.members(k, n)
     pers = "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}"
     words = morphology.describe(data.morph[k]) if k in data.morph else "predicted morphology not available"
+    checks = describe_checks(r)  # stability over seeds, artifact class (raregal.checks)
+    checks = f'<b class="checks">{escape(checks)}</b> &middot; ' if checks else ""
     tiles = "".join(tile(i, data.ids[i], f"p = {data.prob[i]:.2f}") for i in rows)
     return (f'<div class="rg" id="cluster-panel" data-cluster="{int(k)}">'
             f'<h3><span class="swatch" style="background:{escape(data.colors.get(int(k), "#888"))}"></span>'
             f'Cluster {int(k)}</h3>'
             f'<div class="muted">{int(r["size"]):,} galaxies &middot; mean membership probability '
-            f'{r["mean_probability"]:.2f} &middot; persistence {pers} &middot; '
+            f'{r["mean_probability"]:.2f} &middot; persistence {pers} &middot; {checks}'
             f'<a href="/cluster/{int(k)}.csv" download>members as CSV</a></div>'
             f'<div>Sets it apart: <b>{escape(words)}</b></div>'
             f'<div class="muted">Its {len(rows)} most confident members:</div><div class="grid">{tiles}</div></div>')

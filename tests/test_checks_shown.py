@@ -1,0 +1,57 @@
+"""Stability, artifact-class labels and merge suggestions as the explorer and the report show them."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raregal.checks import describe_checks
+
+
+def test_describe_checks():
+    assert describe_checks({"stability": 0.4213, "unstable": True, "artifact_class": True}) == \
+        "stability 0.42 (unstable) · artifact class"
+    assert describe_checks({"stability": 0.9, "unstable": False, "artifact_class": False}) == "stability 0.90"
+    assert describe_checks(pd.Series({"stability": np.nan, "unstable": np.nan, "artifact_class": np.nan})) == ""
+    assert describe_checks({}) == ""
+
+
+@pytest.fixture(scope="module")
+def checked_run(tiny_run_dir, tmp_path_factory):
+    """The tiny run with the checks' fields: cluster 1 unstable, cluster 2 an artifact class, one merge pair."""
+    from raregal.merge import merge_suggestions
+
+    root = tmp_path_factory.mktemp("checked")
+    run = root / "run"
+    shutil.copytree(tiny_run_dir, run)
+    summary = json.loads((run / "summary.json").read_text())
+    for entry in summary["clusters"]:
+        k = entry["cluster"]
+        entry.update(stability=0.35 if k == 1 else 0.95, unstable=k == 1, artifact_class=k == 2,
+                     mean_artifact_fraction=0.6 if k == 2 else 0.05)
+    clusters = pd.read_parquet(run / "clusters.parquet")
+    kept = clusters[clusters["kept"]]
+    tree = pd.read_parquet(run / "condensed_tree.parquet")
+    nodes = np.array([c["tree_node"] for c in summary["clusters"]])
+    merges = merge_suggestions(kept[[f"umap5_{j}" for j in range(5)]].to_numpy(), kept["cluster"].to_numpy(),
+                               tree, nodes, max_tree_distance=99)
+    assert len(merges), "the tiny run should give at least one suggestion with a loose tree criterion"
+    summary["merge_suggestions"] = merges.to_dict(orient="records")
+    summary["stability"] = {"repeats": 3, "seeds": [1, 2, 3], "unstable_below": 0.6, "n_unstable": 1}
+    summary["artifact_classes"] = [2]
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run, merges
+
+
+def test_explorer_shows_stability_and_artifact_class(checked_run):
+    from raregal.explore import panels
+    from raregal.explore.data import ExplorerData
+    from raregal.report.rundir import load_run
+
+    run, _ = checked_run
+    data = ExplorerData(load_run(run), max_points=50, neighbours=False)
+    assert "stability 0.35 (unstable)" in panels.cluster_panel(data, 1)
+    assert "artifact class" in panels.cluster_panel(data, 2)
+    assert "stability 0.95" in panels.cluster_panel(data, 0) and "unstable" not in panels.cluster_panel(data, 0)
