@@ -99,3 +99,17 @@ def test_clear_errors(frame, run_dir):
     with pytest.raises(InputError, match="positive"):
         similar(frame, ids=[frame["id_str"].iloc[0]], k=0)
     assert main(["similar", str(run_dir / "missing"), "--ids", "G0000001"]) == 2  # a table path that is not there
+
+
+def test_gallery_shows_query_then_candidates(tiny_run_dir, tmp_path):
+    from PIL import Image
+
+    from raregal.similar_gallery import write_similar_gallery
+
+    out = similar(tiny_run_dir, cluster=1, k=12, progress=False)
+    assert len(out) == 12 and out["file_loc"].notna().all()
+    png, bad = write_similar_gallery(out, tmp_path / "g.png", tile=64)
+    with Image.open(png) as im:
+        assert im.size[1] == 3 * (64 + 4) + 4  # one query row, then ranks 1-8 and 9-12
+        assert np.asarray(im.convert("RGB")).std() > 10  # real thumbnails, not a blank canvas
+    assert bad == 0  # cluster 1 and its look-alikes all have readable images in the fixture
