@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import RaregalError
@@ -40,7 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _numba_cache() -> None:
+    """Keep numba's compiled UMAP/HDBSCAN kernels between runs, even where site-packages is read-only."""
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "raregal", "numba")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _numba_cache()  # before anything imports numba
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
