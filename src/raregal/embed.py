@@ -12,7 +12,9 @@ and the parts folder is removed. Images that are missing or unreadable are skipp
 with the reason, in ``REPS.skipped.csv``; ``REPS.embed.json`` records counts and timings.
 
 :func:`embed_chunk` is the per-chunk work as a plain function (rows in, table out) so that it
-can also run inside a Dask worker; :func:`load_model` gives the model.
+can also run inside a Dask worker (:mod:`raregal.embed_dask`); :func:`load_model` gives the model.
+Inference runs through :func:`raregal.encoder.runtime.make_runner`: ONNX Runtime on CPU when it
+is installed, PyTorch with ``channels_last`` (and bf16 autocast on CUDA) otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from . import schema
 from .atomic import atomic_path, write_json, write_parquet, write_text
 from .errors import InputError
 from .encoder.loading import load_model
+from .encoder.runtime import make_runner
 from .images import ImageDataset, collate_images, eval_transform
 from .train import default_workers
 
@@ -55,18 +58,23 @@ def skipped_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.with_suffix("").name + ".skipped.csv")
 
 
-def _run(model, loader, device) -> tuple[list[np.ndarray], list, list, list]:
-    """Yield per batch: (row positions, representation (B, D), fractions (B, 34) or None, failed [(pos, reason)])."""
-    with torch.inference_mode():
-        for batch in loader:
-            index = batch["index"].numpy()
-            if len(index):
-                z, frac = model.embed_and_predict(batch["image"].to(device, non_blocking=True))
-                z = z.float().cpu().numpy()
-                frac = None if frac is None else frac.float().cpu().numpy()
-            else:
-                z, frac = np.zeros((0, model.representation_dim), np.float32), None
-            yield index, z, frac, batch["failed"]
+def _run(runner, loader) -> tuple[list[np.ndarray], list, list, list]:
+    """Yield per batch: (row positions, representation (B, D), fractions (B, 34) or None, failed [(pos, reason)]).
+
+    ``runner`` is a :func:`~raregal.encoder.runtime.make_runner` callable (images -> NumPy z, fractions).
+    """
+    for batch in loader:
+        index = batch["index"].numpy()
+        if len(index):
+            z, frac = runner(batch["image"])
+        else:
+            z, frac = np.zeros((0, runner.representation_dim), np.float32), None
+        yield index, z, frac, batch["failed"]
+
+
+def device_of(model) -> torch.device:
+    """The device a model's parameters live on."""
+    return next(model.parameters()).device
 
 
 def _frame(rows: pd.DataFrame, index: np.ndarray, z: np.ndarray, frac: np.ndarray | None,
@@ -95,8 +103,12 @@ def _stack(results, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
 
 
 def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: int = 0,
-                carry: list[str] | tuple = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                carry: list[str] | tuple = (), backend: str = "auto", precision: str = "auto",
+                runner=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Embed the images of ``rows`` (``id_str``, absolute ``file_loc``) with ``model``.
+
+    ``backend``/``precision`` choose the inference path (:func:`~raregal.encoder.runtime.make_runner`);
+    a ready ``runner`` from it may be passed instead, so repeated calls reuse one ONNX session.
 
     Returns (table, skipped): the representation table described in the module docstring for
     the readable rows, in the order of ``rows``; and a DataFrame ``id_str, file_loc, reason`` of
@@ -104,10 +116,12 @@ def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: in
     """
     rows = rows.reset_index(drop=True)
     device = next(model.parameters()).device
+    runner = runner or make_runner(model, backend, precision)
     dataset = ImageDataset(rows["file_loc"], eval_transform(model.config.input_size), model.config.channels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_images)
-    index, z, frac, failed = _stack(list(_run(model, loader, device)), model.representation_dim)
+                                         collate_fn=collate_images, pin_memory=device.type == "cuda",
+                                         persistent_workers=False)
+    index, z, frac, failed = _stack(list(_run(runner, loader)), model.representation_dim)
     return _frame(rows, index, z, frac, list(carry)), _skipped_frame(rows, failed)
 
 
@@ -157,7 +171,8 @@ def _merge(parts: list[Path], out: Path) -> int:
 
 def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_size: int = 4096,
                   batch_size: int = 64, workers: int | None = None, carry=(), overwrite: bool = False,
-                  progress: bool = True, model_name: str = "") -> dict:
+                  progress: bool = True, model_name: str = "", backend: str = "auto",
+                  precision: str = "auto") -> dict:
     """Embed every row of ``catalog`` into ``out`` (Parquet), resuming from finished chunks.
 
     Parameters
@@ -169,6 +184,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     batch_size, workers : images per forward pass; image-decoding worker processes.
     carry : catalog columns copied to the output.
     overwrite : replace an existing ``out`` instead of refusing.
+    backend, precision : inference path (:func:`~raregal.encoder.runtime.make_runner`): auto, torch,
+        onnx; auto, fp32, bf16, fp16.
 
     Returns the summary written to ``REPS.embed.json`` (counts, seconds, images/s).
     """
@@ -181,7 +198,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     if chunk_size < 1 or batch_size < 1:
         raise InputError("--chunk-size and --batch-size must be at least 1")
     catalog = catalog.reset_index(drop=True)
-    workers = default_workers() if workers is None else workers
+    if workers is None:  # a GPU eats images faster than a few processes decode them
+        workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if device_of(model).type == "cuda" else default_workers()
     device = next(model.parameters()).device
     n = len(catalog)
     n_chunks = max(1, -(-n // chunk_size))
@@ -218,7 +236,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     t0 = time.perf_counter()
     bar = tqdm(total=remaining, unit="img", unit_scale=True, desc="embed", disable=not progress)
     pending: list = []
-    for b, result in enumerate(_run(model, loader, device)):
+    runner = make_runner(model, backend, precision) if batches else None
+    for b, result in enumerate(_run(runner, loader)):
         pending.append(result)
         bar.update(len(batches[b]))
         c = chunk_of[b]
@@ -244,7 +263,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
                "n_skipped": len(skipped), "skipped_report": str(skipped_path(out).resolve()),
                "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "seconds": round(seconds, 3),
                "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
-               "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry}
+               "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry,
+               "backend": getattr(runner, "backend", None), "precision": precision}
     write_json(out.with_name(out.with_suffix("").name + ".embed.json"), summary)
     shutil.rmtree(pdir)
     if len(skipped):

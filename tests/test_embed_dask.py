@@ -1,0 +1,128 @@
+"""Embedding on a Dask cluster: parts per partition, a worker killed mid-run, resume, the runtime backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from raregal.catalog import feature_matrix, read_catalog, read_table
+from raregal.embed import embed_chunk
+from raregal.embed_dask import ModelSpec, embed_catalog_dask, make_client, part_path
+from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
+from raregal.encoder.runtime import make_runner
+from raregal.errors import InputError
+
+N = 240
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    """N tiny PNGs with one corrupt file, and a tiny saved encoder."""
+    root = tmp_path_factory.mktemp("dask_survey")
+    (root / "img").mkdir()
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(N):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(root / "img" / f"g{i:03d}.png")
+        rows.append({"id_str": f"g{i:03d}", "file_loc": f"img/g{i:03d}.png", "true_class": f"c{i % 4}"})
+    (root / "img" / "bad.png").write_bytes(b"not a png")
+    rows.insert(17, {"id_str": "bad", "file_loc": "img/bad.png", "true_class": "c0"})
+    pd.DataFrame(rows).to_csv(root / "catalog.csv", index=False)
+    torch.manual_seed(0)
+    save_model(GalaxyEncoder(EncoderConfig(arch="test_efficientnet", bottleneck=8, input_size=32)).eval(),
+               root / "model")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client():
+    client, cluster = make_client(None, n_workers=2, threads_per_worker=1)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _slow_partition(*args, **kwargs):
+    """The real task, slowed so that a worker can be killed while others are still queued."""
+    from raregal.embed_dask import embed_partition
+
+    time.sleep(0.3)
+    return embed_partition(*args, **kwargs)
+
+
+def test_a_killed_worker_does_not_lose_or_duplicate_galaxies(survey, client, tmp_path, monkeypatch):
+    import raregal.embed_dask as mod
+
+    catalog = read_catalog(survey / "catalog.csv")
+    out = tmp_path / "reps"
+    spec = ModelSpec(str(survey / "model"), backend="torch")  # no ONNX export per worker: keeps the test short
+    monkeypatch.setattr(mod, "embed_partition", _slow_partition)
+    pids = client.run(os.getpid)  # {worker address: pid}
+
+    def kill_one_worker():
+        deadline = time.time() + 30
+        while time.time() < deadline and not list(out.glob("part-*.parquet")):
+            time.sleep(0.05)
+        os.kill(next(iter(pids.values())), signal.SIGKILL)  # the nanny restarts it; its tasks go elsewhere
+
+    import threading
+
+    killer = threading.Thread(target=kill_one_worker)
+    killer.start()
+    summary = embed_catalog_dask(catalog, spec, out, client, partition_size=16, batch_size=8,
+                                 carry=["true_class"], progress=False)
+    killer.join()
+    client.wait_for_workers(2, timeout=30)
+    assert set(client.run(os.getpid).values()) != set(pids.values())  # the worker really was killed and replaced
+    assert len(summary["worker_pids"]) >= 2  # both original workers (and perhaps the restarted one) worked
+    table = read_table(out)  # the directory of parts is the representation table search reads
+    assert sorted(table["id_str"]) == sorted(f"g{i:03d}" for i in range(N))  # every galaxy exactly once
+    assert table["id_str"].is_unique and summary["n_embedded"] == N and summary["n_skipped"] == 1
+    assert pd.read_csv(out / "_skipped.csv")["id_str"].tolist() == ["bad"]
+    assert summary["partitions"] == -(-(N + 1) // 16)
+    # the numbers are the model's, whichever worker computed them
+    expected, _ = embed_chunk(load_model(survey / "model"), catalog, backend="torch", carry=["true_class"])
+    got = table.set_index("id_str").loc[expected["id_str"]]
+    np.testing.assert_allclose(feature_matrix(got.reset_index()), feature_matrix(expected), rtol=1e-4, atol=1e-5)
+    assert (got["true_class"].to_numpy() == expected["true_class"].to_numpy()).all()
+
+
+def test_a_rerun_only_does_missing_partitions(survey, client, tmp_path):
+    catalog = read_catalog(survey / "catalog.csv").head(64)
+    out = tmp_path / "reps"
+    spec = ModelSpec(str(survey / "model"), backend="torch")
+    first = embed_catalog_dask(catalog, spec, out, client, partition_size=16, progress=False)
+    assert first["partitions"] == 4 and first["partitions_resumed"] == 0
+    part_path(out, 2).unlink()  # as if the run had died before partition 2 finished
+    stamp = part_path(out, 0).stat().st_mtime_ns
+    again = embed_catalog_dask(catalog, spec, out, client, partition_size=16, progress=False)
+    assert again["partitions_resumed"] == 3 and part_path(out, 0).stat().st_mtime_ns == stamp
+    assert read_table(out)["id_str"].tolist() == [i for i in catalog["id_str"] if i != "bad"]
+    assert json.loads((out / "_embed.json").read_text())["n_embedded"] == 63  # 'bad' is row 17
+    with pytest.raises(InputError, match="another model, catalog or partition size"):
+        embed_catalog_dask(catalog, spec, out, client, partition_size=8, progress=False)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_runtime_backends_give_the_eager_models_numbers(backend):
+    pytest.importorskip("onnxruntime") if backend == "onnx" else None
+    torch.manual_seed(0)
+    model = GalaxyEncoder(EncoderConfig(arch="test_efficientnet", bottleneck=8, input_size=32)).eval()
+    x = torch.rand(6, 3, 32, 32)
+    with torch.no_grad():
+        z_ref, frac_ref = model.embed_and_predict(x)
+    runner = make_runner(model, backend=backend)
+    z, frac = runner(x)
+    assert runner.backend == backend and z.dtype == np.float32 and z.shape == (6, 8) and frac.shape == (6, 34)
+    np.testing.assert_allclose(z, z_ref.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(frac, frac_ref.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="onnx backend runs on CPU in fp32"):
+        make_runner(model, backend="onnx", precision="bf16")
