@@ -126,3 +126,17 @@ def test_runtime_backends_give_the_eager_models_numbers(backend):
     np.testing.assert_allclose(frac, frac_ref.numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="onnx backend runs on CPU in fp32"):
         make_runner(model, backend="onnx", precision="bf16")
+
+
+def test_embed_cli_on_a_dask_scheduler(survey, client, tmp_path, capsys):
+    from raregal.cli import main
+
+    out = tmp_path / "reps"
+    rc = main(["embed", str(survey / "catalog.csv"), "--model", str(survey / "model"), "--out", str(out),
+               "--dask", client.scheduler.address, "--partition-size", "100", "--backend", "torch",
+               "--carry", "true_class", "--device", "cpu"])
+    assert rc == 0
+    assert f"embedded {N} of {N + 1} images" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-{i:05d}.parquet" for i in range(3)]
+    table = read_table(out)
+    assert len(table) == N and table["id_str"].is_unique and "true_class" in table

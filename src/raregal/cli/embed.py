@@ -22,6 +22,18 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=4096, help="rows per resumable part (4096)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="inference engine: onnx (ONNX Runtime, fastest on CPU), torch; auto = onnx on CPU when "
+                        "onnxruntime is installed (pip install 'raregal[fast]'), else torch")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="embed on a Dask cluster: a scheduler address (tcp://host:8786), 'local', or a TOML file "
+                        "with a [slurm] table of dask_jobqueue.SLURMCluster arguments (+ jobs = N). --out is then "
+                        "a directory of Parquet parts, one per partition, which search reads as it is")
+    p.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a local Dask cluster of N worker processes (implies --dask local)")
+    p.add_argument("--partition-size", type=int, default=512, help="rows per Dask task and part file (512)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow full unpickling of a .ckpt/.pth that holds Python objects (runs code in the file)")
@@ -37,13 +49,36 @@ def run(args) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     catalog = read_catalog(args.catalog)
+    if args.dask or args.dask_workers:
+        return _run_dask(args, catalog, device)
     model = load_model(args.model, arch=args.arch, device=device, input_size=args.input_size,
                        trust_checkpoint=args.trust_checkpoint)
     summary = embed_catalog(catalog, model, args.out, chunk_size=args.chunk_size, batch_size=args.batch_size,
-                            workers=args.workers, carry=args.carry, overwrite=args.overwrite, model_name=args.model)
+                            workers=args.workers, carry=args.carry, overwrite=args.overwrite, model_name=args.model,
+                            backend=args.backend, precision=args.precision)
     print(f"embedded {summary['n_embedded']} of {summary['n_input']} images ({summary['representation_dim']}-d) "
           f"-> {args.out}; skipped {summary['n_skipped']} (see {summary['skipped_report']})")
     if not summary["has_fractions"]:
         print("note: this encoder has no Dirichlet head, so the *_fraction columns are NaN; "
               "search it without the morphology pre-filter")
+    return 0
+
+
+def _run_dask(args, catalog, device: str) -> int:
+    from ..embed_dask import ModelSpec, embed_catalog_dask, make_client
+
+    spec = ModelSpec(str(args.model), arch=args.arch, device=device, input_size=args.input_size,
+                     trust_checkpoint=args.trust_checkpoint, backend=args.backend, precision=args.precision)
+    client, cluster = make_client(args.dask, n_workers=args.dask_workers)
+    try:
+        print(f"Dask: {client}")
+        summary = embed_catalog_dask(catalog, spec, args.out, client, partition_size=args.partition_size,
+                                     batch_size=args.batch_size, carry=args.carry, overwrite=args.overwrite)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"embedded {summary['n_embedded']} of {summary['n_input']} images ({summary['representation_dim']}-d) "
+          f"on {summary['n_workers']} Dask workers -> {args.out}/ ({summary['partitions']} parts); "
+          f"skipped {summary['n_skipped']} (see {summary['skipped_report']})")
     return 0
