@@ -1,7 +1,7 @@
 """End-to-end: the report and the explorer in headless Chromium (Debian's chromium, driven by Playwright).
 
 `make test` runs scripts/ensure_browser.sh first; where Chromium cannot be installed these tests
-are skipped with the reason. Screenshots go to pytest's tmp_path (their paths are printed).
+are skipped with the reason (or fail, when RAREGAL_REQUIRE_BROWSER=1 is set, as CI may do). Screenshots go to pytest's tmp_path (their paths are printed).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def _skip_reason() -> str | None:
 @pytest.fixture(scope="module")
 def browser():
     reason = _skip_reason()
+    if reason and os.environ.get("RAREGAL_REQUIRE_BROWSER"):
+        pytest.fail(f"RAREGAL_REQUIRE_BROWSER is set but {reason}")
     if reason:
         print(f"SKIP browser tests: {reason}")
         pytest.skip(reason)

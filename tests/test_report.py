@@ -45,7 +45,7 @@ def test_every_cluster_has_a_gallery_of_its_most_confident_members(tiny_run_dir,
     for c in summary["clusters"]:
         k = c["cluster"]
         block = html.split(f'id="cluster-{k}"')[1].split("</section>")[0]
-        srcs = re.findall(r'<img loading="lazy" src="([^"]+)" width="96"', block)
+        srcs = re.findall(r'<img loading="lazy" src="([^"]+)" width="128"', block)
         assert len(srcs) == min(36, c["size"]) and len(srcs) >= 16
         # most confident first: the tiles' ids follow the probability order of the run
         members = clusters[clusters.cluster == k].sort_values("probability", ascending=False, kind="stable")

@@ -28,6 +28,8 @@ __all__ = ["build_report", "load_run", "Run"]
 
 #: How many clusters the montage shows (one row each) and how many images per row.
 MONTAGE_ROWS, MONTAGE_COLS = 8, 8
+#: Gallery thumbnail size in pixels.
+TILE_PX = 128
 _COUNT_LABELS = {"input": "input galaxies", "after_smooth": "not smooth", "after_edge_on": "not edge-on",
                  "after_artifact": "not artifacts", "kept": "kept for clustering"}
 
@@ -40,6 +42,25 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
         else:
             out.append((f"{prefix}{k}", f"{v:.4g}" if isinstance(v, float) else str(v)))
     return out
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else "" if v is None else str(v)
+
+
+def _split_tables(d: dict) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Scalars of ``d`` as (key, text) pairs, and each dict-of-dicts value as a small table."""
+    pairs, tables = [], []
+    for k, v in (d or {}).items():
+        if isinstance(v, dict) and v and all(isinstance(r, dict) for r in v.values()):
+            cols = list(dict.fromkeys(c for r in v.values() for c in r))
+            tables.append({"name": str(k), "columns": cols,
+                           "rows": [[str(rk)] + [_fmt(r.get(c)) for c in cols] for rk, r in v.items()]})
+        elif isinstance(v, dict):
+            pairs += _flat(v, f"{k}.")
+        else:
+            pairs.append((str(k), _fmt(v)))
+    return pairs, tables
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -108,11 +129,12 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
                                 f"({run.summary.get('input')}) is missing or lacks the *_fraction columns.")
 
         with timer.stage("galleries"):
-            thumbs.placeholder(96).save(tmp / "missing.png")
+            thumbs.placeholder(TILE_PX).save(tmp / "missing.png")
             if not run.has_images:
                 warnings.append("No image paths are known for this run: galleries show placeholders. "
                                 "Give the image catalog with --catalog.")
-            galleries = gallery.build_galleries(run.clusters, ids, tmp, "missing.png", progress=progress)
+            galleries = gallery.build_galleries(run.clusters, ids, tmp, "missing.png", size=TILE_PX,
+                                                progress=progress)
             bad = [t for g in galleries.values() for t in g.tiles if not t.ok]
             if bad and run.has_images:
                 warnings.append(f"{len(bad)} gallery image(s) could not be read and show as placeholders, e.g. ids: "
@@ -156,7 +178,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
                     tree_texts[k] = tree.describe_node(tree.node_facts(run.tree, nodes[k])) if k in nodes else \
                         "no tree node recorded for this cluster"
                     if k in nodes:
-                        plot.save(tmp / "tree" / f"c{k}.png", highlight=k, dpi=40)
+                        plot.save(tmp / "tree" / f"c{k}.png", highlight=k, width=560)
                         tree_srcs[k] = f"tree/c{k}.png"
                 plot.close()
 
@@ -185,14 +207,21 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
         counts = [(_COUNT_LABELS.get(k, k), int(v)) for k, v in (s.get("counts") or {}).items()]
         n_kept = len(kept)
         n_clustered = int((labels >= 0).sum())
-        timing = [(k, f"{v:.1f} s") for k, v in ((s.get("timing") or {}).get("seconds") or {}).items()]
+        metrics, metric_tables = _split_tables(s.get("metrics"))
+        t = s.get("timing") or {}
+        timing = [(k, f"{v:.1f} s") for k, v in (t.get("seconds") or {}).items()]
+        if t.get("wall_seconds") is not None:
+            timing.append(("wall time", f"{t['wall_seconds']:.1f} s"))
+        if t.get("peak_memory_mib") is not None:
+            timing.append(("peak memory", f"{t['peak_memory_mib']:,.0f} MiB"))
         page = render_page(
             title=run.path.resolve().name, run_path=str(run.path.resolve()), counts=counts,
             clusters=rows_ctx, n_clustered=n_clustered,
             fraction_clustered=float(s.get("fraction_clustered", n_clustered / max(n_kept, 1))),
-            parameters=_flat(s.get("parameters")), metrics=_flat(s.get("metrics")), timing=timing,
+            parameters=_flat(s.get("parameters")), metrics=metrics, metric_tables=metric_tables, timing=timing,
             warnings=warnings, map_src="map.png", montage_src=montage_src, montage_rows=montage_rows,
-            tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__)
+            tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__,
+            tile_px=TILE_PX)
         write_text(tmp / "index.html", page)
         write_json(tmp / "report.json", {
             "run": str(run.path.resolve()), "n_clusters": len(ids), "n_kept": n_kept, "n_clustered": n_clustered,

@@ -21,7 +21,7 @@ nav { position:sticky; top:0; z-index:5; background:#fff; border-bottom:1px soli
       padding:8px 32px; display:flex; gap:18px; flex-wrap:wrap; font-size:14px; }
 nav a { color:var(--accent); text-decoration:none; }
 main { max-width:1280px; margin:0 auto; padding:12px 32px 60px; }
-section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:18px 22px; margin:18px 0; }
+section { scroll-margin-top:48px; background:#fff; border:1px solid var(--line); border-radius:10px; padding:18px 22px; margin:18px 0; }
 h2 { margin:0 0 12px; font-size:19px; }
 h3 { margin:0; font-size:17px; }
 .cards { display:flex; flex-wrap:wrap; gap:10px; }
@@ -40,11 +40,11 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .facts { color:var(--muted); font-size:13.5px; }
 .morph { margin:6px 0 10px; }
 .morph b { color:var(--ink); }
-.cluster-body { display:grid; grid-template-columns: minmax(0,1fr) 300px; gap:18px; }
+.cluster-body { display:grid; grid-template-columns: minmax(0,1fr) 280px; gap:18px; }
 @media (max-width: 1000px) { .cluster-body { grid-template-columns: 1fr; } }
-.gallery { display:grid; grid-template-columns:repeat(auto-fill, 106px); gap:6px; }
+.gallery { display:grid; grid-template-columns:repeat(auto-fill, 136px); gap:6px; }
 .tile { background:#0b0d12; border-radius:6px; padding:4px; text-align:center; }
-.tile img { width:96px; height:96px; display:block; margin:0 auto; image-rendering:auto; }
+.tile img { width:128px; height:128px; display:block; margin:0 auto; image-rendering:auto; }
 .tile .id { color:#e5e7eb; font-size:10.5px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
 .tile .p { color:#9ca3af; font-size:10px; }
 .tile.missing { outline:2px dashed #b45309; }
@@ -82,8 +82,11 @@ PAGE = """<!DOCTYPE html>
 <div style="display:flex; gap:40px; flex-wrap:wrap; margin-top:14px">
 <div><h3 style="margin-bottom:6px">Parameters</h3><table>
 {% for k, v in parameters %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table></div>
-{% if metrics %}<div><h3 style="margin-bottom:6px">Metrics (against true_class)</h3><table>
-{% for k, v in metrics %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table></div>{% endif %}
+{% if metrics or metric_tables %}<div><h3 style="margin-bottom:6px">Metrics (against true_class)</h3><table>
+{% for k, v in metrics %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
+{% for t in metric_tables %}<table style="margin-top:10px"><tr><th>{{ t.name }}</th>{% for c in t.columns %}<th class="num">{{ c }}</th>{% endfor %}</tr>
+{% for r in t.rows %}<tr><td>{{ r[0] }}</td>{% for v in r[1:] %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endfor %}
+</div>{% endif %}
 {% if timing %}<div><h3 style="margin-bottom:6px">Timing</h3><table>
 {% for k, v in timing %}<tr><th>{{ k }}</th><td class="num">{{ v }}</td></tr>{% endfor %}</table></div>{% endif %}
 </div>
@@ -131,7 +134,7 @@ downwards). Ellipses mark the leaf clusters reported here, labelled by cluster n
 {% for a in c.morphology %}<b>{{ a.answer }}</b> {{ "%.2f"|format(a.cluster) }} vs {{ "%.2f"|format(a.sample) }}{% if not loop.last %}; {% endif %}{% endfor %}
 {% else %}{{ c.morphology_text }}{% endif %}</div>
 <div class="gallery">{% for t in c.tiles %}<div class="tile{% if not t.ok %} missing{% endif %}" title="{{ t.id_str }}{% if t.reason %}: {{ t.reason }}{% endif %}">
-<img loading="lazy" src="{{ t.src }}" width="96" height="96" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div><div class="p">p = {{ "%.2f"|format(t.probability) }}</div></div>
+<img loading="lazy" src="{{ t.src }}" width="{{ tile_px }}" height="{{ tile_px }}" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div><div class="p">p = {{ "%.2f"|format(t.probability) }}</div></div>
 {% endfor %}</div></div>
 <div class="side">{% if c.tree_src %}<img loading="lazy" src="{{ c.tree_src }}" alt="place of cluster {{ c.cluster }} in the condensed tree">{% endif %}
 <div class="tree-text">Condensed tree: {{ c.tree_text }}</div>
