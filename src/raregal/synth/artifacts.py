@@ -53,7 +53,7 @@ def ghost_ring(rng: np.random.Generator, half_field: float) -> tuple[list, dict,
     comps, inf = sample_bulk(rng)
     radius = float(rng.uniform(0.3, 0.7) * half_field)
     x, y = (float(v) for v in rng.uniform(-0.5, 0.5, 2) * half_field)
-    sb = float(rng.uniform(0.12, 0.35))  # surface brightness, nanomaggies / arcsec^2
+    sb = float(rng.uniform(0.35, 0.9))  # surface brightness, nanomaggies / arcsec^2
     area = np.pi * radius**2 * (1 - 0.45**2)
     comps.append(dict(kind="ghost", x=x, y=y, radius=radius, hole=float(rng.uniform(0.35, 0.55)),
                       soft=float(rng.uniform(0.3, 0.8)), mag_r=float(22.5 - 2.5 * np.log10(sb * area)),

@@ -21,6 +21,8 @@ without that band's exposures. :func:`render_scene` is a pure function of the sc
 
 from __future__ import annotations
 
+import functools
+
 import galsim
 import numpy as np
 
@@ -44,14 +46,19 @@ _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3, maximum
 SERSIC_TRUNC = 5.0
 
 
-def _sersic(n: float, r50: float) -> galsim.GSObject:
-    # GalSim caches each Sersic index's Hankel tables; scenes' n are rounded to 0.1 so that
-    # cache stays small and warm.
-    n = round(n * 10) / 10
+@functools.lru_cache(maxsize=128)
+def _unit_sersic(n: float) -> galsim.GSObject:
+    # One unit-size profile per index; sizes come from dilate(), which shares GalSim's tables
+    # (building each galaxy's truncated Sersic afresh costs ~0.5 ms of table look-ups).
     if abs(n - 1.0) < 1e-6:
-        return galsim.Exponential(half_light_radius=r50, gsparams=_GSPARAMS)
-    trunc = SERSIC_TRUNC * r50 if n > 1.5 else 0.0
-    return galsim.Sersic(n=n, half_light_radius=r50, trunc=trunc, gsparams=_GSPARAMS)
+        return galsim.Exponential(half_light_radius=1.0, gsparams=_GSPARAMS)
+    trunc = SERSIC_TRUNC if n > 1.5 else 0.0
+    return galsim.Sersic(n=n, half_light_radius=1.0, trunc=trunc, gsparams=_GSPARAMS)
+
+
+def _sersic(n: float, r50: float) -> galsim.GSObject:
+    """Unit-flux Sersic profile of index ``n`` (rounded to 0.1) and half-light radius ``r50``."""
+    return _unit_sersic(round(n * 10) / 10).dilate(r50)
 
 
 def _place(obj: galsim.GSObject, c: dict) -> galsim.GSObject:
