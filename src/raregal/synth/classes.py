@@ -43,6 +43,8 @@ def class_counts(n_galaxies: int, fractions: dict[str, float] | None = None) -> 
         if not 0.0 <= float(f) < 1.0:
             raise InputError(f"fraction of {name!r} must be in [0, 1), got {f}")
         fr[name] = float(f)
+    if sum(fr.values()) >= 1.0:
+        raise InputError(f"rare class fractions sum to {sum(fr.values()):g}; they must leave room for the bulk")
     counts = {c: (max(1, int(round(f * n_galaxies))) if f > 0 else 0) for c, f in fr.items()}
     rare = sum(counts.values())
     if rare >= n_galaxies:
