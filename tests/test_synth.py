@@ -67,6 +67,15 @@ def test_rare_classes_are_populations():
             assert len(set(np.round(values, 6))) == len(values), (cls, key)
 
 
+def test_colour_stretch_works_on_surface_brightness():
+    # the same galaxy, noiseless, at binned and native pixels: same brightness where it is flat
+    binned = to_rgb(render_galaxy("bulk", 0, 1, size=32, noise=False)).astype(float)
+    native = to_rgb(render_galaxy("bulk", 0, 1, size=64, pixel_scale=0.262, noise=False), 0.262).astype(float)
+    ring_b = binned[16, 8:12].mean()   # 4-6'' from the centre along a row
+    ring_n = native[32, 16:24].mean()
+    assert abs(ring_b - ring_n) < 0.1 * ring_b + 3
+
+
 def test_missing_band_is_empty():
     scene, info = sample_galaxy("missing_band", 0, 0)
     img = render_scene(scene)
@@ -132,7 +141,8 @@ def test_votes_follow_morphology():
 def test_scene_json_redraws_the_cutout(survey):
     out, catalog = survey
     row = catalog.iloc[5]
-    rgb = to_rgb(render_scene(json.loads(row["scene_json"])))
+    scene = json.loads(row["scene_json"])
+    rgb = to_rgb(render_scene(scene), scene["pixel_scale"])
     np.testing.assert_array_equal(rgb, np.asarray(Image.open(out / row["file_loc"])))
 
 

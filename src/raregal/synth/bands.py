@@ -66,14 +66,17 @@ def sky_sigma(psf_fwhm: float, depth: float, pixel_scale: float = PIXEL_SCALE) -
     return float(mag_to_nmgy(depth) / 5.0 / np.sqrt(nea))
 
 
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """Colour image of a (3, H, W) g, r, z array in nanomaggies -> (H, W, 3) uint8 RGB.
+def to_rgb(image: np.ndarray, pixel_scale: float = PIXEL_SCALE) -> np.ndarray:
+    """Colour image of a (3, H, W) g, r, z array in nanomaggies per pixel -> (H, W, 3) uint8 RGB.
 
     z is shown as red, r as green, g as blue, each scaled by :data:`RGB_SCALE`, and the three
     are stretched together with the asinh stretch of Lupton et al. (2004), which keeps colours
-    of bright cores instead of saturating them to white.
+    of bright cores instead of saturating them to white. The stretch works on surface
+    brightness (flux per :data:`PIXEL_SCALE`-sized pixel), so a galaxy looks equally bright at
+    any ``pixel_scale`` (arcsec) and only the noise changes, as in the Legacy Surveys viewer.
     """
     from astropy.visualization import make_lupton_rgb
 
-    g, r, z = (np.asarray(image[i], dtype=float) * RGB_SCALE[b] for i, b in enumerate(BANDS))
+    per_area = (PIXEL_SCALE / float(pixel_scale)) ** 2
+    g, r, z = (np.asarray(image[i], dtype=float) * (RGB_SCALE[b] * per_area) for i, b in enumerate(BANDS))
     return make_lupton_rgb(z, r, g, minimum=RGB_MINIMUM, stretch=RGB_STRETCH, Q=RGB_Q)

@@ -91,7 +91,7 @@ def _render_chunk(indices: list[int], classes: list[str], seed: int, size: int, 
         row, scene = catalog_row(index, cls, seed, size, pixel_scale, fmt)
         path = Path(out_dir) / row["file_loc"]
         if not path.exists():
-            save_image(to_rgb(render_scene(scene)), path, fmt)
+            save_image(to_rgb(render_scene(scene), pixel_scale), path, fmt)
             rendered += 1
         rows.append(row)
     return rows, rendered
