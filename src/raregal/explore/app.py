@@ -11,6 +11,7 @@ among all points) for export.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -47,6 +48,9 @@ def make_document(doc, data) -> None:
                tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
                x_axis_label="UMAP 1", y_axis_label="UMAP 2", name="map", toolbar_location="above")
     p.grid.visible = False
+    # the whole map once, under the view's own (opaque) raster: shows at once while a new view renders
+    overview = shade(data.x, data.y, data.labels, FRAME_W, FRAME_H, (x0, x1), (y0, y1), colors=data.colors)
+    p.image_rgba(image=[overview], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, global_alpha=0.6)
     img = ColumnDataSource(dict(image=[], x=[], y=[], dw=[], dh=[]))
     p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=img)
     pts = ColumnDataSource(dict(x=[], y=[], row=[], id_str=[], cluster=[], prob=[], color=[], alpha=[]))
@@ -106,8 +110,10 @@ def make_document(doc, data) -> None:
                       TabPanel(child=selection_div, title="Selection")], width=580, name="tabs")
 
     def render(x0, x1, y0, y1):
+        t0 = time.perf_counter()
         width, height = FRAME_W, FRAME_H
-        rgba = shade(data.x, data.y, data.labels, width, height, (x0, x1), (y0, y1), colors=data.colors)
+        rgba = shade(data.x, data.y, data.labels, width, height, (x0, x1), (y0, y1), colors=data.colors,
+                     background="white")
         img.data = dict(image=[rgba], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
         rows, total = data.in_view(x0, x1, y0, y1)
         full = total <= data.max_points
@@ -118,6 +124,8 @@ def make_document(doc, data) -> None:
             "all shown as points." if full else
             f"shown as a density image (hover works on {len(rows):,} of them; zoom in to see every galaxy).")
             + " Drag to pan, scroll to zoom, lasso (toolbar) to select, click a galaxy for more like it.")
+        log.debug("explore: view with %d galaxies (%d markers) prepared in %.3f s", total, len(rows),
+                  time.perf_counter() - t0)
 
     def show_cluster(k):
         cluster_div.text = panels.cluster_panel(data, k)

@@ -49,7 +49,7 @@ def data_range(x: np.ndarray, y: np.ndarray, pad: float = 0.04):
 
 
 def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
-          colors: dict[int, str] | None = None, spread: int = 1) -> np.ndarray:
+          colors: dict[int, str] | None = None, spread: int = 1, background: str | None = None) -> np.ndarray:
     """Rasterise points to an RGBA image.
 
     Parameters
@@ -60,6 +60,7 @@ def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
     x_range, y_range : (min, max) shown; default: the data range, padded.
     colors : cluster id -> ``#rrggbb``; default :func:`cluster_colors`.
     spread : pixels by which clustered points are grown (0 = none).
+    background : a colour (e.g. "white") to make the image opaque; default transparent.
 
     Returns
     -------
@@ -94,6 +95,8 @@ def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
         if spread:
             layer = tf.spread(layer, px=int(spread))
         img = tf.stack(img, layer)
+    if background is not None:
+        img = tf.set_background(img, background)
     return np.asarray(img.data, dtype=np.uint32)
 
 
