@@ -112,6 +112,9 @@ def render_scene(scene: dict, noise: bool = True) -> np.ndarray:
     scale = float(scene["pixel_scale"])
     seed = int(scene["seed"])
     comps = scene["components"]
+    unknown = {c["kind"] for c in comps} - set(ANALYTIC) - set(SHAPES)
+    if unknown:
+        raise ValueError(f"unknown component kinds {sorted(unknown)}; known: {', '.join(ANALYTIC + tuple(SHAPES))}")
     psfs = [galsim.Moffat(beta=float(scene.get("psf_beta", 3.5)), fwhm=float(f), gsparams=_GSPARAMS)
             for f in scene["psf_fwhm"]]
 
