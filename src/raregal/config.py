@@ -30,7 +30,7 @@ class SearchConfig:
     UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
-    (``leaf`` as in the paper) on ``hdbscan_backend``. ``seed`` fixes every stochastic step.
+    (``leaf`` as in the paper) on ``hdbscan_backend``; ``device="cuda"`` runs both on cuML. ``seed`` fixes every stochastic step.
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
     cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
@@ -56,6 +56,7 @@ class SearchConfig:
     map_2d: bool = True
     map_2d_epochs: int | None = 50
     hdbscan_backend: str = "fast_hdbscan"
+    device: str = "cpu"  # "cuda": cuML's GPU UMAP and HDBSCAN (needs raregal[gpu])
     report: bool = True
     stability: int = 0
     unstable_below: float = 0.6
@@ -87,7 +88,7 @@ class SearchConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
                 raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
-                   "hdbscan_backend": ("fast_hdbscan", "hdbscan", "cuml")}
+                   "hdbscan_backend": ("fast_hdbscan", "hdbscan", "cuml"), "device": ("cpu", "cuda")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")

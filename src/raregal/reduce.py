@@ -56,14 +56,20 @@ def pca_init(Y: np.ndarray, n_components: int = 2) -> np.ndarray:
 
 def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=None,
                metric: str = "euclidean", init="spectral", n_epochs: int | None = None,
-               min_dist: float = 0.1, random_state: int = 0) -> np.ndarray:
+               min_dist: float = 0.1, random_state: int = 0, backend: str = "umap-learn") -> np.ndarray:
     """Embed ``X`` (N, D) into (N, n_components) float32 with umap-learn.
 
     ``knn`` is an optional ``(indices, distances)`` pair from :func:`knn_graph` so several
     embeddings share one graph. ``init`` is ``"spectral"``, ``"pca"``, ``"random"`` or an
     (N, n_components) array. A fixed ``random_state`` makes the result reproducible
-    (umap-learn then runs its layout on one thread).
+    (umap-learn then runs its layout on one thread). ``backend="cuml"`` runs cuML's GPU UMAP
+    with the same parameters and graph (:func:`_umap_cuml`).
     """
+    if backend == "cuml":
+        return _umap_cuml(X, n_components, n_neighbors, knn=knn, metric=metric, init=init, n_epochs=n_epochs,
+                          min_dist=min_dist, random_state=random_state)
+    if backend != "umap-learn":
+        raise ValueError(f"unknown UMAP backend {backend!r}; choose 'umap-learn' or 'cuml'")
     import umap
 
     kwargs = {}
@@ -79,3 +85,20 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")
         embedding = reducer.fit_transform(X)
     return np.asarray(embedding, dtype=np.float32)
+
+
+def _umap_cuml(X, n_components, n_neighbors, *, knn, metric, init, n_epochs, min_dist,
+               random_state):  # pragma: no cover - needs a GPU and cuML
+    """:func:`umap_embed` on the GPU with ``cuml.manifold.UMAP`` (same k-NN graph when ``knn`` is given).
+
+    cuML initialises with ``"spectral"`` or ``"random"`` only, so a PCA or array ``init`` becomes
+    spectral; layouts therefore differ from umap-learn's in detail (see benchmarks/README.md).
+    """
+    from cuml.manifold import UMAP
+
+    reducer = UMAP(n_neighbors=n_neighbors, n_components=n_components, metric=metric,
+                   init=init if init in ("spectral", "random") else "spectral", n_epochs=n_epochs,
+                   min_dist=min_dist, random_state=random_state,
+                   precomputed_knn=None if knn is None else (np.asarray(knn[0]), np.asarray(knn[1])))
+    embedding = reducer.fit_transform(np.ascontiguousarray(X, dtype=np.float32))
+    return np.asarray(getattr(embedding, "get", lambda: embedding)(), dtype=np.float32)

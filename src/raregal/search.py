@@ -54,6 +54,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         default, 200 above 10k points).
     hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
     random_state : seed of every stochastic step.
+    device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN (overrides ``hdbscan_backend``).
 
     Attributes after ``fit(X)`` with X of shape (N, D)
     ----------
@@ -69,7 +70,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
                  umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
-                 hdbscan_backend="fast_hdbscan", random_state=0):
+                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu"):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.min_samples = min_samples
@@ -83,6 +84,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.map_2d_epochs = map_2d_epochs
         self.hdbscan_backend = hdbscan_backend
         self.random_state = random_state
+        self.device = device
 
     def _check(self, n: int) -> None:
         if n <= self.n_components + 1 or n <= self.n_neighbors:
@@ -99,7 +101,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         timer = timer or StageTimer(echo=False)
         seed = int(self.random_state)
         umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
-                       n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed)
+                       n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
+                       backend="cuml" if self.device == "cuda" else "umap-learn")
         with timer.stage("knn"):
             knn = knn_graph(X, self.n_neighbors, self.metric, seed)
         self.knn_ = knn  # (indices, distances), each (N, n_neighbors): reused by stability repeats
@@ -115,7 +118,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                     self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
             result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size,
-                                   self.hdbscan_backend, self.cluster_selection_method)
+                                   "cuml" if self.device == "cuda" else self.hdbscan_backend,
+                                   self.cluster_selection_method)
         self.labels_ = result.labels
         self.probabilities_ = result.probabilities
         self.condensed_tree_ = result.condensed_tree
@@ -226,7 +230,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         metric=config.metric, umap_init=config.umap_init, umap_n_epochs=config.umap_n_epochs,
         umap_min_dist=config.umap_min_dist, map_2d=config.map_2d,
         map_2d_epochs=config.map_2d_epochs, hdbscan_backend=config.hdbscan_backend,
-        random_state=config.seed)
+        random_state=config.seed, device=config.device)
     est._check(int(kept.sum()))  # fail before any work or output
     est.fit(X[kept], timer=timer)
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,

@@ -18,6 +18,7 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),
     ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
     ("--backend", "hdbscan_backend", str, "fast_hdbscan (default), hdbscan or cuml"),
+    ("--device", "device", str, "cpu (default) or cuda: UMAP and HDBSCAN on the GPU with cuML (raregal[gpu])"),
 ]
 _SWITCHES = [  # (flag, config key, value, help)
     ("--keep-artifacts", "keep_artifacts", True, "do not drop predicted artifacts (search them)"),
