@@ -167,3 +167,30 @@ def test_cli_report(tiny_run_dir, tmp_path, capsys):
     assert "open " in capsys.readouterr().out
     assert (tmp_path / "r" / "index.html").is_file()
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_previews_of_fits_and_jpeg(tmp_path):
+    from astropy.io import fits
+    from PIL import Image
+
+    from raregal.report.thumbs import load_preview
+
+    yy, xx = np.mgrid[:40, :60]
+    blob = np.exp(-((xx - 40) ** 2 + (yy - 12) ** 2) / 20.0).astype(np.float32)
+    fits.PrimaryHDU(blob).writeto(tmp_path / "g.fits")
+    fits.PrimaryHDU(np.stack([blob, blob * 0.5, blob * 0.1])).writeto(tmp_path / "cube.fits")
+    Image.fromarray((np.dstack([blob] * 3) * 255).astype(np.uint8)).save(tmp_path / "g.jpg")
+    for name in ("g.fits", "cube.fits", "g.jpg"):
+        im, why = load_preview(tmp_path / name, 32)
+        assert why == "" and im.size == (32, 32) and im.mode == "RGB"
+        a = np.asarray(im).astype(int)
+        # the blob is right of centre; FITS rows run bottom-up, so it shows in the lower half
+        rows, cols = np.nonzero(a.max(-1) > 128)
+        assert cols.mean() > 16
+        assert (rows.mean() > 16) == name.endswith(".fits")
+    cube = np.asarray(load_preview(tmp_path / "cube.fits", 32)[0]).astype(int)
+    assert cube[..., 2].sum() > 1.5 * cube[..., 0].sum()  # bands bluest first: plane 0 -> blue
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 broken")
+    im, why = load_preview(tmp_path / "bad.jpg", 32)
+    assert im is None and "bad.jpg" in why
+    assert load_preview(None)[0] is None and load_preview(float("nan"))[0] is None

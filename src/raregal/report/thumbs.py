@@ -1,9 +1,8 @@
 """Small preview images (thumbnails) of galaxy cutouts, for galleries, montages and tooltips.
 
 JPEG/PNG are decoded by Pillow (JPEG in draft mode: decoded at reduced scale, much faster for
-big cutouts). FITS are shown with astropy.visualization's percentile interval and asinh stretch,
-the usual display of survey flux images; a cube of 3 planes becomes an RGB image, anything else
-one grey band. A file that cannot be read gives ``None`` plus the reason, never an exception,
+big cutouts). FITS are shown with astropy.visualization: one band with a percentile interval and
+asinh stretch, a cube of 3 bands (bluest first) as a Lupton et al. asinh colour composite. A file that cannot be read gives ``None`` plus the reason, never an exception,
 so one bad file cannot stop a report.
 """
 
@@ -30,15 +29,21 @@ def _fits_rgb(path: Path):
             raise ValueError("FITS file has no image HDU with data")
         data = np.squeeze(np.asarray(hdu.data, dtype=np.float32))
     if data.ndim == 3 and data.shape[0] == 3:
-        planes = list(data)
-    elif data.ndim == 3:
-        planes = [data[0]] * 3
-    elif data.ndim == 2:
-        planes = [data] * 3
+        # bands in increasing wavelength (g, r, z as Legacy Surveys cutouts store them): reddest -> R.
+        # Lupton et al. (2004) asinh colour composite, one stretch for all bands so colours survive.
+        from astropy.visualization import make_lupton_rgb
+
+        planes = np.nan_to_num(data, nan=0.0)
+        low = float(np.percentile(planes, 1))
+        span = float(np.percentile(planes.mean(0), 99.5)) - low
+        rgb = make_lupton_rgb(planes[2], planes[1], planes[0], minimum=low, stretch=span if span > 0 else 1.0,
+                              Q=8) / 255.0
     else:
-        raise ValueError(f"FITS image of shape {data.shape} is not (H, W) or (bands, H, W)")
-    stretch = AsinhStretch() + PercentileInterval(99.5)
-    rgb = np.stack([np.nan_to_num(stretch(p), nan=0.0) for p in planes], axis=-1)
+        band = data[0] if data.ndim == 3 else data
+        if band.ndim != 2:
+            raise ValueError(f"FITS image of shape {data.shape} is not (H, W) or (bands, H, W)")
+        grey = np.nan_to_num((AsinhStretch() + PercentileInterval(99.5))(band), nan=0.0)
+        rgb = np.stack([grey] * 3, axis=-1)
     return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)[::-1])  # FITS rows run bottom-up
 
 
