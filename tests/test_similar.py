@@ -113,3 +113,16 @@ def test_gallery_shows_query_then_candidates(tiny_run_dir, tmp_path):
         assert im.size[1] == 3 * (64 + 4) + 4  # one query row, then ranks 1-8 and 9-12
         assert np.asarray(im.convert("RGB")).std() > 10  # real thumbnails, not a blank canvas
     assert bad == 0  # cluster 1 and its look-alikes all have readable images in the fixture
+
+
+def test_auto_index_choice(monkeypatch):
+    import raregal.similar as sim
+
+    X = np.random.default_rng(1).standard_normal((2000, 8)).astype(np.float32)
+    assert NeighbourSearch(X, "auto", n_queries=10_000).kind == "exact"  # small catalog
+    monkeypatch.setattr(sim, "EXACT_BELOW", 1000)
+    monkeypatch.setattr(sim, "IVF_WORTH", 1_000_000)
+    assert NeighbourSearch(X, "auto", n_queries=10).kind == "exact"  # large catalog, small query
+    assert NeighbourSearch(X, "auto", n_queries=1000).kind == "ivf"  # large catalog, big query
+    with pytest.raises(InputError, match="unknown index"):
+        NeighbourSearch(X, "hnsw")

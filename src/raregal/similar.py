@@ -12,9 +12,13 @@ class's own shape and, for a single query galaxy, is the ordinary distance. ``qu
 ranks by distance to the members' mean instead (one query, cheaper for very large sets).
 The query galaxies themselves are never returned.
 
-Indexes: below :data:`EXACT_BELOW` rows, an exact brute-force search (scikit-learn); above it
-an inverted-file index of faiss (``IndexIVFFlat``, approximate, ``nprobe`` lists searched), or
-on request faiss's exact ``IndexFlatL2``. For the nearest-member rule each query member asks
+Indexes: an exact brute-force search (scikit-learn) for small catalogs and small queries; an
+inverted-file index of faiss (``IndexIVFFlat``, approximate, ``nprobe`` lists searched) when the
+catalog has at least :data:`EXACT_BELOW` rows and the query needs at least :data:`IVF_WORTH`
+distance evaluations, or on request faiss's exact ``IndexFlatL2``. Measured on 300k 128-d rows
+(2 busy cores, ``benchmarks/beyond_paper.py``): a 100-galaxy query takes 0.5 s exactly, while
+building the IVF index takes 9 s and then answers it in 0.1 s with the same top 100, so the
+index pays off only for big queries (a large cluster) over a large catalog. For the nearest-member rule each query member asks
 for ``k + n_query`` neighbours, which is exactly enough for an exact top ``k``: any galaxy in the
 true top k has at most ``k - 1`` non-query galaxies closer to its nearest query member.
 """
@@ -34,8 +38,12 @@ from .errors import InputError
 
 log = logging.getLogger("raregal")
 
-#: Catalogs with fewer rows are searched exactly (scikit-learn); larger ones with faiss IVF.
+#: Catalogs with fewer rows are always searched exactly (scikit-learn) by ``index="auto"``.
 EXACT_BELOW = 200_000
+#: Above EXACT_BELOW rows, ``index="auto"`` builds a faiss IVF index when n_query × n_rows is at
+#: least this (about half a minute of brute force on two cores at 128-d; an IVF index over 632k
+#: rows builds in well under that).
+IVF_WORTH = 1_000_000_000
 INDEXES = ("auto", "exact", "flat", "ivf")
 QUERIES = ("nearest", "centroid")
 METRICS = ("euclidean", "cosine")
@@ -47,16 +55,19 @@ class NeighbourSearch:
 
     ``kind``: ``"exact"`` (scikit-learn brute force), ``"flat"`` (faiss ``IndexFlatL2``, exact),
     ``"ivf"`` (faiss ``IndexIVFFlat`` with ``nlist`` lists, ``nprobe`` searched; approximate) or
-    ``"auto"`` (exact below :data:`EXACT_BELOW` rows, else ivf). Distances are Euclidean.
+    ``"auto"`` (ivf when there are at least :data:`EXACT_BELOW` rows and ``n_queries`` × rows ≥
+    :data:`IVF_WORTH`, else exact). Distances are Euclidean.
     """
 
     def __init__(self, X: np.ndarray, kind: str = "auto", nlist: int | None = None, nprobe: int = 32,
-                 seed: int = 0):
+                 seed: int = 0, n_queries: int = 1):
         if kind not in INDEXES:
             raise InputError(f"unknown index {kind!r}; choose from {INDEXES}")
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = self.X.shape
-        self.kind = ("exact" if n < EXACT_BELOW else "ivf") if kind == "auto" else kind
+        if kind == "auto":
+            kind = "ivf" if n >= EXACT_BELOW and n_queries * n >= IVF_WORTH else "exact"
+        self.kind = kind
         if self.kind == "exact":
             from sklearn.neighbors import NearestNeighbors
 
@@ -67,11 +78,14 @@ class NeighbourSearch:
         if self.kind == "flat":
             self._index = faiss.IndexFlatL2(d)
         else:
-            self.nlist = int(nlist or np.clip(4 * np.sqrt(n), 1, 65536))
+            self.nlist = int(nlist or np.clip(np.sqrt(n), 1, 65536))
             self.nlist = max(1, min(self.nlist, n // 39 or 1))  # faiss wants >= 39 training points per list
             quantizer = faiss.IndexFlatL2(d)
             self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist)
             self._index.cp.seed = int(seed)  # k-means seed: same seed, same lists
+            # k-means on a sample of 64 points per list (faiss draws it with the seed): a
+            # one-off query must not pay minutes of training on every row
+            self._index.cp.max_points_per_centroid = 64
             self._index.train(self.X)
             self._index.nprobe = int(min(nprobe, self.nlist))
             self._quantizer = quantizer  # keep it alive as long as the index
@@ -105,7 +119,8 @@ def rank_neighbours(X: np.ndarray, query_rows: np.ndarray, k: int, query: str = 
     if query not in QUERIES:
         raise InputError(f"unknown query rule {query!r}; choose from {QUERIES}")
     query_rows = np.unique(np.asarray(query_rows, dtype=np.int64))
-    searcher = index if isinstance(index, NeighbourSearch) else NeighbourSearch(X, index)
+    n_queries = 1 if query == "centroid" else len(query_rows)
+    searcher = index if isinstance(index, NeighbourSearch) else NeighbourSearch(X, index, n_queries=n_queries)
     n = len(searcher.X)
     want = int(min(k + len(query_rows), n))
     best = np.full(n, np.inf)
@@ -226,8 +241,9 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     qpos = pos.reindex(qids).dropna().astype(np.int64).to_numpy()
     if len(qpos) == 0:
         raise InputError("none of the query galaxies has a valid representation in the table")
-    found, dist, nearest = rank_neighbours(X, qpos, int(k), query, NeighbourSearch(X, index, nprobe=nprobe),
-                                           progress=progress)
+    searcher = NeighbourSearch(X, index, nprobe=nprobe, n_queries=1 if query == "centroid" else len(qpos))
+    log.debug("similar: %s index over %d galaxies, %d query galaxies", searcher.kind, len(X), len(qpos))
+    found, dist, nearest = rank_neighbours(X, qpos, int(k), query, searcher, progress=progress)
     if metric == "cosine":
         dist = dist ** 2 / 2
     src_rows = rows_all[found]
