@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-CPU_WAYS = ["torch_cl", "onnx_w0", "onnx_w1", "onnx_w2"]
-GPU_WAYS = ["torch_bf16", "torch_fp16"]
+CPU_WAYS = ["torch_cl", "onnx_w0", "onnx_w1", "onnx_w2", "onnx_w1_u8"]
+GPU_WAYS = ["torch_bf16_u8", "torch_fp16_u8", "torch_bf16"]
 
 
 def make_images(folder: Path, n: int, size: int = 424, seed: int = 0, unique: int = 1024) -> pd.DataFrame:
@@ -102,10 +102,12 @@ def raregal_way(model, way: str, workers: int):
     """(runner, decoding workers, setup seconds) of raregal's path ``way``; setup = export/compile + warm-up.
 
     ``way`` is ``onnx_w<K>`` (ONNX Runtime, K decoding workers) or ``torch_<cl|bf16|fp16>``
-    (PyTorch channels_last in fp32, or with autocast to bf16/fp16; ``workers`` decoding workers).
+    (PyTorch channels_last in fp32, or with autocast to bf16/fp16; ``workers`` decoding workers);
+    a ``_u8`` suffix resizes the decoded pixels as uint8 (``ImageDataset(resize_uint8=True)``).
     """
     from raregal.encoder.runtime import make_runner
 
+    way = way.removesuffix("_u8")
     backend, _, rest = way.partition("_")
     if backend == "onnx":
         runner_args, n_workers = ("onnx", "fp32"), int(rest[1:])
@@ -185,10 +187,11 @@ def main(argv=None) -> int:
             m = copy.deepcopy(model)
             runner, n_workers, setup = raregal_way(m, way, workers)
             runner = TimedRunner(runner)
-            embed_chunk(m, catalog.head(batch_size), batch_size=batch_size, num_workers=0, runner=runner)  # warm
+            embed_chunk(m, catalog.head(batch_size), batch_size=batch_size, num_workers=0, runner=runner)  # warm-up
             runner.stamps.clear()
             t = time.perf_counter()
-            table, skipped = embed_chunk(m, catalog, batch_size=batch_size, num_workers=n_workers, runner=runner)
+            table, skipped = embed_chunk(m, catalog, batch_size=batch_size, num_workers=n_workers, runner=runner,
+                                         resize_uint8=way.endswith("_u8"))
             s = time.perf_counter() - t
             z = table[[c for c in table.columns if c.startswith("feat_")]].to_numpy(np.float64)[:len(base_files)]
             ref = z_ref.astype(np.float64)

@@ -39,3 +39,23 @@ def test_device_is_a_checked_config_key():
     assert SearchConfig(device="cuda").validate().device == "cuda"
     with pytest.raises(InputError, match="'device'"):
         SearchConfig(device="tpu").validate()
+
+
+def test_uint8_resize_matches_the_float_path_within_a_grey_level(tmp_path):
+    import torch
+    from astropy.io import fits
+    from PIL import Image
+
+    from raregal.images import ImageDataset, eval_transform
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    fits.PrimaryHDU(rng.normal(0, 1, (40, 40)).astype(np.float32)).writeto(tmp_path / "b.fits")
+    files = [tmp_path / "a.png", tmp_path / "b.fits"]
+    exact = ImageDataset(files, eval_transform(32))
+    fast = ImageDataset(files, eval_transform(32), resize_uint8=True)
+    for i in range(2):
+        a, b = exact[i]["image"], fast[i]["image"]
+        assert b.dtype == torch.float32 and b.shape == a.shape == (3, 32, 32)
+        assert float((a - b).abs().max()) <= 1.0 / 255 + 1e-6 and 0 <= float(b.min()) and float(b.max()) <= 1
+    assert torch.equal(exact[1]["image"], fast[1]["image"])  # FITS is always resized as float
