@@ -55,3 +55,24 @@ def test_explorer_shows_stability_and_artifact_class(checked_run):
     assert "stability 0.35 (unstable)" in panels.cluster_panel(data, 1)
     assert "artifact class" in panels.cluster_panel(data, 2)
     assert "stability 0.95" in panels.cluster_panel(data, 0) and "unstable" not in panels.cluster_panel(data, 0)
+
+
+def test_report_shows_checks_and_merge_pairs_side_by_side(checked_run, tmp_path):
+    from raregal.report import build_report
+
+    run, merges = checked_run
+    page = build_report(run, out=tmp_path / "report", progress=False).read_text()
+    assert f"Merge suggestions ({len(merges)})" in page
+    a, b = int(merges.iloc[0]["cluster_a"]), int(merges.iloc[0]["cluster_b"])
+    block = page.split(f'<div class="merge-pair" data-a="{a}" data-b="{b}"')[1].split('<div class="merge-pair"')[0]
+    block = block.split('<section id="downloads">')[0]
+    assert f"thumbs/c{a}_" in block and f"thumbs/c{b}_" in block  # both galleries in the pair's block
+    assert block.index(f"thumbs/c{a}_") < block.index(f"thumbs/c{b}_")
+    assert "in the condensed tree" in block and "median distance between clusters" in block
+    assert "stability 0.35 (unstable)" in page and "artifact class" in page
+    assert page.count('class="checks"') >= 2 * len(json.loads((run / "summary.json").read_text())["clusters"])
+
+
+def test_report_without_checks_has_no_merge_section(tiny_report):
+    page = tiny_report.read_text()
+    assert 'id="merges"' not in page and "stability" not in page

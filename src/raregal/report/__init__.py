@@ -98,7 +98,9 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
     """
     from . import downloads, gallery, maps, montage, morphology, thumbs, tree
     from .html import render_page
+    from .merges import merge_pairs
     from .. import __version__, schema
+    from ..checks import describe_checks
 
     timer = StageTimer(echo=False)
     run = load_run(run_dir, catalog)
@@ -197,6 +199,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
                 "cluster": k, "letter": letters.get(k, ""), "color": colors[k], "size": int(r["size"]),
                 "mean_probability": float(r["mean_probability"]),
                 "persistence_text": "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}",
+                "checks_text": describe_checks(r),  # stability, unstable, artifact class (raregal.checks)
                 "morphology": answers,
                 "morphology_text": morphology.describe(answers) if fractions is not None else "not available",
                 "tiles": galleries[k].tiles, "n_unreadable": galleries[k].n_unreadable if run.has_images else 0,
@@ -214,6 +217,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
             timing.append(("wall time", f"{t['wall_seconds']:.1f} s"))
         if t.get("peak_memory_mib") is not None:
             timing.append(("peak memory", f"{t['peak_memory_mib']:,.0f} MiB"))
+        merges = merge_pairs(s, galleries, colors) if "merge_suggestions" in s else None
         page = render_page(
             title=run.path.resolve().name, run_path=str(run.path.resolve()), counts=counts,
             clusters=rows_ctx, n_clustered=n_clustered,
@@ -221,7 +225,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
             parameters=_flat(s.get("parameters")), metrics=metrics, metric_tables=metric_tables, timing=timing,
             warnings=warnings, map_src="map.png", montage_src=montage_src, montage_rows=montage_rows,
             tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__,
-            tile_px=TILE_PX)
+            tile_px=TILE_PX, merges=merges)
         write_text(tmp / "index.html", page)
         write_json(tmp / "report.json", {
             "run": str(run.path.resolve()), "n_clusters": len(ids), "n_kept": n_kept, "n_clustered": n_clustered,

@@ -65,6 +65,7 @@ PAGE = """<!DOCTYPE html>
 <header><h1>raregal report: {{ title }}</h1><div class="sub">{{ run_path }}</div></header>
 <nav><a href="#overview">Overview</a><a href="#map">Map</a><a href="#figure">Figure</a>
 <a href="#tree">Condensed tree</a><a href="#clusters">Clusters ({{ clusters|length }})</a>
+{% if merges is not none %}<a href="#merges">Merge suggestions ({{ merges|length }})</a>{% endif %}
 <a href="#downloads">Downloads</a></nav>
 <main>
 <section id="overview"><h2>Overview</h2>
@@ -115,10 +116,10 @@ downwards). Ellipses mark the leaf clusters reported here, labelled by cluster n
 
 <section id="clusters"><h2>Clusters</h2>
 <table><tr><th>cluster</th><th class="num">size</th><th class="num">mean prob.</th><th class="num">persistence</th>
-<th>sets it apart (cluster vs. all kept)</th><th>members</th></tr>
+<th>checks</th><th>sets it apart (cluster vs. all kept)</th><th>members</th></tr>
 {% for c in clusters %}<tr><td><span class="swatch" style="background:{{ c.color }}"></span><a href="#cluster-{{ c.cluster }}">{{ c.cluster }}{% if c.letter %} ({{ c.letter }}){% endif %}</a></td>
 <td class="num">{{ "{:,}".format(c.size) }}</td><td class="num">{{ "%.2f"|format(c.mean_probability) }}</td>
-<td class="num">{{ c.persistence_text }}</td><td>{{ c.morphology_text }}</td>
+<td class="num">{{ c.persistence_text }}</td><td class="checks">{{ c.checks_text }}</td><td>{{ c.morphology_text }}</td>
 <td><a class="dl" href="{{ c.downloads.csv }}">CSV</a><a class="dl" href="{{ c.downloads.fits }}">FITS</a></td></tr>
 {% endfor %}</table>
 </section>
@@ -127,7 +128,7 @@ downwards). Ellipses mark the leaf clusters reported here, labelled by cluster n
 <section class="cluster" id="cluster-{{ c.cluster }}" data-cluster="{{ c.cluster }}" data-size="{{ c.size }}">
 <div class="cluster-head"><h3><span class="swatch" style="background:{{ c.color }}"></span>Cluster {{ c.cluster }}{% if c.letter %} &middot; {{ c.letter }}{% endif %}</h3>
 <span class="facts">{{ "{:,}".format(c.size) }} galaxies &middot; mean membership probability {{ "%.2f"|format(c.mean_probability) }}
-&middot; persistence {{ c.persistence_text }} &middot; showing the {{ c.tiles|length }} most confident
+&middot; persistence {{ c.persistence_text }}{% if c.checks_text %} &middot; <b class="checks">{{ c.checks_text }}</b>{% endif %} &middot; showing the {{ c.tiles|length }} most confident
 {%- if c.n_unreadable %} &middot; {{ c.n_unreadable }} image(s) unreadable{% endif %}</span></div>
 <div class="cluster-body"><div>
 <div class="morph">{% if c.morphology %}Predicted morphology that sets it apart (cluster mean vs. all kept galaxies):
@@ -141,6 +142,7 @@ downwards). Ellipses mark the leaf clusters reported here, labelled by cluster n
 <div style="margin-top:8px">Members: <a class="dl" href="{{ c.downloads.csv }}">CSV</a><a class="dl" href="{{ c.downloads.fits }}">FITS</a></div></div>
 </div></section>
 {% endfor %}
+{% if merges is not none %}{% include "merges.html" %}{% endif %}
 
 <section id="downloads"><h2>Downloads</h2>
 <p><a href="{{ clusters_parquet }}">clusters.parquet</a>: every input galaxy with its cluster (-1 = none),
@@ -155,5 +157,8 @@ membership probability, pre-filter flag and UMAP coordinates.</p>
 
 def render_page(**context) -> str:
     """Render the report page; every inserted string is HTML-escaped."""
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    from .merges import SECTION  # the merge-suggestions section (raregal.merge's pairs)
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             loader=jinja2.DictLoader({"merges.html": SECTION}))
     return env.from_string(PAGE).render(css=CSS, **context)

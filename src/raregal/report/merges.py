@@ -24,7 +24,7 @@ been merged; compare the galleries and decide.</div>
 <div class="facts">{{ m.evidence }}</div>
 <div style="display:grid; grid-template-columns:1fr 1fr; gap:14px; margin-top:6px">
 {% for side in (m.tiles_a, m.tiles_b) %}<div class="gallery">{% for t in side %}<div class="tile{% if not t.ok %} missing{% endif %}" title="{{ t.id_str }}">
-<img loading="lazy" src="{{ t.src }}" width="128" height="128" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div></div>{% endfor %}</div>
+<img loading="lazy" src="{{ t.src }}" width="{{ tile_px }}" height="{{ tile_px }}" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div></div>{% endfor %}</div>
 {% endfor %}</div></div>
 {% endfor %}{% else %}<p>No pair of clusters is close enough in the condensed tree or in representation space to
 suggest merging.</p>{% endif %}
