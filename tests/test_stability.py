@@ -105,3 +105,33 @@ def test_stability_flag_and_config():
         config_from_dict({"stability": -1})
     with pytest.raises(InputError, match="unstable_below"):
         config_from_dict({"unstable_below": 1.5})
+
+
+def test_repeats_run_on_the_gpu_when_the_main_run_did(monkeypatch):
+    """device='cuda': the repeats use cuML too (replaced here by the CPU libraries)."""
+    import raregal.cluster as cluster
+    import raregal.reduce as reduce
+    from raregal.search import RareClassSearch
+    from raregal.stability import cluster_stability
+
+    calls = []
+
+    def fake_umap(X, n_components, n_neighbors, **kw):
+        calls.append(("umap", n_components, kw["random_state"]))
+        kw.pop("knn")
+        return reduce.umap_embed(X, n_components, n_neighbors, **kw)
+
+    def fake_hdbscan(Y, *args):
+        calls.append(("hdbscan",))
+        return cluster._fit_fast_hdbscan(Y, *args)
+
+    monkeypatch.setattr(reduce, "_umap_cuml", fake_umap)
+    monkeypatch.setattr(cluster, "_fit_cuml", fake_hdbscan)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (150, 8)), rng.normal(6, 1, (150, 8))]).astype(np.float32)
+    est = RareClassSearch(n_neighbors=10, min_samples=5, min_cluster_size=10, map_2d=False, device="cuda",
+                          umap_n_epochs=50, random_state=4).fit(X)
+    calls.clear()
+    result = cluster_stability(est, X, repeats=2, progress=False)
+    assert calls == [("umap", 5, 5), ("hdbscan",), ("umap", 5, 6), ("hdbscan",)]
+    assert result.scores.shape == (est.n_clusters_,) and result.seeds == [5, 6]

@@ -124,13 +124,15 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
 def recluster(X: np.ndarray, knn, seed: int, *, n_components: int = 5, n_neighbors: int = 50,
               metric: str = "euclidean", init: str = "spectral", n_epochs: int | None = None,
               min_dist: float = 0.1, min_samples: int = 300, min_cluster_size: int = 10,
-              backend: str = "fast_hdbscan", cluster_selection_method: str = "leaf") -> np.ndarray:
+              backend: str = "fast_hdbscan", cluster_selection_method: str = "leaf",
+              umap_backend: str = "umap-learn") -> np.ndarray:
     """One repeat: UMAP layout of ``X`` (N, D) on the given k-NN graph with ``seed``, then HDBSCAN.
 
+    ``backend`` is the HDBSCAN backend, ``umap_backend`` the UMAP one (``"cuml"`` on a GPU).
     Returns the (N,) int labels, -1 = noise.
     """
     Y = umap_embed(X, n_components, n_neighbors, knn=knn, metric=metric, init=init, n_epochs=n_epochs,
-                   min_dist=min_dist, random_state=seed)
+                   min_dist=min_dist, random_state=seed, backend=umap_backend)
     return leaf_clusters(Y, min_samples, min_cluster_size, backend, cluster_selection_method).labels
 
 
@@ -151,6 +153,7 @@ def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: floa
     if knn is None:
         raise ValueError("the estimator has no k-NN graph (knn_); fit it first")
     seeds = repeat_seeds(est.random_state, repeats)
+    gpu = getattr(est, "device", "cpu") == "cuda"  # the repeats run where the main run ran
     labels, seconds = [], []
     iterator = seeds
     if progress:
@@ -162,8 +165,9 @@ def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: floa
         labels.append(recluster(
             X, knn, s, n_components=est.n_components, n_neighbors=est.n_neighbors, metric=est.metric,
             init=est.umap_init, n_epochs=est.umap_n_epochs, min_dist=est.umap_min_dist,
-            min_samples=est.min_samples, min_cluster_size=est.min_cluster_size, backend=est.hdbscan_backend,
-            cluster_selection_method=est.cluster_selection_method))
+            min_samples=est.min_samples, min_cluster_size=est.min_cluster_size,
+            backend="cuml" if gpu else est.hdbscan_backend, cluster_selection_method=est.cluster_selection_method,
+            umap_backend="cuml" if gpu else "umap-learn"))
         seconds.append(time.perf_counter() - t0)
         log.debug("stability repeat seed %d: %d clusters in %.1f s", s, labels[-1].max() + 1, seconds[-1])
     result = score_against(est.labels_, labels, unstable_below)
