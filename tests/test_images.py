@@ -132,3 +132,12 @@ def test_real_decals_cutouts_read_as_424px_rgb():
         assert img.shape == (3, 424, 424) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
         assert float(img.std()) > 0.01  # a real image, not blank
     assert eval_transform(224)(load_image(catalog["file_loc"][0])).shape == (3, 224, 224)
+
+
+def test_rotated_training_views_have_no_empty_corners():
+    img = torch.full((3, 32, 32), 0.5) + 0.01 * torch.rand(3, 32, 32)  # uniform sky
+    torch.manual_seed(0)
+    aug = train_transform(32, rotation_degrees=180)
+    for _ in range(5):
+        view = aug(img)
+        assert view.shape == (3, 32, 32) and float(view.min()) > 0.45  # zero-filled corners would be 0

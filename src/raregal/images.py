@@ -134,14 +134,21 @@ def eval_transform(size: int):
 def train_transform(size: int, rotation_degrees: float = 180.0, flip_prob: float = 0.5):
     """Zoobot-style training augmentation: resize, random rotation, random horizontal/vertical flips.
 
-    Galaxies have no preferred orientation, so any rotation and flip is a valid view. Random
-    numbers come from torch's global generator, which a seeded DataLoader sets per worker.
+    Galaxies have no preferred orientation, so any rotation and flip is a valid view. So that a
+    rotated cutout has no empty corners (which the model would never see at inference), the image
+    is reflection-padded by the corners' reach, rotated, and centre-cropped back to ``size``.
+    Random numbers come from torch's global generator, which a seeded DataLoader sets per worker.
     """
+    import math
+
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import v2 as T
 
+    pad = int(math.ceil(size * (math.sqrt(2) - 1) / 2)) + 1 if rotation_degrees else 0
     augment = T.Compose([
+        *([T.Pad(pad, padding_mode="reflect")] if pad else []),
         T.RandomRotation(degrees=rotation_degrees, interpolation=InterpolationMode.BILINEAR),
+        *([T.CenterCrop(size)] if pad else []),
         T.RandomHorizontalFlip(p=flip_prob),
         T.RandomVerticalFlip(p=flip_prob),
     ])
