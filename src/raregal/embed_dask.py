@@ -13,6 +13,8 @@ readers ignore them.
   already exists returns at once, and a new run over the same ``OUT`` submits only the missing
   partitions (``_manifest.json`` holds a fingerprint of model, catalog and partition size, so a
   resume never mixes two runs).
+* **Threads**: Dask's nannies start workers with ``OMP_NUM_THREADS=1``, so each worker process
+  runs the model on one thread; start one worker process per core (or per GPU).
 * **Crashes**: when a worker dies, the Dask scheduler reruns its unfinished tasks elsewhere (up to
   ``distributed.scheduler.allowed-failures`` times); a task that raises is retried ``retries``
   times. Part files are written atomically, so a killed write leaves nothing behind.
@@ -28,6 +30,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -180,7 +183,7 @@ def _plan(catalog: pd.DataFrame, model, partition_size: int, carry: list, out: P
                 why = ("holds parts of a run with another model, catalog or partition size" if old
                        else "exists and is not a raregal embedding directory")
                 raise InputError(f"{out} {why}; delete it or pass --overwrite")
-            shutil.rmtree(out)
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
     out.mkdir(parents=True, exist_ok=True)
     write_json(manifest, asdict(plan))
     return plan
@@ -226,10 +229,11 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
         log.info("resuming: %d of %d partitions already done in %s", plan.n_partitions - len(todo),
                  plan.n_partitions, out)
     columns = ["id_str", "file_loc", *carry]
+    run_token = uuid.uuid4().hex[:8]  # fresh task keys: a rerun on the same client never reuses old results
     t0 = time.perf_counter()
     futures = [client.submit(embed_partition, model_spec, catalog.iloc[i * partition_size:(i + 1) * partition_size]
                              [columns], str(out), i, batch_size, loader_workers, tuple(carry),
-                             key=f"raregal-embed-{plan.fingerprint[:12]}-{i:05d}", retries=retries, pure=False)
+                             key=f"raregal-embed-{run_token}-{i:05d}", retries=retries, pure=False)
                for i in todo]
     results = []
     with tqdm(total=sum(min(plan.n_rows, (i + 1) * partition_size) - i * partition_size for i in todo),
