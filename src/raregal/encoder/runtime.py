@@ -114,6 +114,8 @@ class TorchRunner:
     def __init__(self, model, precision: str = "fp32"):
         self.model = model.to(memory_format=torch.channels_last)
         self.device = next(model.parameters()).device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
         self.dtype = _DTYPES.get(precision)
         self.representation_dim = model.representation_dim
 
