@@ -140,3 +140,17 @@ def test_embed_cli_on_a_dask_scheduler(survey, client, tmp_path, capsys):
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-{i:05d}.parquet" for i in range(3)]
     table = read_table(out)
     assert len(table) == N and table["id_str"].is_unique and "true_class" in table
+
+
+def test_a_slurm_config_is_checked_before_anything_starts(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        make_client(str(tmp_path / "missing.toml"))
+    (tmp_path / "bad.toml").write_text("[cluster]\ncores = 4\n")
+    with pytest.raises(InputError, match=r"\[slurm\] table"):
+        make_client(str(tmp_path / "bad.toml"))
+    (tmp_path / "slurm.toml").write_text('[slurm]\ncores = 4\nmemory = "16GB"\njobs = 2\n')
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match=r"raregal\[slurm\]"):
+            make_client(str(tmp_path / "slurm.toml"))
