@@ -115,12 +115,27 @@ def test_train_writes_a_loadable_model_history_and_skipped_list(tmp_path):
     assert stored["training"]["epoch"] == summary["best_epoch"]
 
 
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    import raregal.encoder.checkpoint as ckpt
+
     catalog = make_catalog(tmp_path / "data", bad=False)
-    train(catalog, tmp_path / "straight", config(epochs=2), progress=False)
-    train(catalog, tmp_path / "resumed", config(epochs=1), progress=False)  # "interrupted" after epoch 1
-    summary = train(catalog, tmp_path / "resumed", config(epochs=2), progress=False)
-    assert summary["epochs_run"] == 2
+    train(catalog, tmp_path / "straight", config(epochs=3, lr_schedule="cosine"), progress=False)
+    real_save = ckpt.save_train_state
+
+    def killed_after_epoch_2(folder, state):
+        real_save(folder, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_train_state", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(catalog, tmp_path / "resumed", config(epochs=3, lr_schedule="cosine"), progress=False)
+    monkeypatch.undo()
+    summary = train(catalog, tmp_path / "resumed", config(epochs=3, lr_schedule="cosine"), progress=False)
+    assert summary["epochs_run"] == 3
+    history = json.loads((tmp_path / "resumed" / "history.json").read_text())["epochs"]
+    straight = json.loads((tmp_path / "straight" / "history.json").read_text())["epochs"]
+    assert [e["lr"] for e in history] == [e["lr"] for e in straight] and history[2]["lr"] < history[0]["lr"]
     a = load_model(tmp_path / "straight" / "last").state_dict()
     b = load_model(tmp_path / "resumed" / "last").state_dict()
     for key in a:
@@ -129,13 +144,23 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
         train(catalog, tmp_path / "resumed", config(epochs=3, bottleneck=4), progress=False)
 
 
-def test_early_stopping_and_init_from_another_model(tmp_path):
+def test_early_stopping_and_init_from_another_model(tmp_path, monkeypatch):
+    import raregal.train as train_mod
+
     catalog = make_catalog(tmp_path / "data", bad=False)
     train(catalog, tmp_path / "first", config(epochs=1), progress=False)
-    # with lr 0 only batch-norm statistics move: validation stalls and training stops `patience` epochs after the best
-    summary = train(catalog, tmp_path / "second", config(epochs=10, patience=2, lr=0.0, init=str(tmp_path / "first")),
+    losses = iter([5.0, 4.0, 4.5, 4.2, 3.9, 3.0])  # best at epoch 2, then two epochs without improvement
+    real_evaluate = train_mod.evaluate
+
+    def scripted(model, loader, device):
+        return {**real_evaluate(model, loader, device), "loss": next(losses)}
+
+    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    # lr 0: the weights stay those copied from --init
+    summary = train(catalog, tmp_path / "second", config(epochs=6, patience=2, lr=0.0, init=str(tmp_path / "first")),
                     progress=False)
-    assert summary["stopped_early"] and summary["epochs_run"] == summary["best_epoch"] + 2 < 10
+    assert summary["stopped_early"] and summary["epochs_run"] == 4 and summary["best_epoch"] == 2
+    assert summary["best_val_loss"] == 4.0
     first = load_model(tmp_path / "first").state_dict()
     second = load_model(tmp_path / "second").state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first if k.startswith("encoder.") and "running" not in k

@@ -47,7 +47,8 @@ def default_workers() -> int:
 class TrainConfig:
     """Settings of one training run (all saved with the model).
 
-    ``lr`` and ``weight_decay`` are AdamW's (Zoobot's defaults); ``val_fraction`` the held-out share
+    ``lr`` and ``weight_decay`` are AdamW's (Zoobot's defaults); ``lr_schedule`` is ``constant``
+    (Zoobot's default) or ``cosine`` (annealed to lr/100 over ``epochs``); ``val_fraction`` the held-out share
     of galaxies; ``patience`` the epochs without validation improvement before stopping;
     ``init`` a weights spec to start from (see :func:`raregal.encoder.loading.load_model`).
     """
@@ -60,6 +61,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 0.01
     val_fraction: float = 0.1
     patience: int = 5
@@ -71,7 +73,8 @@ class TrainConfig:
 
 
 #: Settings that must match for a rerun to resume an earlier run in the same folder.
-_RESUME_KEYS = ("arch", "bottleneck", "input_size", "channels", "dropout", "batch_size", "lr", "weight_decay",
+_RESUME_KEYS = ("arch", "bottleneck", "input_size", "channels", "dropout", "batch_size", "lr", "lr_schedule",
+                "weight_decay",
                 "val_fraction", "seed", "init")
 
 
@@ -189,6 +192,10 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
                                         input_size=config.input_size, channels=config.channels,
                                         dropout=config.dropout, timm_kwargs=dict(config.timm_kwargs)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.lr_schedule not in ("constant", "cosine"):
+        raise InputError(f"--lr-schedule must be constant or cosine, got {config.lr_schedule!r}")
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr / 100)
+                 if config.lr_schedule == "cosine" else None)
     state = None if restart else checkpoint.load_train_state(last)
     if state is not None:
         old = state["config"]
@@ -200,6 +207,8 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
         weights, _ = read_state_dict(last / checkpoint.WEIGHTS)
         model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         log.info("resuming %s after epoch %d (best validation loss %.4f)", out, state["epoch"], state["best_loss"])
     elif config.init:
@@ -247,6 +256,9 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
             bar.set_postfix(loss=f"{run_loss / n_seen:.3f}")
         bar.close()
         train_s = time.perf_counter() - t0
+        lr_used = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
         val_loader = _loader(val_ds, config.batch_size, config.workers, False, 0)
         if len(val_ds):
             val = evaluate(model, val_loader, device)
@@ -255,7 +267,7 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
         for i, reason in val["failed"]:
             skipped.setdefault(ids[va_idx[i]], reason)
         record = {"epoch": epoch, "train_loss": run_loss / max(n_seen, 1), "val_loss": val["loss"],
-                  "val_loss_per_question": val["per_question"], "train_images_per_s": n_seen / train_s,
+                  "val_loss_per_question": val["per_question"], "lr": lr_used, "train_images_per_s": n_seen / train_s,
                   "seconds": time.perf_counter() - t0}
         history.append(record)
         improved = val["loss"] < best_loss
@@ -268,6 +280,7 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
         checkpoint.save_model(model, last, training={**asdict(config), "epoch": epoch})
         checkpoint.save_train_state(last, {"config": asdict(config), "n_rows": len(catalog), "epoch": epoch,
                                            "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                                           "scheduler": scheduler.state_dict() if scheduler is not None else None,
                                            "history": history, "best_loss": best_loss, "bad_epochs": bad_epochs,
                                            "skipped": skipped})
         log.info("epoch %d: train loss %.4f, validation loss %.4f nats/galaxy%s, %.0f img/s, %.1f s", epoch,

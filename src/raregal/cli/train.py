@@ -19,6 +19,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30, help="most epochs to run (30)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (1e-3)")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant (Zoobot's default) or cosine annealing to lr/100 over --epochs")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (0.01)")
     p.add_argument("--dropout", type=float, default=0.2, help="dropout before the Dirichlet head (0.2)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of galaxies held out for validation (0.1)")
@@ -44,7 +46,8 @@ def run(args) -> int:
         raise InputError("--val-fraction must be in [0, 1)")
     catalog = read_catalog(args.catalog)
     config = TrainConfig(arch=args.arch, bottleneck=args.bottleneck or None, input_size=args.input_size,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+                         weight_decay=args.weight_decay,
                          dropout=args.dropout, val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
                          workers=default_workers() if args.workers is None else args.workers,
                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init)
