@@ -27,6 +27,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=5, help="stop after this many epochs without improvement (5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads on CPU (default: the cores the decoding workers leave free)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
     p.add_argument("--restart", action="store_true", help="ignore an earlier run in --out instead of resuming it")
     p.set_defaults(func=run)
@@ -49,7 +51,7 @@ def run(args) -> int:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
                          weight_decay=args.weight_decay,
                          dropout=args.dropout, val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
-                         workers=default_workers() if args.workers is None else args.workers,
+                         workers=default_workers() if args.workers is None else args.workers, threads=args.threads,
                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init)
     summary = train(catalog, args.out, config, restart=args.restart)
     print(f"trained {summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f} nats/galaxy "
