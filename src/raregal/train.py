@@ -52,13 +52,19 @@ def default_workers() -> int:
 
 
 def default_threads(workers: int) -> int:
-    """Torch threads for the model: the cores the decoding workers leave free (at least 1).
+    """Torch threads for the model: the cores that neither the decoding workers nor other running
+    programs (the 1-minute load average) occupy, at least 1.
 
     More threads than free cores is far worse than fewer: OpenMP threads spin-wait for each
-    other, and on a 2-core machine with one decoding worker, 2 threads trained 9 img/s where
-    1 thread trained 450 img/s (mobilenetv3_small_050, 64 px, a machine also busy with other work).
+    other, and on a 2-core machine busy with other work, 2 threads trained 9 img/s where 1 thread
+    trained 450 img/s (mobilenetv3_small_050, 64 px, batch 64).
     """
-    return max(1, usable_cores() - workers)
+    cores = usable_cores()
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        busy = 0
+    return max(1, min(cores - workers, cores - busy))
 
 
 @dataclass

@@ -28,7 +28,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads on CPU (default: the cores the decoding workers leave free)")
+                   help="torch threads on CPU (default: the cores neither the decoding workers nor other programs use)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
     p.add_argument("--restart", action="store_true", help="ignore an earlier run in --out instead of resuming it")
     p.set_defaults(func=run)
