@@ -233,6 +233,17 @@ def test_hub_id_without_network_says_to_pass_a_local_file(monkeypatch):
     assert "mwalmsley/zoobot-encoder-efficientnet_b0" in str(err.value)
 
 
+def test_hub_id_fails_at_once_when_the_hub_host_does_not_resolve(monkeypatch):
+    import socket
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(InputError, match="cannot resolve .*pass the local weights file"):
+        load_model("hf_hub:mwalmsley/zoobot-encoder-maxvit_tiny_rw_224")
+
+
 def test_missing_and_unknown_files_are_clear(tmp_path):
     with pytest.raises(InputError, match="no such model"):
         load_model(tmp_path / "nope.ckpt")

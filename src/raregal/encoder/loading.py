@@ -189,18 +189,47 @@ def _default_input_size(model: GalaxyEncoder) -> int:
     return int(size[-1]) if size else 224
 
 
+def _hub_error(spec: str, reason: str) -> InputError:
+    repo = spec[len(HUB_PREFIX):]
+    return InputError(
+        f"cannot fetch {spec!r} from the Hugging Face hub ({reason}). "
+        f"Download it on a machine with network access (e.g. `hf download {repo}` or the 'Files' tab of "
+        f"https://huggingface.co/{repo}) and pass the local weights file instead: "
+        f"--model path/to/model.safetensors --arch <timm architecture>")
+
+
+def _hub_unreachable(spec: str) -> str | None:
+    """Why the hub cannot be reached (its host name does not resolve) when the model is not cached, else None.
+
+    huggingface_hub retries for ~20 s before giving up; a failed name lookup settles it at once.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # huggingface_hub itself answers from the cache, without the network
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+        return None
+    except OSError as err:
+        if isinstance(try_to_load_from_cache(spec[len(HUB_PREFIX):], "config.json"), str):
+            return None  # cached earlier: let huggingface_hub fall back to its cache
+        return f"no network: cannot resolve {host}: {err}"
+
+
 def _load_hub(spec: str, input_size: int | None, channels: int) -> GalaxyEncoder:
+    reason = _hub_unreachable(spec)
+    if reason:
+        raise _hub_error(spec, reason)
     try:
         backbone = create_backbone(spec, channels=channels, pretrained=True)
     except InputError:
         raise
     except Exception as err:  # huggingface_hub / requests raise many kinds when offline
-        repo = spec[len(HUB_PREFIX):]
-        raise InputError(
-            f"cannot fetch {spec!r} from the Hugging Face hub ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            f"Download it on a machine with network access (e.g. `hf download {repo}` or the 'Files' tab of "
-            f"https://huggingface.co/{repo}) and pass the local weights file instead: "
-            f"--model path/to/model.safetensors --arch <timm architecture>") from err
+        raise _hub_error(spec, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
     arch = (getattr(backbone, "pretrained_cfg", None) or {}).get("architecture") or spec
     config = EncoderConfig(arch=arch, bottleneck=None, input_size=input_size or 224, channels=channels, head=False)
     model = GalaxyEncoder(config, backbone=backbone)
