@@ -18,6 +18,7 @@ they were made with the same settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -71,6 +72,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
     from .catalog import read_catalog
     from .config import SearchConfig
     from .embed import embed_catalog, load_model
+    from .encoder.loading import demo_model_path
     from .search import run_search
     from .synth import RARE_CLASSES, make_survey
 
@@ -88,7 +90,9 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
 
     reps = out / "reps.parquet"
     embed_marker = out / ".embed_done.json"
-    embed_settings = {"model": "demo", "n_galaxies": config.n_galaxies, "seed": config.seed, "size": config.size,
+    weights = demo_model_path() / "model.safetensors"
+    embed_settings = {"model": "demo", "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                      "n_galaxies": config.n_galaxies, "seed": config.seed, "size": config.size,
                       "rare_fraction": config.rare_fraction}
     with timer.stage("embed"):
         if reps.exists() and _stage_done(embed_marker, embed_settings):
