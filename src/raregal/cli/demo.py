@@ -13,7 +13,8 @@ def register(sub) -> argparse.ArgumentParser:
                                    "planted classes were recovered. A rerun resumes.")
     p.add_argument("--out", default="demo_run", help="output folder (default demo_run)")
     p.add_argument("--n-galaxies", type=int, default=None, help="survey size (default 3000)")
-    p.add_argument("--seed", type=int, default=None, help="survey and search seed (default 1; the demo encoder was trained on seed 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="survey and search seed (default 1; the demo encoder was trained on seed 0)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--keep-artifacts", action="store_true", help="do not drop predicted artifacts before the search")
     p.set_defaults(func=run)
