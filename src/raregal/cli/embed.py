@@ -24,7 +24,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, … (default: cuda if available)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="inference engine: onnx (ONNX Runtime, fastest on CPU), torch; auto = onnx on CPU when "
-                        "onnxruntime is installed (pip install 'raregal[fast]'), else torch")
+                        "onnxruntime is installed (a core dependency), else torch")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--dask", metavar="SCHEDULER", default=None,
