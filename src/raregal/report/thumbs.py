@@ -66,7 +66,11 @@ def load_preview(path: str | os.PathLike, size: int = 96):
             with Image.open(path) as src:
                 src.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
                 im = src.convert("RGB")
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        # shrink large cutouts; enlarge small ones (64 px survey stamps) so they fill their tile
+        scale = size / max(im.size)
+        if scale != 1:
+            shape = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+            im = im.resize(shape, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
         if im.size != (size, size):  # pad non-square cutouts onto a dark square
             canvas = Image.new("RGB", (size, size), (0, 0, 0))
             canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
