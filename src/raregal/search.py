@@ -277,10 +277,8 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
 
 def _report(out_dir: Path) -> None:
     """Build the report when images are known; a failing report never loses the search."""
-    try:
-        from .report import build_report
-    except ImportError:  # pragma: no cover - the report ships with raregal
-        return
+    from .report import build_report
+
     try:
         path = build_report(out_dir)
         log.info("report in %s", path)
@@ -288,9 +286,7 @@ def _report(out_dir: Path) -> None:
         log.warning("the search finished but its report failed: %s (run `raregal report %s`)", err, out_dir)
 
 
-def _score(true_class: np.ndarray, labels: np.ndarray) -> dict | None:
-    try:
-        from .metrics import score_clusters
-    except ImportError:  # pragma: no cover - metrics ship with raregal
-        return None
+def _score(true_class: np.ndarray, labels: np.ndarray) -> dict:
+    from .metrics import score_clusters
+
     return score_clusters(np.asarray(true_class).astype(str), labels)

@@ -63,10 +63,7 @@ def run(args) -> int:
           f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
     metrics = summary.get("metrics")
     if metrics:
-        try:
-            from ..metrics import format_scores
+        from ..metrics import format_scores
 
-            print(format_scores(metrics))
-        except ImportError:  # pragma: no cover
-            pass
+        print(format_scores(metrics))
     return 0
