@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-CPU_WAYS = ["torch_cl", "onnx_w0", "onnx_w1", "onnx_w2", "onnx_w1_u8"]
+CPU_WAYS = ["torch_cl", "onnx_w0", "onnx_w1", "onnx_w2", "onnx_w1_u8", "auto_w1"]
 GPU_WAYS = ["torch_bf16_u8", "torch_fp16_u8", "torch_bf16"]
 
 
@@ -101,7 +101,8 @@ def baseline(model, files: list[str], batch_size: int, device: str) -> np.ndarra
 def raregal_way(model, way: str, workers: int):
     """(runner, decoding workers, setup seconds) of raregal's path ``way``; setup = export/compile + warm-up.
 
-    ``way`` is ``onnx_w<K>`` (ONNX Runtime, K decoding workers) or ``torch_<cl|bf16|fp16>``
+    ``way`` is ``auto_w<K>`` (what ``raregal embed`` does by default on this device: backend and
+    precision auto, K decoding workers), ``onnx_w<K>`` (ONNX Runtime fp32) or ``torch_<cl|bf16|fp16>``
     (PyTorch channels_last in fp32, or with autocast to bf16/fp16; ``workers`` decoding workers);
     a ``_u8`` suffix resizes the decoded pixels as uint8 (``ImageDataset(resize_uint8=True)``).
     """
@@ -109,7 +110,9 @@ def raregal_way(model, way: str, workers: int):
 
     way = way.removesuffix("_u8")
     backend, _, rest = way.partition("_")
-    if backend == "onnx":
+    if backend == "auto":
+        runner_args, n_workers = ("auto", "auto"), int(rest[1:])
+    elif backend == "onnx":
         runner_args, n_workers = ("onnx", "fp32"), int(rest[1:])
     else:
         precision = {"cl": "fp32"}.get(rest, rest)
@@ -199,8 +202,10 @@ def main(argv=None) -> int:
             steady = runner.steady_rate()
             rows.append({"way": way, "images_per_s": len(files) / s, "steady_images_per_s": steady, "seconds": s,
                          "setup_s": setup, "workers": n_workers, "min_cosine": float(cos.min()),
+                         "backend": runner.backend, "precision": getattr(runner.runner, "precision", None),
                          "n_images": len(files), "n_skipped": len(skipped)})
-            print(f"  {arch:20s} {way:14s} {len(files) / s:8.1f} img/s  (steady {steady or 0:.1f} img/s, setup "
+            print(f"  {arch:20s} {way:14s} {len(files) / s:8.1f} img/s  ({runner.backend} "
+                  f"{getattr(runner.runner, 'precision', '')}, steady {steady or 0:.1f} img/s, setup "
                   f"{setup:.1f} s, {n_workers} decoding workers, min cosine {cos.min():.6f})", flush=True)
             del m, runner
         timed_baseline("baseline_again")

@@ -124,7 +124,7 @@ def test_runtime_backends_give_the_eager_models_numbers(backend):
     assert runner.backend == backend and z.dtype == np.float32 and z.shape == (6, 8) and frac.shape == (6, 34)
     np.testing.assert_allclose(z, z_ref.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(frac, frac_ref.numpy(), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError, match="onnx backend runs on CPU in fp32"):
+    with pytest.raises(ValueError, match="onnx backend runs on CPU in fp32 or int8"):
         make_runner(model, backend="onnx", precision="bf16")
 
 
@@ -154,3 +154,29 @@ def test_a_slurm_config_is_checked_before_anything_starts(tmp_path):
     except ImportError:
         with pytest.raises(InputError, match=r"raregal\[slurm\]"):
             make_client(str(tmp_path / "slurm.toml"))
+
+
+def test_int8_quantizes_transformers_only_and_keeps_their_representation(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from raregal.encoder import runtime
+
+    torch.manual_seed(0)
+    vit = GalaxyEncoder(EncoderConfig(arch="test_maxvit", bottleneck=16, input_size=64)).eval()
+    cnn = GalaxyEncoder(EncoderConfig(arch="test_efficientnet", bottleneck=8, input_size=32)).eval()
+    x = torch.from_numpy(runtime.probe_images(3, 64, n=4, seed=1))
+    with torch.no_grad():
+        z_ref = vit.embed(x).numpy()
+    auto = make_runner(vit)  # CPU, precision auto: MaxViT's weights are mostly matrix products
+    assert auto.precision == "int8" and auto.int8_min_cosine >= runtime.INT8_MIN_COSINE
+    z, frac = auto(x)
+    cosine = (z * z_ref).sum(1) / np.linalg.norm(z, axis=1) / np.linalg.norm(z_ref, axis=1)
+    assert cosine.min() >= 0.999 and frac.shape == (4, 34)
+    assert np.abs(z - z_ref).max() > 1e-6  # it really is another graph, not the fp32 one
+    assert make_runner(cnn).precision == "fp32"  # a CNN's work is in convolutions: left alone
+    assert make_runner(cnn, precision="int8").precision == "int8"  # unless asked for
+    with pytest.raises(ValueError, match="int8 runs on CPU with ONNX Runtime"):
+        make_runner(cnn, backend="torch", precision="int8")
+    monkeypatch.setattr(runtime, "INT8_MIN_COSINE", 1.5)  # a check no quantized graph can pass
+    assert make_runner(vit).precision == "fp32"  # auto falls back to the exact graph
+    with pytest.raises(ValueError, match="changes test_maxvit's representation too much"):
+        make_runner(vit, precision="int8")

@@ -268,7 +268,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
                "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "seconds": round(seconds, 3),
                "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
                "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry,
-               "backend": getattr(runner, "backend", None), "precision": precision}
+               "backend": getattr(runner, "backend", None),
+               "precision": getattr(runner, "precision", precision)}
     write_json(out.with_name(out.with_suffix("").name + ".embed.json"), summary)
     shutil.rmtree(pdir)
     if len(skipped):

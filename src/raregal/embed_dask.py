@@ -101,7 +101,8 @@ def embed_partition(model_spec: ModelSpec, rows: pd.DataFrame, out: str, i: int,
                     num_workers: int = 0, carry: tuple = ()) -> dict:
     """The Dask task: embed ``rows`` (``id_str``, absolute ``file_loc``) into ``OUT/part-{i:05d}.parquet``.
 
-    Returns ``{"partition", "n_rows", "n_embedded", "n_skipped", "seconds", "pid", "done_before"}``.
+    Returns ``{"partition", "n_rows", "n_embedded", "n_skipped", "seconds", "pid", "done_before", "precision"}``
+    (``precision``: what the runner chose, e.g. ``int8`` for ``auto``; absent for a finished partition).
     A partition whose part already exists is not recomputed (``done_before`` True).
     """
     from .embed import embed_chunk
@@ -122,7 +123,8 @@ def embed_partition(model_spec: ModelSpec, rows: pd.DataFrame, out: str, i: int,
     write_text(_skipped_part(out_dir, i), skipped.to_csv(index=False))
     write_parquet(part, _arrow_table(table))
     return {"partition": i, "n_rows": len(rows), "n_embedded": len(table), "n_skipped": len(skipped),
-            "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(), "done_before": False}
+            "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(), "done_before": False,
+            "precision": getattr(runner, "precision", model_spec.precision)}
 
 
 def make_client(dask: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1):
@@ -258,7 +260,9 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
                "seconds": round(seconds, 3), "images_per_s": round(done / seconds, 2) if seconds > 0 and done else None,
                "worker_pids": sorted({r["pid"] for r in results if not r["done_before"]}),
                "n_workers": len(client.scheduler_info().get("workers", {})), "device": model_spec.device,
-               "precision": model_spec.precision, "batch_size": batch_size, "carry": carry}
+               "precision": ",".join(sorted({r.get("precision", model_spec.precision) for r in results
+                                             if not r["done_before"]})) or model_spec.precision,
+               "batch_size": batch_size, "carry": carry}
     write_json(out / "_embed.json", summary)
     if len(skipped):
         log.warning("%d of %d images could not be read and were skipped, e.g. %s; list in %s", len(skipped),

@@ -25,8 +25,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="inference engine: onnx (ONNX Runtime, fastest on CPU), torch; auto = onnx on CPU when "
                         "onnxruntime is installed (a core dependency), else torch")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                   help="auto = bf16 autocast on CUDA; on CPU int8 matrix products for transformers (MaxViT) when "
+                        "they keep every probe galaxy's representation to cosine >= 0.999 of fp32, else fp32")
     p.add_argument("--dask", metavar="SCHEDULER", default=None,
                    help="embed on a Dask cluster: a scheduler address (tcp://host:8786), 'local', or a TOML file "
                         "with a [slurm] table of dask_jobqueue.SLURMCluster arguments (+ jobs = N). --out is then "
