@@ -128,8 +128,11 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     for stack in args.stacks:  # warm numba's disk cache once per stack, uncounted
         subprocess.run([sys.executable, __file__, "--one", stack, "3000"], env=env, capture_output=True)
-    meta["mode"] = ("stacks concurrently, each pinned to its own core, one thread each"
-                    if args.one_core_each else "stacks one after another, all cores")
+    n_cores = len(os.sched_getaffinity(0))
+    threads = os.environ.get("NUMBA_NUM_THREADS")
+    meta["mode"] = ("stacks concurrently, each pinned to its own core, one thread each" if args.one_core_each
+                    else f"stacks one after another on {n_cores} core{'s' * (n_cores > 1)}"
+                    + (f", {threads} thread(s) each" if threads else ""))
     for n in args.sizes:
         procs = []
         for k, stack in enumerate(args.stacks):
