@@ -4,9 +4,9 @@
 fractions (B, 34) or None)`` as float32 NumPy arrays, using one of two backends:
 
 * ``"onnx"``: the model exported once to ONNX (``torch.onnx.export``) and run by ONNX Runtime's
-  CPU provider. On CPU this is the one that pays: measured 3-4× PyTorch eager for
-  efficientnet_b0 on two cores, with representations equal to PyTorch's (cosine ≥ 0.9999;
-  ``benchmarks/README.md``). ONNX Runtime is a core dependency; without it the torch path runs.
+  CPU provider. On CPU this is the one that pays: on one quiet core, with decoding, 2.7× PyTorch
+  eager for efficientnet_b0 and 1.5× for MaxViT Tiny, with representations equal to PyTorch's
+  (cosine ≥ 0.999999; ``benchmarks/README.md``). ONNX Runtime is a core dependency; without it the torch path runs.
 * ``"torch"``: PyTorch eager in ``inference_mode``, the model and images in ``channels_last``
   memory format (faster convolutions in oneDNN and cuDNN), and on CUDA an autocast to bf16 or
   fp16 (``precision``).
