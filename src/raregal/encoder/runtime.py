@@ -178,7 +178,8 @@ class OnnxRunner:
         if precision == "int8" or (fraction is not None and fraction >= INT8_AUTO_MIN_MATMUL_FRACTION):
             quantized = ort.InferenceSession(quantize_int8(graph), options, providers=["CPUExecutionProvider"])
             probe = probe_images(model.config.channels, model.config.input_size)
-            cosine = _min_cosine(quantized.run(None, {"images": probe})[0], self.session.run(None, {"images": probe})[0])
+            cosine = _min_cosine(quantized.run(None, {"images": probe})[0],
+                                 self.session.run(None, {"images": probe})[0])
             self.int8_min_cosine = cosine
             if cosine >= INT8_MIN_COSINE:
                 self.session, self.precision = quantized, "int8"
