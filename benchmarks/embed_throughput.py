@@ -40,21 +40,19 @@ GPU_WAYS = ["torch_bf16_u8", "torch_fp16_u8", "torch_bf16"]
 def make_images(folder: Path, n: int, size: int = 424, seed: int = 0, unique: int = 1024) -> pd.DataFrame:
     """A catalog of ``n`` JPEG cutouts of ``size`` px (DESI/DECaLS cutouts are 424 px JPEGs).
 
-    At most ``unique`` files are drawn (smooth blobs plus noise) and the catalog cycles through
-    them under distinct ids, so large GPU runs do not spend minutes drawing images; every row is
-    still read and decoded from its file.
+    At most ``unique`` files are drawn (raregal's probe galaxies: smooth blobs on a noisy sky) and
+    the catalog cycles through them under distinct ids, so large GPU runs do not spend minutes
+    drawing images; every row is still read and decoded from its file.
     """
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    from raregal.encoder.runtime import probe_images
+
     rows = []
     for i in range(min(n, unique)):
-        r2 = (xx - rng.normal(0, 0.05)) ** 2 + ((yy - rng.normal(0, 0.05)) / rng.uniform(0.3, 1)) ** 2
-        blob = np.exp(-r2 / rng.uniform(0.002, 0.02))
-        img = np.clip(blob[..., None] * rng.uniform(120, 255, 3) + rng.normal(20, 8, (size, size, 3)), 0, 255)
+        img = probe_images(3, size, n=1, seed=seed + i)[0].transpose(1, 2, 0)  # one at a time: bounded memory
         path = folder / f"g{i:06d}.jpg"
-        Image.fromarray(img.astype(np.uint8)).save(path, quality=90)
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(path, quality=90)
         rows.append(str(path))
     return pd.DataFrame({"id_str": [f"g{i:07d}" for i in range(n)], "file_loc": [rows[i % len(rows)] for i in range(n)]})
 
