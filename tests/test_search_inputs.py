@@ -71,7 +71,7 @@ def test_nan_and_inf_name_the_ids_or_are_dropped(tmp_path, frame):
 
 
 def test_too_few_rows_for_min_samples_suggests_a_value(tmp_path, frame):
-    fails(tmp_path, frame, r"fewer than min_samples=300; small samples need a smaller value, e.g. --min-samples \d+",
+    fails(tmp_path, frame, r"fewer than min_samples=300; small samples need a smaller value, e.g. min_samples=\d+",
           min_samples=300)
 
 

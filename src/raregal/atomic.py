@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than a moment)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -38,7 +39,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600 files; give the usual umask-based mode instead
-            os.chmod(tmp_path, 0o666 & ~_umask())
+            os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

@@ -100,6 +100,9 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
     if not path.exists():
         raise InputError(f"{path}: no such file")
     kind = _kind(path)
+    if path.is_dir() and not any(p.suffix.lower() in _PARQUET for p in path.rglob("*") if p.is_file()):
+        raise InputError(f"{path}: the folder holds no Parquet parts (*.parquet); give a table file or a "
+                         "folder of Parquet parts")
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
@@ -149,6 +152,8 @@ def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     frame = read_table(path)
+    if len(frame) == 0:
+        raise InputError(f"{path}: the catalog has no rows")
     check_ids(frame, str(path))
     if FILE_LOC not in frame.columns:
         raise InputError(f"{path}: missing column '{FILE_LOC}' (the image path of each galaxy)")

@@ -94,6 +94,13 @@ class SearchConfig:
                 raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
         return self
 
+    def estimator_params(self) -> dict:
+        """Keyword arguments of :class:`raregal.search.RareClassSearch` for these settings."""
+        names = ("n_neighbors", "n_components", "min_samples", "min_cluster_size", "cluster_selection_method",
+                 "metric", "umap_init", "umap_n_epochs", "umap_min_dist", "map_2d", "map_2d_epochs",
+                 "hdbscan_backend", "device")
+        return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         if not out["extra"]:

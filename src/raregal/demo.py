@@ -108,7 +108,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
                                  min_cluster_size=config.min_cluster_size, keep_artifacts=config.keep_artifacts,
                                  seed=config.seed, **config.search_extra)
     with timer.stage("search"):
-        search = run_search(reps, out / "search", search_config)  # builds search/report/ too
+        search = run_search(reps, out / "search", search_config, overwrite=True)  # and search/report/
 
     metrics = search.get("metrics") or {}
     report = out / "search" / "report" / "index.html"

@@ -156,6 +156,42 @@ def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
     return carry
 
 
+def summary_path(out: str | os.PathLike) -> Path:
+    """The JSON an embedding run into ``out`` writes beside it (settings, counts, speed)."""
+    out = Path(out)
+    return out.with_name(out.with_suffix("").name + ".embed.json")
+
+
+def check_output(out: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 64, chunk_size: int = 4096,
+                 inputs: tuple = ()) -> Path:
+    """Check, before any model is loaded, that an embedding may be written to ``out``; return it as a Path.
+
+    ``out`` must be a new file, or with ``overwrite`` an earlier output of ``raregal embed``
+    (recognised by its ``.embed.json`` beside it); never a folder, one of ``inputs`` (the
+    catalog), or a file raregal did not write. Errors name the parameter.
+    """
+    out = Path(out)
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name}={value!r}: must be a positive integer", param=name)
+    if any(Path(src).exists() and out.resolve() == Path(src).resolve() for src in inputs):
+        raise InputError(f"out {out}: is the input catalog; write the representations to another file", param="out")
+    if out.is_dir():
+        raise InputError(f"out {out}: is a folder; give the Parquet file to write (e.g. {out / 'reps.parquet'})",
+                         param="out")
+    if out.exists() and not overwrite:
+        raise InputError(f"out {out}: exists; pass overwrite to replace it", param=("out", "overwrite"))
+    if out.exists() and not summary_path(out).is_file():
+        raise InputError(f"out {out}: exists and was not written by `raregal embed` (no {summary_path(out).name} "
+                         "beside it); raregal never replaces it. Give a new file name", param="out")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"out {out}: cannot be created ({parent} is not a writable folder)", param="out")
+    return out
+
+
 def _merge(parts: list[Path], out: Path) -> int:
     """Stream the part files into one Parquet file at ``out`` (atomically); returns the row count."""
     import pyarrow as pa
@@ -194,12 +230,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     """
     from tqdm.auto import tqdm
 
-    out = Path(out)
+    out = check_output(out, overwrite=overwrite, batch_size=batch_size, chunk_size=chunk_size)
     carry = _check_carry(catalog, carry)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} exists; pass --overwrite to replace it")
-    if chunk_size < 1 or batch_size < 1:
-        raise InputError("--chunk-size and --batch-size must be at least 1")
     catalog = catalog.reset_index(drop=True)
     if workers is None:  # a GPU eats images faster than a few processes decode them
         workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if device_of(model).type == "cuda" else default_workers()
@@ -270,7 +302,7 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
                "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry,
                "backend": getattr(runner, "backend", None),
                "precision": getattr(runner, "precision", precision)}
-    write_json(out.with_name(out.with_suffix("").name + ".embed.json"), summary)
+    write_json(summary_path(out), summary)
     shutil.rmtree(pdir)
     if len(skipped):
         log.warning("%d of %d images could not be read and were skipped, e.g. %s; list in %s", len(skipped), n,

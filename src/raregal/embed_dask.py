@@ -174,18 +174,20 @@ class _Plan:
 def _plan(catalog: pd.DataFrame, model, partition_size: int, carry: list, out: Path, overwrite: bool) -> _Plan:
     from .embed import _fingerprint
 
+    manifest = out / "_manifest.json"
+    old = json.loads(manifest.read_text()).get("fingerprint") if manifest.is_file() else None
+    if old is None and out.exists() and (out.is_file() or any(out.iterdir())):
+        raise InputError(f"{out} exists and is not a raregal embedding directory (no _manifest.json); "
+                         "raregal never replaces it. Give a new folder")
     n = len(catalog)
     plan = _Plan(n, partition_size, max(1, -(-n // partition_size)),
                  _fingerprint(model, catalog, partition_size, carry), carry)
-    manifest = out / "_manifest.json"
     if out.exists():
-        old = json.loads(manifest.read_text()).get("fingerprint") if manifest.is_file() else None
-        if old != plan.fingerprint:
+        if old is not None and old != plan.fingerprint:
             if not overwrite:
-                why = ("holds parts of a run with another model, catalog or partition size" if old
-                       else "exists and is not a raregal embedding directory")
-                raise InputError(f"{out} {why}; delete it or pass --overwrite")
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+                raise InputError(f"{out} holds parts of a run with another model, catalog or partition size; "
+                                 "delete it or pass --overwrite")
+            shutil.rmtree(out)  # an earlier raregal embedding directory (it has our manifest)
     out.mkdir(parents=True, exist_ok=True)
     write_json(manifest, asdict(plan))
     return plan

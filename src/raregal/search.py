@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from . import atomic
+from . import atomic, runfolder
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
 from .checks import check_clusters
 from .cluster import leaf_clusters
@@ -89,10 +90,11 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     def _check(self, n: int) -> None:
         if n <= self.n_components + 1 or n <= self.n_neighbors:
             raise InputError(f"only {n} galaxies to search; need more than n_neighbors={self.n_neighbors} "
-                             f"(try --n-neighbors {max(2, n // 4)})")
+                             f"(try n_neighbors={max(2, n // 4)})", param="n_neighbors")
         if n < self.min_samples:
             raise InputError(f"only {n} galaxies to search, fewer than min_samples={self.min_samples}; "
-                             f"small samples need a smaller value, e.g. --min-samples {max(2, n // 50)}")
+                             f"small samples need a smaller value, e.g. min_samples={max(2, n // 50)}",
+                             param="min_samples")
 
     def fit(self, X, y=None, timer: StageTimer | None = None):
         """Reduce and cluster ``X`` of shape (N, D); returns self."""
@@ -156,6 +158,8 @@ def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.nd
 def load_representations(path, features: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a representation table and return ``(table, X)`` with X of shape (N, D) float32."""
     frame = read_table(path)
+    if len(frame) == 0:
+        raise InputError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
     check_ids(frame, str(path))
     X = feature_matrix(frame, features)
     if X.shape[1] == 0 or len(X) == 0:
@@ -197,20 +201,105 @@ def _cluster_summaries(est: RareClassSearch) -> list[dict]:
     return out
 
 
-def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
-               **params) -> dict:
-    """Search a representation table and write a run directory; return the summary dict.
+def check_representation(X: np.ndarray, ids: np.ndarray, config: SearchConfig) -> None:
+    """Refuse representations no search can use: width 1, narrower than the UMAP, or degenerate.
 
-    ``config`` (a :class:`SearchConfig` or dict) and keyword ``params`` override the paper's
-    defaults. Everything is checked before ``out_dir`` is touched; each output file is written
-    atomically, so an interrupted run leaves complete files or none.
+    ``X`` (N, D) holds the rows that will be searched; errors name the parameter at fault.
     """
+    n, width = X.shape
+    if width < 2:
+        raise InputError(f"the representation has width {width}; a search needs at least 2 features "
+                         "(is features naming the right column?)", param="features")
+    if config.n_components > width:
+        raise InputError(f"n_components={config.n_components} is larger than the representation's width "
+                         f"({width}); use at most {width}", param="n_components")
+    if n == 0:
+        return
+    spread = np.ptp(X, axis=0)
+    if not np.any(spread > 0):
+        raise InputError(f"all {n} representations to search are identical (zero variance in every one of "
+                         f"the {width} features, e.g. ids {', '.join(map(str, ids[:3]))}): there is nothing to "
+                         "cluster; check the embedding")
+    n_distinct = len(np.unique(X, axis=0))
+    if n_distinct <= config.n_neighbors:
+        raise InputError(f"only {n_distinct} distinct representations among {n} rows, not more than "
+                         f"n_neighbors={config.n_neighbors}: the neighbour graph would be degenerate; check the "
+                         "embedding (many copies of one image?)", param="n_neighbors")
+
+
+def _prefilter_advice(counts: dict, cuts) -> str:
+    """Which cuts removed how many galaxies, and the flags that loosen them."""
+    before, removed = counts.get("valid", counts["input"]), []
+    for cut in cuts:
+        after = counts[f"after_{cut.name}"]
+        if before > after:
+            removed.append(f"{cut.name.replace('_', '-')} >= {cut.threshold:g} removed {before - after:,}")
+        before = after
+    loosen = "smooth_cut, edge_on_cut or artifact_cut, or set keep_artifacts"
+    return f"{'; '.join(removed) or 'no cut removed any'}; to keep more, raise {loosen}"
+
+
+def _check_kept(est: RareClassSearch, counts: dict, cuts) -> None:
+    n_kept = counts["kept"]
+    if n_kept < counts.get("valid", counts["input"]) and n_kept <= max(est.n_neighbors, est.n_components + 1):
+        raise InputError(f"the pre-filter kept only {n_kept:,} of {counts['input']:,} galaxies, too few to "
+                         f"search: {_prefilter_advice(counts, cuts)}",
+                         param=("smooth_cut", "edge_on_cut", "artifact_cut", "keep_artifacts"))
+    est._check(n_kept)
+
+
+def _search_summary(reps, frame, X, counts, config, est) -> dict:
+    n_kept = counts["kept"]
+    n_clustered = int((est.labels_ >= 0).sum())
+    return {
+        "input": str(Path(reps).resolve()),
+        "n_rows": len(frame),
+        "n_features": int(X.shape[1]),
+        "counts": counts,
+        "n_clusters": int(est.n_clusters_),
+        "n_clustered": n_clustered,
+        "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
+        "clusters": _cluster_summaries(est),
+        "parameters": config.to_dict(),
+        "versions": _versions(),
+    }
+
+
+def _write_run(out_dir: Path, table, est, checks, config, summary, timer, t0) -> None:
+    """Write the run's files (each atomically; ``summary.json`` last, so it marks a complete run)."""
+    with timer.stage("write"):
+        atomic.write_parquet(out_dir / "clusters.parquet", table)
+        atomic.write_parquet(out_dir / "condensed_tree.parquet", est.condensed_tree_)
+        with atomic.atomic_path(out_dir / "merge_suggestions.csv") as tmp:
+            checks.merges.to_csv(tmp, index=False)
+        atomic.write_toml(out_dir / "config.toml", config.to_dict())
+    summary["timing"] = timer.as_dict()
+    summary["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 3)
+    summary["timing"]["peak_memory_mib"] = round(peak_rss_mib(), 1)
+    atomic.write_json(out_dir / "summary.json", summary)
+
+
+def _config(config, params) -> SearchConfig:
     if isinstance(config, dict) or config is None:
         config = config_from_dict(dict(config or {}))
     if params:
         config = config_from_dict(params, base=config)
-    config.validate()
-    out_dir = Path(out_dir)
+    return config.validate()
+
+
+def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
+               overwrite: bool = False, **params) -> dict:
+    """Search a representation table and write a run directory; return the summary dict.
+
+    ``config`` (a :class:`SearchConfig` or dict) and keyword ``params`` override the paper's
+    defaults. Everything is checked before the first expensive step: the parameters, that
+    ``out_dir`` is new, empty or (with ``overwrite``) an earlier raregal run and not inside the
+    input (:mod:`raregal.runfolder`), the representation and the pre-filter's result. The folder
+    is locked while it is written; each output file is written atomically, so an interrupted run
+    leaves complete files or none; a rerun with ``overwrite`` removes the earlier run's files first.
+    """
+    config = _config(config, params)
+    out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
     t0 = time.perf_counter()
 
@@ -224,55 +313,51 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
-    est = RareClassSearch(
-        n_neighbors=config.n_neighbors, n_components=config.n_components, min_samples=config.min_samples,
-        min_cluster_size=config.min_cluster_size, cluster_selection_method=config.cluster_selection_method,
-        metric=config.metric, umap_init=config.umap_init, umap_n_epochs=config.umap_n_epochs,
-        umap_min_dist=config.umap_min_dist, map_2d=config.map_2d,
-        map_2d_epochs=config.map_2d_epochs, hdbscan_backend=config.hdbscan_backend,
-        random_state=config.seed, device=config.device)
-    est._check(int(kept.sum()))  # fail before any work or output
+    est = RareClassSearch(**config.estimator_params())
+    _check_kept(est, counts, cuts)
+    check_representation(X[kept], frame[ID].to_numpy()[kept], config)
+    created = not out_dir.exists()
+    try:
+        with runfolder.WriteLock(out_dir, "raregal search"):
+            runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
+            runfolder.mark(out_dir, "run", "raregal search")
+            summary = _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0, overwrite)
+    except BaseException:
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+    log.info("results in %s", out_dir.resolve())
+    return summary
+
+
+def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0, overwrite) -> dict:
     est.fit(X[kept], timer=timer)
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer)
-
-    with timer.stage("write"):
-        table = cluster_table(frame, kept, est)
-        n_kept = int(kept.sum())
-        n_clustered = int((est.labels_ >= 0).sum())
-        summary = {
-            "input": str(Path(reps).resolve()),
-            "n_rows": len(frame),
-            "n_features": int(X.shape[1]),
-            "counts": counts,
-            "n_clusters": int(est.n_clusters_),
-            "n_clustered": n_clustered,
-            "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
-            "clusters": _cluster_summaries(est),
-            "parameters": config.to_dict(),
-            "versions": _versions(),
-        }
-        checks.annotate(table, summary)
-        if "true_class" in frame.columns:
-            summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic.write_parquet(out_dir / "clusters.parquet", table)
-        atomic.write_parquet(out_dir / "condensed_tree.parquet", est.condensed_tree_)
-        with atomic.atomic_path(out_dir / "merge_suggestions.csv") as tmp:
-            checks.merges.to_csv(tmp, index=False)
-        atomic.write_toml(out_dir / "config.toml", config.to_dict())
-    summary["timing"] = timer.as_dict()
-    summary["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 3)
-    summary["timing"]["peak_memory_mib"] = round(peak_rss_mib(), 1)
-    atomic.write_json(out_dir / "summary.json", summary)
-    log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, n_clustered, n_kept,
-             100 * summary["fraction_clustered"])
+    table = cluster_table(frame, kept, est)
+    summary = _search_summary(reps, frame, X, counts, config, est)
+    checks.annotate(table, summary)
+    if "true_class" in frame.columns:
+        summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
+    if overwrite:
+        runfolder.remove_outputs(out_dir, "run")  # the earlier run's files, stale report included
+    _write_run(out_dir, table, est, checks, config, summary, timer, t0)
+    log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, summary["n_clustered"],
+             counts["kept"], 100 * summary["fraction_clustered"])
     if config.report and FILE_LOC in frame.columns:
         _report(out_dir)
-    log.info("results in %s", out_dir.resolve())
     return summary
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder this run made when nothing but raregal's marker is in it (a failed first run)."""
+    try:
+        if all(p.name in (runfolder.MARKER, runfolder.LOCK) for p in folder.iterdir()):
+            shutil.rmtree(folder)
+    except OSError:
+        pass
 
 
 def _report(out_dir: Path) -> None:

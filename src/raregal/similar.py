@@ -151,6 +151,16 @@ def rank_neighbours(X: np.ndarray, query_rows: np.ndarray, k: int, query: str = 
     return order, best[order], who[order]
 
 
+def _cap_k(k: int, n_candidates: int) -> int:
+    """``k``, or the number of candidates when fewer (said with a warning, never silently)."""
+    if n_candidates < 1:
+        raise InputError("every galaxy of the table is a query galaxy: there is nothing else to rank")
+    if k > n_candidates:
+        log.warning("similar: k=%d is more than the %d galaxies there are besides the query galaxies; "
+                    "returning all %d", k, n_candidates, n_candidates)
+    return min(k, n_candidates)
+
+
 def _is_run_dir(source) -> bool:
     return isinstance(source, (str, os.PathLike)) and (Path(source) / "summary.json").is_file() \
         and (Path(source) / "clusters.parquet").is_file()
@@ -241,6 +251,7 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     qpos = pos.reindex(qids).dropna().astype(np.int64).to_numpy()
     if len(qpos) == 0:
         raise InputError("none of the query galaxies has a valid representation in the table")
+    k = _cap_k(int(k), len(X) - len(np.unique(qpos)))
     searcher = NeighbourSearch(X, index, nprobe=nprobe, n_queries=1 if query == "centroid" else len(qpos))
     log.debug("similar: %s index over %d galaxies, %d query galaxies", searcher.kind, len(X), len(qpos))
     found, dist, nearest = rank_neighbours(X, qpos, int(k), query, searcher, progress=progress)

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from ..errors import RaregalError
+from ..errors import RaregalError, in_cli_terms
 from ..runlog import setup_logging
 
 #: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
@@ -48,6 +48,18 @@ def _numba_cache() -> None:
         os.environ["NUMBA_CACHE_DIR"] = os.path.join(base, "raregal", "numba")
 
 
+def _flags(parser: argparse.ArgumentParser, args) -> dict[str, str]:
+    """Python parameter name -> the flag that sets it, for the command that ran.
+
+    A flag's ``dest`` is its parameter's name; a command whose Python function names one
+    differently says so with ``set_defaults(param_flags={"out_dir": "--out"})``.
+    """
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[args.command]
+    flags = {a.dest: max(a.option_strings, key=len) for a in command._actions if a.option_strings}
+    return {**flags, **getattr(args, "param_flags", {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     _numba_cache()  # before anything imports numba
     parser = build_parser()
@@ -59,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except RaregalError as err:
-        print(f"raregal {args.command}: error: {err}", file=sys.stderr)
+        print(f"raregal {args.command}: error: {in_cli_terms(err, _flags(parser, args))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"raregal {args.command}: interrupted; finished parts are kept, run again to resume",

@@ -46,12 +46,14 @@ def run(args) -> int:
     import torch
 
     from ..catalog import read_catalog
-    from ..embed import embed_catalog, load_model
+    from ..embed import check_output, embed_catalog, load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     catalog = read_catalog(args.catalog)
     if args.dask or args.dask_workers:
         return _run_dask(args, catalog, device)
+    check_output(args.out, overwrite=args.overwrite, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                 inputs=(args.catalog,))  # before the model is loaded
     model = load_model(args.model, arch=args.arch, device=device, input_size=args.input_size,
                        trust_checkpoint=args.trust_checkpoint)
     summary = embed_catalog(catalog, model, args.out, chunk_size=args.chunk_size, batch_size=args.batch_size,

@@ -34,6 +34,8 @@ def register(sub) -> argparse.ArgumentParser:
                                    "(leaf clusters) and write a run directory.")
     p.add_argument("reps", help="representation table: Parquet (file or folder), CSV, FITS, .npy or .npz")
     p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier raregal run in --out (its own files only; other files are never touched)")
     p.add_argument("--config", help="TOML file of parameters (e.g. a previous run's config.toml); flags win")
     for flag, key, typ, text in _FLAGS:
         p.add_argument(flag, dest=key, type=typ, default=None, help=text)
@@ -42,7 +44,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--stability", dest="stability", type=int, nargs="?", const=5, default=None, metavar="K",
                    help="score each cluster's stability over K extra UMAP+HDBSCAN seeds (K default 5; "
                         "off unless given)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, param_flags={"out_dir": "--out"})
     return p
 
 
@@ -58,7 +60,7 @@ def run(args) -> int:
 
     base = load_config(args.config) if args.config else SearchConfig()
     config = config_from_dict(overrides(args), base=base)
-    summary = run_search(args.reps, args.out, config)
+    summary = run_search(args.reps, args.out, config, overwrite=args.overwrite)
     print(f"{summary['n_clusters']} clusters; {summary['n_clustered']} of {summary['counts']['kept']} kept "
           f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
     metrics = summary.get("metrics")

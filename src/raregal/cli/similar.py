@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -43,6 +44,33 @@ def _default_out(args) -> Path:
     return Path(args.source) / "similar" / f"{name}.csv"
 
 
+#: The first columns of every table `raregal similar` writes: how it recognises its own files.
+_HEADER = "id_str,rank,distance"
+
+
+def _check_out(out: Path, gallery: bool) -> None:
+    """Refuse, before the search, an --out that raregal may not write (a folder, a user's file)."""
+    from ..errors import InputError
+
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the CSV file to write")
+    if out.exists():
+        with open(out, errors="replace") as f:
+            first = f.readline()
+        if not first.startswith(_HEADER):
+            raise InputError(f"--out {out}: the file exists and was not written by `raregal similar`; "
+                             "raregal never replaces it. Give a new file name")
+    png = out.with_suffix(".png")
+    if gallery and png.exists() and not out.exists():
+        raise InputError(f"--out {out}: the gallery would replace {png}, which raregal did not write beside "
+                         "this table; give another name or --no-gallery")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise InputError(f"--out {out}: cannot be created ({parent} is not a writable folder)")
+
+
 def run(args) -> int:
     import logging
 
@@ -52,6 +80,7 @@ def run(args) -> int:
 
     log = logging.getLogger("raregal")
     out = Path(args.out) if args.out else _default_out(args)
+    _check_out(out, gallery=not args.no_gallery)
     timer = StageTimer(echo=False)
     with timer.stage("similar"):
         result = similar(args.source, cluster=args.cluster, ids=args.ids, k=args.k, reps=args.reps,

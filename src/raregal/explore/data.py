@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..report import maps, morphology, thumbs
 from ..report.rundir import Run, input_columns, input_path, read_input
 from .neighbours import NeighbourIndex
@@ -32,6 +33,9 @@ class ExplorerData:
 
         from .. import schema
 
+        if not run.has_map:
+            raise InputError(f"{run.path}: the run has no 2-D map (it was searched with --no-2d), which the explorer "
+                             "draws; search again without --no-2d to explore it")
         self.run = run
         kept = run.kept.reset_index(drop=True)
         self.table = kept

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic, runfolder
 from ..atomic import write_json, write_text
 from ..runlog import StageTimer
 from .rundir import Run, load_run, read_input
@@ -95,19 +96,34 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
 
     A missing or unreadable image shows as a placeholder tile and is counted (and named by id in
     the overview); it never stops the report.
+
+    ``out`` must be new, empty or an earlier raregal report (:mod:`raregal.runfolder`): a folder
+    with other files in it, or the run folder itself, is refused with an InputError before any
+    work. The run folder is locked while its report is written.
     """
+    timer = StageTimer(echo=False)
+    run = load_run(run_dir, catalog)
+    out = Path(out) if out is not None else run.path / "report"
+    runfolder.check_output_folder(out, "report", overwrite=True, flag="out")
+    if not os.access(run.path, os.W_OK):  # a read-only run (shared, archived) reported elsewhere: nothing to lock
+        return _build(run, out, timer, progress)
+    with runfolder.WriteLock(run.path, "raregal report"):
+        return _build(run, out, timer, progress)
+
+
+def _build(run, out: Path, timer, progress: bool) -> Path:
+    """Build the report of ``run`` beside ``out`` and swap it in (the run folder is locked)."""
     from . import downloads, gallery, maps, montage, morphology, thumbs, tree
     from .html import render_page
     from .merges import merge_pairs
     from .. import __version__, schema
     from ..checks import describe_checks
 
-    timer = StageTimer(echo=False)
-    run = load_run(run_dir, catalog)
-    out = Path(out) if out is not None else run.path / "report"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~atomic.umask())  # mkdtemp makes 0700 folders; use the umask like other outputs
     try:
+        runfolder.mark(tmp, "report", "raregal report")
         info = run.cluster_info
         ids = [int(k) for k in info["cluster"]]
         kept = run.kept.reset_index(drop=True)
@@ -116,8 +132,13 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
         letters = dict(zip(_montage_clusters(info), montage.letters(MONTAGE_ROWS)))
         warnings = []
 
-        with timer.stage("map"):
-            maps.plot_map(kept["umap2_0"].to_numpy(), kept["umap2_1"].to_numpy(), labels, tmp / "map.png")
+        map_src = None
+        if run.has_map:
+            with timer.stage("map"):
+                maps.plot_map(kept["umap2_0"].to_numpy(), kept["umap2_1"].to_numpy(), labels, tmp / "map.png")
+                map_src = "map.png"
+        else:
+            warnings.append("This run has no 2-D map (it was searched with --no-2d), so the report shows none.")
 
         with timer.stage("morphology"):
             morph = {}
@@ -223,7 +244,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
             clusters=rows_ctx, n_clustered=n_clustered,
             fraction_clustered=float(s.get("fraction_clustered", n_clustered / max(n_kept, 1))),
             parameters=_flat(s.get("parameters")), metrics=metrics, metric_tables=metric_tables, timing=timing,
-            warnings=warnings, map_src="map.png", montage_src=montage_src, montage_rows=montage_rows,
+            warnings=warnings, map_src=map_src, montage_src=montage_src, montage_rows=montage_rows,
             tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__,
             tile_px=TILE_PX, merges=merges)
         write_text(tmp / "index.html", page)
@@ -232,6 +253,7 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
             "gallery_tiles": sum(len(g.tiles) for g in galleries.values()),
             "unreadable_images": [{"id_str": t.id_str, "reason": t.reason} for t in bad],
             "montage": {m["letter"]: m["cluster"] for m in montage_rows}, "timing": timer.as_dict()})
+        runfolder.check_output_folder(out, "report", overwrite=True, flag="out")  # nothing else came in the way
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

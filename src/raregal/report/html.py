@@ -94,7 +94,8 @@ PAGE = """<!DOCTYPE html>
 </section>
 
 <section id="map"><h2>Map of all kept galaxies (2-D UMAP)</h2>
-<img class="fig" src="{{ map_src }}" alt="2-D UMAP map of the kept galaxies">
+{% if map_src %}<img class="fig" src="{{ map_src }}" alt="2-D UMAP map of the kept galaxies">
+{% else %}<p class="missing">No 2-D map: the run was searched with --no-2d.</p>{% endif %}
 <div class="caption">Every kept galaxy is binned onto the image pixels (datashader): unclustered galaxies as a grey
 density, cluster members in their cluster's colour, each cluster labelled by its number at its median position.
 The map uses a 2-D UMAP made only for this picture; clusters were found in 5-D.</div>

@@ -19,7 +19,7 @@ import pandas as pd
 from ..catalog import FILE_LOC, ID, read_catalog, read_table
 from ..errors import InputError
 
-_NEEDED = ("id_str", "cluster", "probability", "kept", "umap2_0", "umap2_1")
+_NEEDED = ("id_str", "cluster", "probability", "kept")
 
 
 @dataclass
@@ -36,6 +36,11 @@ class Run:
     def kept(self) -> pd.DataFrame:
         """Rows that passed the pre-filter (the points of the map and of the condensed tree)."""
         return self.clusters[self.clusters["kept"]]
+
+    @property
+    def has_map(self) -> bool:
+        """True when the run has its 2-D map (``umap2_0``, ``umap2_1``; absent after ``--no-2d``)."""
+        return {"umap2_0", "umap2_1"} <= set(self.clusters.columns)
 
     @property
     def has_images(self) -> bool:
