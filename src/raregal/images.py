@@ -10,6 +10,11 @@ encoders see what Zoobot's encoders saw:
   (Zoobot's ``fits_to_jpg_like_scaling``). The band is repeated over the model's channels.
 * Then resized (bilinear, antialiased) to the model's square input size.
 
+Each Pillow mode is decoded by :func:`raregal.pixels.pil_pixels` to the picture a person would
+see, keeping its dynamic range: 16-bit greyscale scaled by its full range (``/ 65535``) and
+returned as float, transparency composited on black (the sky), every other mode converted to
+RGB; see :mod:`raregal.pixels` for each mode.
+
 Images are returned as float32 tensors of shape (C, H, W). Every failure raises
 :class:`~raregal.errors.InputError` naming the file, so a caller can report it by id and skip it.
 """
@@ -23,6 +28,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .pixels import luminance, pil_pixels
 
 #: File name endings raregal reads (case-insensitive).
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -72,16 +78,33 @@ def _read_fits(path: Path, band: int) -> np.ndarray:
     return data
 
 
+def _read_raster(path: Path, channels: int) -> np.ndarray:
+    """A JPEG/PNG as (H, W, ``channels``) pixels: uint8 from 8-bit files, float32 0..1 from wider ones."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if channels != 3 and im.mode == "RGB" and "transparency" not in im.info:
+            im = im.convert("L")  # the fast path of colour files read as luminance
+        pixels = pil_pixels(im, path)
+    if channels != 3:
+        pixels = luminance(pixels)
+    if pixels.shape[2] != channels:
+        pixels = np.repeat(pixels[:, :, :1], channels, axis=2)
+    return pixels
+
+
 def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
                arcsinh_q: float = 1.0, raw_uint8: bool = False) -> torch.Tensor:
     """Read one image file into a float32 tensor (``channels``, H, W) with values in 0..1.
 
-    With ``raw_uint8`` a JPEG/PNG comes back as its uint8 pixels (0..255) instead, so that it
-    can be resized before the conversion to float (see :class:`ImageDataset`); FITS is float as always.
+    With ``raw_uint8`` an 8-bit JPEG/PNG comes back as its uint8 pixels (0..255) instead, so
+    that it can be resized before the conversion to float (see :class:`ImageDataset`); 16-bit,
+    32-bit and float images and FITS are float as always (check the dtype).
 
-    JPEG/PNG are read as RGB (``channels=3``) or luminance (``channels=1``); FITS as one band
-    scaled by :func:`scale_fits` and repeated ``channels`` times. Raises InputError naming
-    ``path`` when the file is missing, unreadable or of an unknown kind.
+    JPEG/PNG are read as RGB (``channels=3``) or luminance (other ``channels``, repeated), each
+    Pillow mode decoded by :func:`pil_pixels`; FITS as one band scaled by :func:`scale_fits` and
+    repeated ``channels`` times. Raises InputError naming ``path`` when the file is missing,
+    unreadable, of an unknown kind or of a mode that cannot be decoded faithfully.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,16 +115,9 @@ def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
             band = scale_fits(_read_fits(path, fits_band), arcsinh_q=arcsinh_q)
             return torch.from_numpy(band)[None].expand(channels, -1, -1).contiguous()
         if name.endswith(RASTER_SUFFIXES):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                im = im.convert("RGB" if channels == 3 else "L")
-                arr = np.asarray(im, dtype=np.uint8)
-            if arr.ndim == 2:
-                arr = arr[:, :, None]
-            if channels not in (1, 3):
-                arr = np.repeat(arr[:, :, :1], channels, axis=2)
-            pixels = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+            pixels = torch.from_numpy(_read_raster(path, channels).copy()).permute(2, 0, 1)
+            if pixels.dtype != torch.uint8:
+                return pixels.contiguous()
             return pixels if raw_uint8 else pixels.float().div_(255.0)
     except InputError:
         raise
@@ -167,9 +183,10 @@ class ImageDataset(torch.utils.data.Dataset):
     (N, K) float array) is given, ``labels`` (K,). A bad image never raises here, so one
     corrupt file cannot stop a long run; :func:`collate_images` sets the failures aside.
 
-    ``resize_uint8``: resize JPEG/PNG pixels as uint8 and convert to float after (torchvision's
+    ``resize_uint8``: resize 8-bit JPEG/PNG pixels as uint8 and convert to float after (torchvision's
     uint8 antialiased resize is about twice as fast as on float; the result differs from the
-    float path by at most about one grey level). Used where decoding limits throughput (GPU).
+    float path by at most about one grey level; 16-bit and float images arrive as float and are
+    resized as such). Used where decoding limits throughput (GPU).
     """
 
     def __init__(self, file_locs, transform, channels: int = 3, labels: np.ndarray | None = None,
