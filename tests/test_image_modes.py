@@ -1,4 +1,4 @@
-"""Every image mode Pillow can open reads as its 8-bit RGB picture.
+"""Every image mode Pillow can open, and FITS of every BITPIX, reads as its 8-bit RGB picture.
 
 Each test draws one 32x32 test card as 8-bit RGB (the reference), writes it in another mode or
 format in ``tmp_path``, reads it back with :func:`raregal.images.load_image` and compares it with
@@ -20,7 +20,7 @@ from PIL import Image
 
 from raregal import pixels
 from raregal.errors import InputError
-from raregal.images import ImageDataset, collate_images, eval_transform, load_image
+from raregal.images import ImageDataset, collate_images, eval_transform, load_image, scale_fits
 from raregal.pixels import pil_pixels
 
 STEP = 1 / 255 + 1e-6  # one grey level: what 16 -> 8 bits may differ by
@@ -339,3 +339,64 @@ def test_luminance_of_a_transparent_colour_image_is_of_its_picture(tmp_path):
     expected = np.asarray(Image.fromarray(picture).convert("L")) / 255.0
     got = load_image(tmp_path / "a.png", channels=1)
     assert got.shape == (1, 32, 32) and np.abs(got[0].numpy() - expected).max() <= STEP
+
+
+# --- FITS: every BITPIX keeps the picture's dynamic range -------------------------------------------------
+
+FLUX = grey_card().astype(np.float64)  # the test card as fluxes 0..255; each BITPIX stores an affine map of it
+BITPIX = {  # name: (stored array, BITPIX astropy writes)
+    "8 uint8": (lambda f: f.astype(np.uint8), 8),
+    "8 int8 (BZERO -128)": (lambda f: (f - 128).astype(np.int8), 8),
+    "16 int16": (lambda f: (f * 128 - 16384).astype(np.int16), 16),
+    "16 uint16 (BZERO 32768)": (lambda f: (f * 257).astype(np.uint16), 16),
+    "32 int32": (lambda f: (f * 8_000_000 - 1_000_000_000).astype(np.int32), 32),
+    "32 uint32 (BZERO 2**31)": (lambda f: (f * 16_000_000 + 100).astype(np.uint32), 32),
+    "64 int64, large offset": (lambda f: (f * 1_000_000 + 10**15).astype(np.int64), 64),
+    "-32 float32": (lambda f: (f * 1e-3 - 5).astype(np.float32), -32),
+    "-64 float64, large offset": (lambda f: f * 1e-3 + 1e9, -64),
+    "-64 float64 beyond float32's range": (lambda f: f * 1e300, -64),
+}
+
+
+@pytest.mark.parametrize("name", BITPIX)
+def test_fits_of_every_bitpix_reads_as_the_same_picture(tmp_path, name):
+    from astropy.io import fits
+
+    store, bitpix = BITPIX[name]
+    fits.PrimaryHDU(store(FLUX)).writeto(tmp_path / "b.fits")
+    assert fits.getheader(tmp_path / "b.fits")["BITPIX"] == bitpix
+    got = load_image(tmp_path / "b.fits")
+    assert got.dtype == torch.float32 and got.shape == (3, 32, 32)
+    np.testing.assert_allclose(got[0].numpy(), scale_fits(FLUX), atol=1e-4)
+    assert len(np.unique(got[0].numpy().round(4))) > 100  # the card's grey levels, not a few steps
+
+
+def test_scaled_fits_with_blank_pixels_and_nans(tmp_path):
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU((FLUX * 100).astype(np.int16))
+    hdu.data[0, 0] = -32768
+    hdu.header["BLANK"] = -32768
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 0.01, 5.0  # physical value = 0.01 * stored + 5
+    hdu.writeto(tmp_path / "s.fits")
+    expected_flux = FLUX + 5.0
+    expected_flux[0, 0] = np.nan
+    np.testing.assert_allclose(load_image(tmp_path / "s.fits")[0].numpy(), scale_fits(expected_flux), atol=1e-4)
+    floats = FLUX.astype(np.float32)
+    floats[3, :] = np.nan
+    fits.PrimaryHDU(floats).writeto(tmp_path / "n.fits")
+    got = load_image(tmp_path / "n.fits")[0].numpy()
+    assert np.isfinite(got).all() and (got[3] == 0).all()
+    fits.PrimaryHDU(np.full((4, 4), np.nan, np.float32)).writeto(tmp_path / "empty.fits")
+    with pytest.raises(InputError, match="empty.fits.*no finite values"):
+        load_image(tmp_path / "empty.fits")
+
+
+def test_a_uint16_fits_cube_still_gives_the_chosen_plane(tmp_path):
+    from astropy.io import fits
+
+    cube = np.stack([FLUX, 255 - FLUX, FLUX / 2]).astype(np.uint16) * 257
+    fits.PrimaryHDU(cube).writeto(tmp_path / "grz.fits")
+    for band in range(3):
+        got = load_image(tmp_path / "grz.fits", fits_band=band)
+        np.testing.assert_allclose(got[1].numpy(), scale_fits(cube[band].astype(np.float64)), atol=1e-5)

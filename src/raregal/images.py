@@ -13,7 +13,9 @@ encoders see what Zoobot's encoders saw:
 Each Pillow mode is decoded by :func:`raregal.pixels.pil_pixels` to the picture a person would
 see, keeping its dynamic range: 16-bit greyscale scaled by its full range (``/ 65535``) and
 returned as float, transparency composited on black (the sky), every other mode converted to
-RGB; see :mod:`raregal.pixels` for each mode.
+RGB; see :mod:`raregal.pixels` for each mode. FITS of every BITPIX keep theirs too: astropy
+applies BZERO/BSCALE and BLANK, and :func:`scale_fits` computes in float64 where float32
+cannot hold the data.
 
 Images are returned as float32 tensors of shape (C, H, W). Every failure raises
 :class:`~raregal.errors.InputError` naming the file, so a caller can report it by id and skip it.
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .pixels import luminance, pil_pixels
+from .pixels import luminance, pil_pixels, read_fits_data, work_dtype
 
 #: File name endings raregal reads (case-insensitive).
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -46,9 +48,12 @@ def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float =
 
     Clip to the [``percentile_min``, ``percentile_max``] percentiles (NaN and inf ignored, then
     set to the lower clip), scale linearly to 0..1 and apply ``arcsinh(arcsinh_q * x)``.
+    Computed in float64 for types float32 cannot hold exactly (32/64-bit integers, float64), so
+    a large offset or values beyond float32's range keep their contrast.
     Returns float32 (H, W); a constant band becomes all zeros.
     """
-    data = np.asarray(data, dtype=np.float32)
+    data = np.asarray(data)
+    data = data.astype(work_dtype(data.dtype), copy=False)
     finite = np.isfinite(data)
     if not finite.any():
         raise InputError("FITS band holds no finite values")
@@ -61,14 +66,7 @@ def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float =
 
 
 def _read_fits(path: Path, band: int) -> np.ndarray:
-    from astropy.io import fits
-
-    with fits.open(path, memmap=False) as hdul:
-        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
-        if hdu is None:
-            raise InputError(f"{path}: FITS file has no image HDU with data")
-        data = np.asarray(hdu.data)
-    data = np.squeeze(data)
+    data = read_fits_data(path)
     if data.ndim == 3:
         if not 0 <= band < data.shape[0]:
             raise InputError(f"{path}: FITS cube has {data.shape[0]} planes, no band {band}")
@@ -119,8 +117,8 @@ def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
             if pixels.dtype != torch.uint8:
                 return pixels.contiguous()
             return pixels if raw_uint8 else pixels.float().div_(255.0)
-    except InputError:
-        raise
+    except InputError as err:
+        raise err if str(path) in str(err) else InputError(f"{path}: {err}") from err
     except Exception as err:  # Pillow and astropy raise many kinds for corrupt files
         raise InputError(f"{path}: cannot read image: {type(err).__name__}: {err}") from err
     raise InputError(f"{path}: unknown image type; use .jpg, .jpeg, .png or .fits")

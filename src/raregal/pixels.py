@@ -25,9 +25,13 @@ drops alpha). This module needs no torch, so reports and the explorer can use it
   each guess, and each NaN, logs a warning (once per process and kind).
 * Any other mode raises :class:`~raregal.errors.InputError` naming the file; of a multi-frame
   file (animated PNG) the first frame is read, with a warning.
+* FITS: astropy applies BZERO/BSCALE (so unsigned 16-bit and scaled integers arrive as their
+  physical values) and BLANK (as NaN); every BITPIX (8, 16, 32, 64, -32, -64) is clipped and
+  scaled in a float type wide enough to hold its dynamic range (float64 beyond 16-bit integers
+  and float32), so large offsets, int64 and float64 beyond float32's range keep their contrast.
 
-:func:`pil_pixels` is the one decoder of Pillow images; :func:`raregal.images.load_image` (the
-model's input) goes through it.
+:func:`pil_pixels` is the one decoder of Pillow images and :func:`read_fits_data` the one FITS
+reader; :func:`raregal.images.load_image` (the model's input) goes through them.
 """
 
 from __future__ import annotations
@@ -144,3 +148,25 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
     return (pixels @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None].astype(np.float32)
 
+
+def work_dtype(dtype: np.dtype) -> type:
+    """float32 where it holds every value of ``dtype`` exactly (up to 16-bit integers, float16/32), else float64."""
+    dtype = np.dtype(dtype)
+    exact = dtype.kind == "f" and dtype.itemsize <= 4 or dtype.kind in "iub" and dtype.itemsize <= 2
+    return np.float32 if exact else np.float64
+
+
+def read_fits_data(path: str | os.PathLike) -> np.ndarray:
+    """The squeezed data of the first image HDU that has data, as astropy returns it.
+
+    astropy applies BZERO/BSCALE (unsigned and scaled integers arrive as their physical values)
+    and turns the BLANK pixels of integer data into NaN. Raises InputError when there is no image.
+    """
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
+        if hdu is None:
+            raise InputError(f"{path}: FITS file has no image HDU with data")
+        data = np.asarray(hdu.data)
+    return np.squeeze(data)
