@@ -314,7 +314,7 @@ def test_only_the_first_frame_of_an_animation_is_read_with_a_warning(tmp_path, w
     assert "anim.png" in warnings_seen.text and "2 frames" in warnings_seen.text
 
 
-# --- what callers get: uint8 fast path, luminance, the dataset --------------------------------
+# --- what callers get: uint8 fast path, luminance, the dataset, thumbnails --------------------------------
 
 def test_uint8_fast_path_is_kept_for_8bit_files_only(tmp_path):
     Image.fromarray(card()).save(tmp_path / "c.png")
@@ -339,6 +339,28 @@ def test_luminance_of_a_transparent_colour_image_is_of_its_picture(tmp_path):
     expected = np.asarray(Image.fromarray(picture).convert("L")) / 255.0
     got = load_image(tmp_path / "a.png", channels=1)
     assert got.shape == (1, 32, 32) and np.abs(got[0].numpy() - expected).max() <= STEP
+
+
+def test_thumbnails_show_the_same_picture(tmp_path):
+    from raregal.report.thumbs import load_preview
+
+    Image.fromarray(grey_card().astype(np.uint16) * 257).save(tmp_path / "w.png")
+    Image.fromarray(np.dstack([card(), alpha_card()]), "RGBA").save(tmp_path / "a.png")
+    wide, why = load_preview(tmp_path / "w.png", size=32)
+    assert why == "" and wide.mode == "RGB"
+    assert np.abs(np.asarray(wide, np.float64) - rgb(grey_card())).max() <= 1
+    alpha, _ = load_preview(tmp_path / "a.png", size=32)
+    assert np.abs(np.asarray(alpha, np.float64) - on_black(card(), alpha_card())).max() <= 1
+
+
+def test_fits_thumbnails_keep_the_contrast_of_wide_types(tmp_path):
+    from astropy.io import fits
+
+    from raregal.report.thumbs import load_preview
+
+    fits.PrimaryHDU((grey_card().astype(np.int64) * 1_000_000 + 10**15)).writeto(tmp_path / "i64.fits")
+    preview, why = load_preview(tmp_path / "i64.fits", size=32)
+    assert why == "" and len(np.unique(np.asarray(preview))) > 100  # float32 would leave a blank square
 
 
 # --- FITS: every BITPIX keeps the picture's dynamic range -------------------------------------------------

@@ -30,8 +30,9 @@ drops alpha). This module needs no torch, so reports and the explorer can use it
   scaled in a float type wide enough to hold its dynamic range (float64 beyond 16-bit integers
   and float32), so large offsets, int64 and float64 beyond float32's range keep their contrast.
 
-:func:`pil_pixels` is the one decoder of Pillow images and :func:`read_fits_data` the one FITS
-reader; :func:`raregal.images.load_image` (the model's input) goes through them.
+:func:`pil_pixels` is the one decoder of Pillow images: :func:`raregal.images.load_image` (the
+model's input) and :func:`raregal.report.thumbs.load_preview` (thumbnails) both go through it, and
+:func:`read_fits_data` is the one FITS reader of both.
 """
 
 from __future__ import annotations
@@ -147,6 +148,18 @@ def luminance(pixels: np.ndarray) -> np.ndarray:
 
         return np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[:, :, None]
     return (pixels @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None].astype(np.float32)
+
+
+def preview_rgb(im, path: str | os.PathLike = ""):
+    """An open Pillow image as the 8-bit RGB ``PIL.Image`` of :func:`pil_pixels` (for thumbnails)."""
+    from PIL import Image
+
+    if im.mode == "RGB" and "transparency" not in im.info:
+        return im.convert("RGB")
+    pixels = pil_pixels(im, path)
+    if pixels.dtype != np.uint8:
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(np.repeat(pixels, 3 // pixels.shape[2], axis=2)), "RGB")
 
 
 def work_dtype(dtype: np.dtype) -> type:
