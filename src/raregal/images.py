@@ -10,6 +10,13 @@ encoders see what Zoobot's encoders saw:
   (Zoobot's ``fits_to_jpg_like_scaling``). The band is repeated over the model's channels.
 * Then resized (bilinear, antialiased) to the model's square input size.
 
+Each Pillow mode is decoded by :func:`raregal.pixels.pil_pixels` to the picture a person would
+see, keeping its dynamic range: 16-bit greyscale scaled by its full range (``/ 65535``) and
+returned as float, transparency composited on black (the sky), every other mode converted to
+RGB; see :mod:`raregal.pixels` for each mode. FITS of every BITPIX keep theirs too: astropy
+applies BZERO/BSCALE and BLANK, and :func:`scale_fits` computes in float64 where float32
+cannot hold the data.
+
 Images are returned as float32 tensors of shape (C, H, W). Every failure raises
 :class:`~raregal.errors.InputError` naming the file, so a caller can report it by id and skip it.
 """
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .pixels import luminance, pil_pixels, read_fits_data, work_dtype
 
 #: File name endings raregal reads (case-insensitive).
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -40,9 +48,12 @@ def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float =
 
     Clip to the [``percentile_min``, ``percentile_max``] percentiles (NaN and inf ignored, then
     set to the lower clip), scale linearly to 0..1 and apply ``arcsinh(arcsinh_q * x)``.
+    Computed in float64 for types float32 cannot hold exactly (32/64-bit integers, float64), so
+    a large offset or values beyond float32's range keep their contrast.
     Returns float32 (H, W); a constant band becomes all zeros.
     """
-    data = np.asarray(data, dtype=np.float32)
+    data = np.asarray(data)
+    data = data.astype(work_dtype(data.dtype), copy=False)
     finite = np.isfinite(data)
     if not finite.any():
         raise InputError("FITS band holds no finite values")
@@ -55,14 +66,7 @@ def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float =
 
 
 def _read_fits(path: Path, band: int) -> np.ndarray:
-    from astropy.io import fits
-
-    with fits.open(path, memmap=False) as hdul:
-        hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
-        if hdu is None:
-            raise InputError(f"{path}: FITS file has no image HDU with data")
-        data = np.asarray(hdu.data)
-    data = np.squeeze(data)
+    data = read_fits_data(path)
     if data.ndim == 3:
         if not 0 <= band < data.shape[0]:
             raise InputError(f"{path}: FITS cube has {data.shape[0]} planes, no band {band}")
@@ -72,16 +76,33 @@ def _read_fits(path: Path, band: int) -> np.ndarray:
     return data
 
 
+def _read_raster(path: Path, channels: int) -> np.ndarray:
+    """A JPEG/PNG as (H, W, ``channels``) pixels: uint8 from 8-bit files, float32 0..1 from wider ones."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if channels != 3 and im.mode == "RGB" and "transparency" not in im.info:
+            im = im.convert("L")  # the fast path of colour files read as luminance
+        pixels = pil_pixels(im, path)
+    if channels != 3:
+        pixels = luminance(pixels)
+    if pixels.shape[2] != channels:
+        pixels = np.repeat(pixels[:, :, :1], channels, axis=2)
+    return pixels
+
+
 def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
                arcsinh_q: float = 1.0, raw_uint8: bool = False) -> torch.Tensor:
     """Read one image file into a float32 tensor (``channels``, H, W) with values in 0..1.
 
-    With ``raw_uint8`` a JPEG/PNG comes back as its uint8 pixels (0..255) instead, so that it
-    can be resized before the conversion to float (see :class:`ImageDataset`); FITS is float as always.
+    With ``raw_uint8`` an 8-bit JPEG/PNG comes back as its uint8 pixels (0..255) instead, so
+    that it can be resized before the conversion to float (see :class:`ImageDataset`); 16-bit,
+    32-bit and float images and FITS are float as always (check the dtype).
 
-    JPEG/PNG are read as RGB (``channels=3``) or luminance (``channels=1``); FITS as one band
-    scaled by :func:`scale_fits` and repeated ``channels`` times. Raises InputError naming
-    ``path`` when the file is missing, unreadable or of an unknown kind.
+    JPEG/PNG are read as RGB (``channels=3``) or luminance (other ``channels``, repeated), each
+    Pillow mode decoded by :func:`pil_pixels`; FITS as one band scaled by :func:`scale_fits` and
+    repeated ``channels`` times. Raises InputError naming ``path`` when the file is missing,
+    unreadable, of an unknown kind or of a mode that cannot be decoded faithfully.
     """
     path = Path(path)
     if not path.is_file():
@@ -92,19 +113,12 @@ def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
             band = scale_fits(_read_fits(path, fits_band), arcsinh_q=arcsinh_q)
             return torch.from_numpy(band)[None].expand(channels, -1, -1).contiguous()
         if name.endswith(RASTER_SUFFIXES):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                im = im.convert("RGB" if channels == 3 else "L")
-                arr = np.asarray(im, dtype=np.uint8)
-            if arr.ndim == 2:
-                arr = arr[:, :, None]
-            if channels not in (1, 3):
-                arr = np.repeat(arr[:, :, :1], channels, axis=2)
-            pixels = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+            pixels = torch.from_numpy(_read_raster(path, channels).copy()).permute(2, 0, 1)
+            if pixels.dtype != torch.uint8:
+                return pixels.contiguous()
             return pixels if raw_uint8 else pixels.float().div_(255.0)
-    except InputError:
-        raise
+    except InputError as err:
+        raise err if str(path) in str(err) else InputError(f"{path}: {err}") from err
     except Exception as err:  # Pillow and astropy raise many kinds for corrupt files
         raise InputError(f"{path}: cannot read image: {type(err).__name__}: {err}") from err
     raise InputError(f"{path}: unknown image type; use .jpg, .jpeg, .png or .fits")
@@ -167,9 +181,10 @@ class ImageDataset(torch.utils.data.Dataset):
     (N, K) float array) is given, ``labels`` (K,). A bad image never raises here, so one
     corrupt file cannot stop a long run; :func:`collate_images` sets the failures aside.
 
-    ``resize_uint8``: resize JPEG/PNG pixels as uint8 and convert to float after (torchvision's
+    ``resize_uint8``: resize 8-bit JPEG/PNG pixels as uint8 and convert to float after (torchvision's
     uint8 antialiased resize is about twice as fast as on float; the result differs from the
-    float path by at most about one grey level). Used where decoding limits throughput (GPU).
+    float path by at most about one grey level; 16-bit and float images arrive as float and are
+    resized as such). Used where decoding limits throughput (GPU).
     """
 
     def __init__(self, file_locs, transform, channels: int = 3, labels: np.ndarray | None = None,

@@ -1,9 +1,11 @@
 """Small preview images (thumbnails) of galaxy cutouts, for galleries, montages and tooltips.
 
 JPEG/PNG are decoded by Pillow (JPEG in draft mode: decoded at reduced scale, much faster for
-big cutouts). FITS are shown with astropy.visualization: one band with a percentile interval and
-asinh stretch, a cube of 3 bands (bluest first) as a Lupton et al. asinh colour composite. A file that cannot be read gives ``None`` plus the reason, never an exception,
-so one bad file cannot stop a report.
+big cutouts), each mode to the picture the model sees (:func:`raregal.pixels.pil_pixels`:
+16-bit greyscale by its full range, transparency on black). FITS are shown with
+astropy.visualization: one band with a percentile interval and asinh stretch, a cube of 3 bands
+(bluest first) as a Lupton et al. asinh colour composite. A file that cannot be read gives
+``None`` plus the reason, never an exception, so one bad file cannot stop a report.
 """
 
 from __future__ import annotations
@@ -19,15 +21,12 @@ FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 
 
 def _fits_rgb(path: Path):
-    from astropy.io import fits
     from astropy.visualization import AsinhStretch, PercentileInterval
     from PIL import Image
 
-    with fits.open(path, memmap=False) as hdul:
-        hdu = next((h for h in hdul if h.is_image and getattr(h, "data", None) is not None), None)
-        if hdu is None:
-            raise ValueError("FITS file has no image HDU with data")
-        data = np.squeeze(np.asarray(hdu.data, dtype=np.float32))
+    from ..pixels import read_fits_data
+
+    data = np.asarray(read_fits_data(path), dtype=np.float64)  # float32 would flatten int64 or large offsets
     if data.ndim == 3 and data.shape[0] == 3:
         # bands in increasing wavelength (g, r, z as Legacy Surveys cutouts store them): reddest -> R.
         # Lupton et al. (2004) asinh colour composite, one stretch for all bands so colours survive.
@@ -54,6 +53,8 @@ def load_preview(path: str | os.PathLike, size: int = 96):
     """
     from PIL import Image
 
+    from ..pixels import preview_rgb
+
     if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
         return None, "no image path"
     path = Path(path)
@@ -65,7 +66,7 @@ def load_preview(path: str | os.PathLike, size: int = 96):
         else:
             with Image.open(path) as src:
                 src.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
-                im = src.convert("RGB")
+                im = preview_rgb(src, path)
         # shrink large cutouts; enlarge small ones (64 px survey stamps) so they fill their tile
         scale = size / max(im.size)
         if scale != 1:

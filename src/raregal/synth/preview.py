@@ -22,6 +22,8 @@ def write_preview(catalog: pd.DataFrame, image_root, path, per_class: int = 8, b
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    from ..pixels import preview_rgb
+
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, pd.DataFrame]] = []
     for cls in [c for c in CLASSES if c in set(catalog["true_class"])]:
@@ -49,7 +51,8 @@ def write_preview(catalog: pd.DataFrame, image_root, path, per_class: int = 8, b
                 spine.set_visible(False)
             if c < len(take):
                 row = take.iloc[c]
-                img = np.asarray(Image.open(Path(image_root) / row["file_loc"]).convert("RGB"))
+                with Image.open(Path(image_root) / row["file_loc"]) as src:
+                    img = np.asarray(preview_rgb(src, row["file_loc"]))
                 ax.imshow(img, interpolation="lanczos")
                 sub = row.get("subtype", "")  # the bulk sub-type, or the galaxy under an artifact
                 if sub and sub != row["true_class"]:
