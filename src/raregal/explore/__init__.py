@@ -4,7 +4,8 @@ Bokeh's server delivers BokehJS from the installed package (no CDN), so the page
 :func:`serve` loads the run once (:class:`~raregal.explore.data.ExplorerData`) and serves one
 Bokeh document per browser tab (:func:`~raregal.explore.app.make_document`) plus thumbnail and
 CSV endpoints (:mod:`~raregal.explore.handlers`). Its options are checked and its port bound
-before the run is loaded (:mod:`~raregal.explore.listen`).
+before the run is loaded, and it answers only to the names it is served by
+(:mod:`~raregal.explore.listen`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from .listen import PYTHON_NAMES, allowed_hosts, bind, check_options
+from .listen import PYTHON_NAMES, allowed_hosts, bind, check_options, host_guard
 
 log = logging.getLogger("raregal")
 
@@ -25,8 +26,9 @@ def make_server(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int =
     """Load the run and return a started-but-not-running Bokeh server and its URL.
 
     ``port=0`` picks a free port. ``allow_origin`` adds host[:port] names by which the page may be
-    reached (a tunnel's, say). The options are checked, the run directory looked at and the port
-    bound before the run is loaded, so mistakes are reported at once, as an
+    reached (a tunnel's, say); the server answers to no other ``Host`` than these, where it
+    listens and this machine's loopback names. The options are checked, the run directory looked
+    at and the port bound before the run is loaded, so mistakes are reported at once, as an
     :class:`~raregal.errors.InputError` naming the parameter (as ``names`` shows it: the CLI's flags).
     """
     from ..report.maps import shade
@@ -52,10 +54,11 @@ def make_server(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int =
 
 
 def _bokeh_server(data, sockets, host: str, extra: list[str]):
-    """The Bokeh server for ``data`` on the bound ``sockets``, and its URL.
+    """The Bokeh server for ``data`` on the bound ``sockets``, behind the Host check; and its URL.
 
-    Bokeh's high-level ``Server`` binds its own sockets, leaving no place for sockets bound
-    beforehand (and its websocket allowlist cannot hold an IPv6 address); ``BaseServer`` is
+    Bokeh's high-level ``Server`` binds its own sockets and hands requests straight to its
+    tornado application, leaving no place for sockets bound beforehand or for a check in front
+    of every route (and its websocket allowlist cannot hold an IPv6 address); ``BaseServer`` is
     Bokeh's documented way to put the same three parts (``BokehTornado``, tornado's
     ``HTTPServer``, the IOLoop) together explicitly.
     """
@@ -77,7 +80,7 @@ def _bokeh_server(data, sockets, host: str, extra: list[str]):
                        absolute_url=server_url(shown, port), extra_websocket_origins=allowed,
                        extra_patterns=patterns(data), check_unused_sessions_milliseconds=10000,
                        unused_session_lifetime_milliseconds=30000)
-    http = HTTPServer(app)
+    http = HTTPServer(host_guard(app, allowed))  # Host check before any route: see listen.host_guard
     http.add_sockets(sockets)
     return BaseServer(IOLoop.current(), app, http), f"http://{shown}:{port}/"
 

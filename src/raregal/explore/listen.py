@@ -1,8 +1,16 @@
-"""Where the explorer listens, and the names it is reached by.
+"""Where the explorer listens, and to which names it answers.
 
 :func:`check_options` and :func:`bind` run before the run is loaded, so a wrong ``--port``,
 ``--host`` or ``--max-points`` is reported at once as an :class:`~raregal.errors.InputError`
 naming the flag (or the Python parameter), not as a traceback after the expensive loading.
+
+:func:`host_guard` puts a check of the HTTP ``Host`` header in front of every route of the
+server (Bokeh's page, its websocket, its static files and raregal's own ``/thumb``, ``/export``
+and ``/cluster`` endpoints). It is the defence against DNS rebinding: a web page on another
+site whose name is made to resolve to 127.0.0.1 reaches this server with its own name in
+``Host``, and is refused (403) before any handler runs, so it cannot read the file paths in
+``/cluster/K.csv``. Browsers always send the name they connected to, and scripts cannot
+change it.
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ import errno
 import socket
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
+
+from tornado.routing import AnyMatches, Matcher, Rule, RuleRouter
+from tornado.web import Application, RequestHandler
 
 from ..errors import InputError
 
@@ -93,3 +104,47 @@ def allowed_hosts(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
     names = {host.strip().lower(), "localhost", "127.0.0.1", "::1"}
     own = [f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in names]
     return sorted(set(own) | set(extra))
+
+
+def host_allowed(host: str, allowed: Sequence[str]) -> bool:
+    """Whether an HTTP ``Host`` value is one of ``allowed`` (Bokeh's own matching, as for websocket Origins)."""
+    from bokeh.server.util import check_allowlist
+
+    return check_allowlist(host.strip().lower(), allowed)
+
+
+class _HostIs(Matcher):
+    """Matches requests whose ``Host`` header is one of the allowed names."""
+
+    def __init__(self, allowed: Sequence[str]):
+        self.allowed = list(allowed)
+
+    def match(self, request):
+        return {} if host_allowed(request.host or "", self.allowed) else None
+
+
+class _WrongHost(RequestHandler):
+    """403 for every request that named another host (any path, any method).
+
+    403 as Jupyter's server answers a foreign Host; 421 (Misdirected Request) would fit too, but
+    HTTP/2 clients take it as a cue to retry on another connection.
+    """
+
+    def prepare(self):
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish("raregal explore does not answer to this host name. If you reach it through a tunnel "
+                    "or another name, start it with --allow-origin HOST:PORT.\n")
+
+
+def host_guard(app: Application, allowed: Sequence[str]) -> RuleRouter:
+    """A router for tornado's ``HTTPServer``: ``app`` for allowed ``Host`` values, 403 for the rest.
+
+    Routing on the Host header is tornado's own mechanism (``tornado.routing``), and the router
+    sits in front of the whole Bokeh application, so every route is covered, including Bokeh's
+    static files and websocket, which no hook of Bokeh reaches: ``auth_provider`` guards only its
+    document and websocket handlers, ``include_headers`` only copies headers into the session,
+    and ``BokehTornado`` passes no tornado ``transforms``.
+    """
+    return RuleRouter([Rule(_HostIs(allowed), app),
+                       Rule(AnyMatches(), Application([(r".*", _WrongHost)]))])
