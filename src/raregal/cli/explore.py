@@ -12,20 +12,29 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", help="run directory written by `raregal search`")
     p.add_argument("--catalog", help="image catalog (id_str, file_loc) when the run has no file_loc")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=5006, help="port (default 5006; 0 = pick a free one)")
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all, "
+                        "then name the address others use with --allow-origin)")
+    # --port and --max-points are checked by serve(), before the run is loaded, so that a bad value
+    # is one line naming the flag (argparse's type=int would print the usage and skip that check)
+    p.add_argument("--port", default=5006, help="port (default 5006; 0 = pick a free one)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
-    p.add_argument("--max-points", type=int, default=20000,
+    p.add_argument("--max-points", default=20000,
                    help="most markers sent to the browser at once; more galaxies in view are drawn as a "
                         "density image (default 20000)")
     p.add_argument("--allow-origin", action="append", default=[], metavar="HOST[:PORT]",
-                   help="another name the page is reached by (e.g. a tunnel's host:port); repeatable")
+                   help="another name the page is reached by (e.g. a tunnel's host:port; port 80 when "
+                        "left out); requests naming any other host are refused; repeatable")
     p.set_defaults(func=run)
+
+
+#: How errors name serve()'s parameters here: by their flags.
+FLAGS = {"port": "--port", "host": "--host", "max_points": "--max-points", "allow_origin": "--allow-origin"}
 
 
 def run(args) -> int:
     from ..explore import serve
 
     serve(args.run_dir, host=args.host, port=args.port, catalog=args.catalog,
-          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin)
+          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin,
+          names=FLAGS)
     return 0

@@ -3,67 +3,103 @@
 Bokeh's server delivers BokehJS from the installed package (no CDN), so the page works offline.
 :func:`serve` loads the run once (:class:`~raregal.explore.data.ExplorerData`) and serves one
 Bokeh document per browser tab (:func:`~raregal.explore.app.make_document`) plus thumbnail and
-CSV endpoints (:mod:`~raregal.explore.handlers`).
+CSV endpoints (:mod:`~raregal.explore.handlers`). Its options are checked and its port bound
+before the run is loaded, and it answers only to the names it is served by
+(:mod:`~raregal.explore.listen`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
+from collections.abc import Mapping
+
+from .listen import PYTHON_NAMES, allowed_hosts, bind, check_options, host_guard
 
 log = logging.getLogger("raregal")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def make_server(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 5006, catalog=None,
-                max_points: int = 20000, allow_origin: list[str] | None = None):
-    """Load the run and return a started-but-not-running Bokeh ``Server`` and its URL.
+                max_points: int = 20000, allow_origin: list[str] | None = None,
+                names: Mapping[str, str] = PYTHON_NAMES):
+    """Load the run and return a started-but-not-running Bokeh server and its URL.
 
-    ``port=0`` picks a free port. ``allow_origin`` adds host[:port] values from which the page may
-    open its websocket (needed when it is reached by another name than ``host``).
+    ``port=0`` picks a free port. ``allow_origin`` adds host[:port] names by which the page may be
+    reached (a tunnel's, say); the server answers to no other ``Host`` than these, where it
+    listens and this machine's loopback names. The options are checked, the run directory looked
+    at and the port bound before the run is loaded, so mistakes are reported at once, as an
+    :class:`~raregal.errors.InputError` naming the parameter (as ``names`` shows it: the CLI's flags).
+    """
+    from ..report.maps import shade
+    from ..report.rundir import check_run_dir, load_run
+    from .data import ExplorerData
+
+    names = {**PYTHON_NAMES, **names}
+    port, max_points, extra = check_options(port, max_points, allow_origin, names)
+    check_run_dir(run_dir)
+    sockets = bind(host, port, names)
+    try:
+        t0 = time.perf_counter()
+        run = load_run(run_dir, catalog)
+        data = ExplorerData(run, max_points=max_points)
+        shade(data.x[:10], data.y[:10], data.labels[:10], 8, 8)  # compile datashader's kernels before serving
+        log.info("explore: %d kept galaxies, %d clusters, neighbours %s; ready in %.1f s", data.n,
+                 len(data.info), "on" if data.neighbours is not None else "off", time.perf_counter() - t0)
+        return _bokeh_server(data, sockets, host, extra)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
+
+
+def _bokeh_server(data, sockets, host: str, extra: list[str]):
+    """The Bokeh server for ``data`` on the bound ``sockets``, behind the Host check; and its URL.
+
+    Bokeh's high-level ``Server`` binds its own sockets and hands requests straight to its
+    tornado application, leaving no place for sockets bound beforehand or for a check in front
+    of every route (and its websocket allowlist cannot hold an IPv6 address); ``BaseServer`` is
+    Bokeh's documented way to put the same three parts (``BokehTornado``, tornado's
+    ``HTTPServer``, the IOLoop) together explicitly.
     """
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
-    from bokeh.server.server import Server
+    from bokeh.resources import server_url
+    from bokeh.server.server import BaseServer
+    from bokeh.server.tornado import BokehTornado
+    from tornado.httpserver import HTTPServer
+    from tornado.ioloop import IOLoop
 
-    from ..report.maps import shade
-    from ..report.rundir import load_run
     from .app import make_document
-    from .data import ExplorerData
     from .handlers import patterns
 
-    t0 = time.perf_counter()
-    run = load_run(run_dir, catalog)
-    data = ExplorerData(run, max_points=max_points)
-    shade(data.x[:10], data.y[:10], data.labels[:10], 8, 8)  # compile datashader's kernels before serving
-    log.info("explore: %d kept galaxies, %d clusters, neighbours %s; ready in %.1f s", data.n, len(data.info),
-             "on" if data.neighbours is not None else "off", time.perf_counter() - t0)
-    port = int(port) or free_port(host)
-    origins = {f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"} | set(allow_origin or [])
-    server = Server({"/": Application(FunctionHandler(lambda doc: make_document(doc, data)))},
-                    address=host, port=port, allow_websocket_origin=sorted(origins),
-                    extra_patterns=patterns(data), check_unused_sessions_milliseconds=10000,
-                    unused_session_lifetime_milliseconds=30000)
+    port = sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    return server, f"http://{shown}:{port}/"
+    allowed = allowed_hosts(host, port, extra)
+    app = BokehTornado({"/": Application(FunctionHandler(lambda doc: make_document(doc, data)))},
+                       absolute_url=server_url(shown, port), extra_websocket_origins=allowed,
+                       extra_patterns=patterns(data), check_unused_sessions_milliseconds=10000,
+                       unused_session_lifetime_milliseconds=30000)
+    http = HTTPServer(host_guard(app, allowed))  # Host check before any route: see listen.host_guard
+    http.add_sockets(sockets)
+    return BaseServer(IOLoop.current(), app, http), f"http://{shown}:{port}/"
 
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 5006, catalog=None,
-          open_browser: bool = True, max_points: int = 20000, allow_origin: list[str] | None = None) -> None:
-    """Serve the explorer until interrupted (Ctrl-C). Prints the URL to open."""
-    server, url = make_server(run_dir, host, port, catalog, max_points, allow_origin)
+          open_browser: bool = True, max_points: int = 20000, allow_origin: list[str] | None = None,
+          names: Mapping[str, str] = PYTHON_NAMES) -> None:
+    """Serve the explorer until interrupted (Ctrl-C). Prints the URL to open.
+
+    Raises InputError, before loading the run, for a bad ``port``, ``host``, ``max_points`` or
+    ``allow_origin`` (see :func:`make_server`).
+    """
+    server, url = make_server(run_dir, host, port, catalog, max_points, allow_origin, names)
     server.start()
     print(f"raregal explore: serving {run_dir} at {url}  (Ctrl-C to stop)", flush=True)
-    if open_browser:
-        server.io_loop.add_callback(server.show, "/")
+    if open_browser:  # our URL, not server.show's: that one leaves an IPv6 address unbracketed
+        from bokeh.util.browser import view
+
+        server.io_loop.add_callback(view, url)
     try:
         server.io_loop.start()
     finally:

@@ -1,4 +1,8 @@
-"""Plain HTTP endpoints beside the Bokeh app: thumbnails and CSV exports (tornado handlers)."""
+"""Plain HTTP endpoints beside the Bokeh app: thumbnails and CSV exports (tornado handlers).
+
+A malformed request (a size that is not a number, a row or cluster that does not exist) gets a
+4xx answer with the reason, never a 500 with a traceback in the log.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,33 @@ class _Base(RequestHandler):
         self.data = data
 
 
+#: Thumbnail sizes (px) ``/thumb/<row>?s=`` serves.
+SIZES = (16, 512)
+
+
+def _size(text: str) -> int:
+    """The ``s`` parameter of ``/thumb``: a whole number of pixels in :data:`SIZES`, else HTTP 400."""
+    lo, hi = SIZES
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and lo <= int(text) <= hi):
+        raise HTTPError(400, reason=f"s must be a whole number of pixels, {lo}..{hi}")
+    return int(text)
+
+
+def _number(text: str, what: str) -> int:
+    """A row or cluster number from the URL (digits, by the route's pattern); HTTP 404 past int64."""
+    if len(text.lstrip("-")) > 18:  # no such row or cluster; int() would also refuse > 4300 digits
+        raise HTTPError(404, reason=f"no {what} {text[:24]}...")
+    return int(text)
+
+
 class ThumbHandler(_Base):
     """``GET /thumb/<row>?s=<px>``: JPEG of the galaxy's image (placeholder when unreadable)."""
 
     async def get(self, row):
-        row = int(row)
+        size = _size(self.get_argument("s", "96"))
+        row = _number(row, "galaxy")
         if not 0 <= row < self.data.n:
-            raise HTTPError(404)
-        size = min(max(int(self.get_argument("s", "96")), 16), 512)
+            raise HTTPError(404, reason=f"no galaxy {row}")
         body = await IOLoop.current().run_in_executor(None, self.data.thumbnail, row, size)
         self.set_header("Content-Type", "image/jpeg")
         self.set_header("Cache-Control", "max-age=3600")
@@ -47,10 +70,11 @@ class ClusterHandler(_Base):
     """``GET /cluster/<k>.csv``: a cluster's members, most confident first."""
 
     def get(self, k):
-        rows = self.data.members(int(k))
+        k = _number(k, "cluster")
+        rows = self.data.members(k)
         if not len(rows):
             raise HTTPError(404, reason=f"no cluster {k}")
-        _send_csv(self, self.data.rows_table(rows), f"cluster_{int(k)}.csv")
+        _send_csv(self, self.data.rows_table(rows), f"cluster_{k}.csv")
 
 
 def patterns(data) -> list[tuple]:

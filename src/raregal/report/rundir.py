@@ -73,6 +73,18 @@ def _cluster_info(clusters: pd.DataFrame, summary: dict) -> pd.DataFrame:
     return info.sort_values("cluster").reset_index(drop=True)
 
 
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as a Path, after a cheap check that it holds a run; raises InputError if not.
+
+    Lets a command fail at once, before anything slow, on a mistyped run directory.
+    """
+    path = Path(run_dir)
+    for name in ("clusters.parquet", "summary.json"):
+        if not (path / name).exists():
+            raise InputError(f"{path}: not a run directory ({name} missing); run `raregal search` first")
+    return path
+
+
 def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None) -> Run:
     """Read ``run_dir`` and attach image paths.
 
@@ -84,11 +96,8 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
-    path = Path(run_dir)
+    path = check_run_dir(run_dir)
     cpath, spath = path / "clusters.parquet", path / "summary.json"
-    for p in (cpath, spath):
-        if not p.exists():
-            raise InputError(f"{path}: not a run directory ({p.name} missing); run `raregal search` first")
     clusters = read_table(cpath)
     missing = [c for c in _NEEDED if c not in clusters.columns]
     if missing:
