@@ -27,14 +27,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-#: How errors name serve()'s parameters here: by their flags.
-FLAGS = {"port": "--port", "host": "--host", "max_points": "--max-points", "allow_origin": "--allow-origin"}
-
-
 def run(args) -> int:
     from ..explore import serve
 
     serve(args.run_dir, host=args.host, port=args.port, catalog=args.catalog,
-          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin,
-          names=FLAGS)
+          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin)
     return 0

@@ -13,32 +13,29 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 
-from .listen import PYTHON_NAMES, allowed_hosts, bind, check_options, host_guard
+from .listen import allowed_hosts, bind, check_options, host_guard
 
 log = logging.getLogger("raregal")
 
 
 def make_server(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 5006, catalog=None,
-                max_points: int = 20000, allow_origin: list[str] | None = None,
-                names: Mapping[str, str] = PYTHON_NAMES):
+                max_points: int = 20000, allow_origin: list[str] | None = None):
     """Load the run and return a started-but-not-running Bokeh server and its URL.
 
     ``port=0`` picks a free port. ``allow_origin`` adds host[:port] names by which the page may be
     reached (a tunnel's, say); the server answers to no other ``Host`` than these, where it
     listens and this machine's loopback names. The options are checked, the run directory looked
     at and the port bound before the run is loaded, so mistakes are reported at once, as an
-    :class:`~raregal.errors.InputError` naming the parameter (as ``names`` shows it: the CLI's flags).
+    :class:`~raregal.errors.InputError` naming the parameter (the CLI shows its flag).
     """
     from ..report.maps import shade
     from ..report.rundir import check_run_dir, load_run
     from .data import ExplorerData
 
-    names = {**PYTHON_NAMES, **names}
-    port, max_points, extra = check_options(port, max_points, allow_origin, names)
+    port, max_points, extra = check_options(port, max_points, allow_origin)
     check_run_dir(run_dir)
-    sockets = bind(host, port, names)
+    sockets = bind(host, port)
     try:
         t0 = time.perf_counter()
         run = load_run(run_dir, catalog)
@@ -86,14 +83,13 @@ def _bokeh_server(data, sockets, host: str, extra: list[str]):
 
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 5006, catalog=None,
-          open_browser: bool = True, max_points: int = 20000, allow_origin: list[str] | None = None,
-          names: Mapping[str, str] = PYTHON_NAMES) -> None:
+          open_browser: bool = True, max_points: int = 20000, allow_origin: list[str] | None = None) -> None:
     """Serve the explorer until interrupted (Ctrl-C). Prints the URL to open.
 
     Raises InputError, before loading the run, for a bad ``port``, ``host``, ``max_points`` or
     ``allow_origin`` (see :func:`make_server`).
     """
-    server, url = make_server(run_dir, host, port, catalog, max_points, allow_origin, names)
+    server, url = make_server(run_dir, host, port, catalog, max_points, allow_origin)
     server.start()
     print(f"raregal explore: serving {run_dir} at {url}  (Ctrl-C to stop)", flush=True)
     if open_browser:  # our URL, not server.show's: that one leaves an IPv6 address unbracketed

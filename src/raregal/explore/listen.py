@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from tornado.routing import AnyMatches, Matcher, Rule, RuleRouter
 from tornado.web import Application, RequestHandler
 
 from ..errors import InputError
-
-#: How :class:`InputError` messages name the parameters from Python; the CLI passes its flags.
-PYTHON_NAMES = {"port": "port", "host": "host", "max_points": "max_points", "allow_origin": "allow_origin"}
-
 
 def _whole(value) -> int | None:
     """``value`` as an int when it is a whole number (an int, or a string of one; not a bool), else None."""
@@ -40,7 +36,7 @@ def _whole(value) -> int | None:
     return whole if isinstance(value, str) or whole == value else None
 
 
-def _origin(value, name: str) -> str:
+def _origin(value) -> str:
     """An ``--allow-origin`` value as Bokeh's ``host:port`` allowlist entry (port 80 when left out)."""
     if value == "*":  # Bokeh's "any host": allowed, at the user's own risk
         return value
@@ -48,55 +44,55 @@ def _origin(value, name: str) -> str:
         parts = urlsplit(f"//{value}")
         host, port = parts.hostname, parts.port
     except (TypeError, ValueError) as err:
-        raise InputError(f"{name} {value!r}: not a HOST[:PORT] ({err})") from None
+        raise InputError(f"allow_origin {value!r}: not a HOST[:PORT] ({err})", param="allow_origin") from None
     if not host or parts.path or parts.query or parts.fragment or parts.username:
-        raise InputError(f"{name} {value!r}: not a HOST[:PORT] (e.g. localhost:8080 or my.tunnel.org)")
+        raise InputError(f"allow_origin {value!r}: not a HOST[:PORT] (e.g. localhost:8080 or my.tunnel.org)",
+                         param="allow_origin")
     shown = f"[{host}]" if ":" in host else host
     return f"{shown}:{port if port is not None else 80}"
 
 
-def check_options(port, max_points, allow_origin: Sequence[str] | None,
-                  names: Mapping[str, str] = PYTHON_NAMES) -> tuple[int, int, list[str]]:
+def check_options(port, max_points, allow_origin: Sequence[str] | None) -> tuple[int, int, list[str]]:
     """Validate what :func:`bind` and the server need; return (port, max_points, extra origins).
 
-    Raises InputError naming the parameter (``names`` maps parameter -> shown name).
+    Raises InputError naming the parameter (the CLI shows its flag, :func:`raregal.errors.in_cli_terms`).
     """
     p = _whole(port)
     if p is None or not 0 <= p <= 65535:
-        raise InputError(f"{names['port']} {port}: must be a port number 1..65535, or 0 to pick a free one")
+        raise InputError(f"port {port}: must be a port number 1..65535, or 0 to pick a free one", param="port")
     m = _whole(max_points)
     if m is None or m < 1:
-        raise InputError(f"{names['max_points']} {max_points}: must be a positive whole number")
+        raise InputError(f"max_points {max_points}: must be a positive whole number", param="max_points")
     if isinstance(allow_origin, str):
         allow_origin = [allow_origin]
-    extra = [_origin(v, names["allow_origin"]) for v in (allow_origin or [])]
+    extra = [_origin(v) for v in (allow_origin or [])]
     return p, m, extra
 
 
-def bind(host, port: int, names: Mapping[str, str] = PYTHON_NAMES) -> list[socket.socket]:
+def bind(host, port: int) -> list[socket.socket]:
     """Listening sockets on ``host``:``port`` (0 = a free port), or an InputError saying why not."""
     from tornado.netutil import bind_sockets
 
-    H, P = names["host"], names["port"]
+    both = ("host", "port")  # the CLI shows these as --host and --port
     if not isinstance(host, str) or not host.strip():
-        raise InputError(f"{H} {host!r}: must be an address or name of this machine, e.g. 127.0.0.1")
+        raise InputError(f"host {host!r}: must be an address or name of this machine, e.g. 127.0.0.1", param="host")
     try:
         return bind_sockets(port, address=host)
     except socket.gaierror as err:
-        raise InputError(f"{H} {host}: cannot be resolved to an address of this machine "
-                         f"({err.strerror})") from None
+        raise InputError(f"host {host}: cannot be resolved to an address of this machine ({err.strerror})",
+                         param="host") from None
     except UnicodeError as err:
-        raise InputError(f"{H} {host!r}: not a valid host name ({err})") from None
+        raise InputError(f"host {host!r}: not a valid name ({err})", param="host") from None
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise InputError(f"{P} {port}: already in use by another program on {host}; pick another or {P} 0") \
-                from None
+            raise InputError(f"port {port}: already in use by another program on {host}; pick another or port 0",
+                             param="port") from None
         if err.errno == errno.EACCES:
-            raise InputError(f"{P} {port}: this user may not listen on it (ports below 1024 need privileges); "
-                             f"pick another or {P} 0") from None
+            raise InputError(f"port {port}: this user may not listen on it (ports below 1024 need privileges); "
+                             "pick another or port 0", param="port") from None
         if err.errno == errno.EADDRNOTAVAIL:
-            raise InputError(f"{H} {host}: not an address of this machine ({err.strerror})") from None
-        raise InputError(f"{H} {host} {P} {port}: cannot listen there ({err.strerror or err})") from None
+            raise InputError(f"host {host}: not an address of this machine ({err.strerror})", param="host") from None
+        raise InputError(f"host {host} port {port}: cannot listen there ({err.strerror or err})", param=both) from None
 
 
 def allowed_hosts(host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
