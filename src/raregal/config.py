@@ -26,7 +26,9 @@ class SearchConfig:
     """Parameters of a rare-class search. Defaults are those of the paper.
 
     Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
-    ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``).
+    ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``). Beyond the paper,
+    ``keep_disturbed`` (off: None) keeps smooth galaxies whose predicted disturbance + merger
+    fractions reach it (shells, streams), see :func:`raregal.select.paper_cuts`.
     UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
@@ -47,6 +49,7 @@ class SearchConfig:
     edge_on_cut: float = 0.3
     artifact_cut: float = 0.3
     keep_artifacts: bool = False
+    keep_disturbed: float | None = None  # beyond the paper: the smooth cut keeps disturbed galaxies
     drop_invalid: bool = False
     features: str | None = None
     metric: str = "euclidean"
@@ -78,6 +81,8 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1.0001:
                 raise InputError(f"config key {name!r} must be a fraction in [0, 1], got {value!r}")
+        if self.keep_disturbed is not None and not 0 <= self.keep_disturbed <= 1:
+            raise InputError(f"config key 'keep_disturbed' must be a fraction in [0, 1], got {self.keep_disturbed!r}")
         if not isinstance(self.stability, int) or isinstance(self.stability, bool) or not 0 <= self.stability <= 100:
             raise InputError(f"config key 'stability' must be a number of repeats in 0..100, got {self.stability!r}")
         if not isinstance(self.merge_max_tree_distance, int) or self.merge_max_tree_distance < 0:
@@ -120,6 +125,7 @@ def _check_type(key: str, value):
         "str": isinstance(value, str),
         "str | None": isinstance(value, str),
         "int | None": isinstance(value, int) and not isinstance(value, bool),
+        "float | None": isinstance(value, (int, float)) and not isinstance(value, bool),
         "dict": isinstance(value, dict),
     }.get(expected, True)
     if not ok:

@@ -309,7 +309,8 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], reps)
 
     with timer.stage("prefilter"):
-        cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts)
+        cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
+                          config.keep_disturbed)
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 

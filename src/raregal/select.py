@@ -19,22 +19,55 @@ from .schema import ARTIFACT_FRACTION, EDGE_ON_FRACTION, SMOOTH_FRACTION
 log = logging.getLogger("raregal")
 
 
+#: Answers of the ``merging`` question that say a galaxy is disturbed (the rest: ``merging_none``).
+DISTURBED_FRACTIONS = ("merging_minor-disturbance_fraction", "merging_major-disturbance_fraction",
+                       "merging_merger_fraction")
+
+
 @dataclass(frozen=True)
 class Cut:
-    """One cut: drop rows whose ``column`` is ``>= threshold``."""
+    """One cut: drop rows whose ``column`` is ``>= threshold``.
+
+    ``rescue``: rows whose ``rescue_columns`` sum to ``>= rescue`` are kept all the same (None: off).
+    """
 
     name: str
     column: str
     threshold: float
+    rescue: float | None = None
+    rescue_columns: tuple[str, ...] = ()
 
 
 def paper_cuts(smooth_cut: float = 0.5, edge_on_cut: float = 0.3, artifact_cut: float = 0.3,
-               keep_artifacts: bool = False) -> list[Cut]:
-    """The paper's three cuts (the artifact cut left out when ``keep_artifacts``)."""
-    cuts = [Cut("smooth", SMOOTH_FRACTION, smooth_cut), Cut("edge_on", EDGE_ON_FRACTION, edge_on_cut)]
+               keep_artifacts: bool = False, keep_disturbed: float | None = None) -> list[Cut]:
+    """The paper's three cuts (the artifact cut left out when ``keep_artifacts``).
+
+    ``keep_disturbed`` (beyond the paper, off by default): the smooth cut keeps galaxies whose
+    predicted minor + major disturbance + merger fractions reach it, so shells, streams and tidal
+    features around ellipticals are searched too.
+    """
+    cuts = [Cut("smooth", SMOOTH_FRACTION, smooth_cut, keep_disturbed, DISTURBED_FRACTIONS if keep_disturbed
+                is not None else ()), Cut("edge_on", EDGE_ON_FRACTION, edge_on_cut)]
     if not keep_artifacts:
         cuts.append(Cut("artifact", ARTIFACT_FRACTION, artifact_cut))
     return cuts
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _rescued(frame: pd.DataFrame, cut: Cut) -> np.ndarray | None:
+    """Rows the cut's rescue rule keeps, or None when the rule is off or its columns are missing."""
+    if cut.rescue is None:
+        return None
+    missing = [c for c in cut.rescue_columns if c not in frame.columns]
+    if missing:
+        log.warning("pre-filter: no column(s) %s, so nothing is rescued from the %s cut", ", ".join(missing),
+                    cut.name)
+        return None
+    total = np.nansum(np.column_stack([_numeric(frame, c) for c in cut.rescue_columns]), axis=1)
+    return total >= cut.rescue
 
 
 def prefilter(frame: pd.DataFrame, cuts: list[Cut], keep: np.ndarray | None = None
@@ -51,7 +84,8 @@ def prefilter(frame: pd.DataFrame, cuts: list[Cut], keep: np.ndarray | None = No
     -------
     kept : boolean array of shape (len(frame),), True for rows that pass every cut.
     counts : ``{"input": N, "after_<cut>": n, …}`` — rows left after each cut (a skipped cut
-        reports the same count as before it, and ``skipped_<cut>: 1``).
+        reports the same count as before it, and ``skipped_<cut>: 1``; a cut with a rescue rule
+        reports ``rescued_<cut>``, the rows it would have dropped but kept).
     """
     kept = np.ones(len(frame), bool) if keep is None else np.asarray(keep, bool).copy()
     counts = {"input": int(len(frame))}
@@ -62,8 +96,12 @@ def prefilter(frame: pd.DataFrame, cuts: list[Cut], keep: np.ndarray | None = No
             log.warning("pre-filter: no column %r, so the %s cut is skipped", cut.column, cut.name)
             counts[f"skipped_{cut.name}"] = 1
         else:
-            values = pd.to_numeric(frame[cut.column], errors="coerce").to_numpy(dtype=float)
-            kept &= ~(values >= cut.threshold)  # NaN >= t is False: "not asked" removes nothing
+            drop = _numeric(frame, cut.column) >= cut.threshold  # NaN >= t is False: "not asked" removes nothing
+            rescued = _rescued(frame, cut)
+            if rescued is not None:
+                counts[f"rescued_{cut.name}"] = int((kept & drop & rescued).sum())
+                drop &= ~rescued
+            kept &= ~drop
         counts[f"after_{cut.name}"] = int(kept.sum())
     counts["kept"] = int(kept.sum())
     return kept, counts

@@ -13,6 +13,8 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--smooth-cut", "smooth_cut", float, "drop predicted smooth fraction >= this (0.5)"),
     ("--edge-on-cut", "edge_on_cut", float, "drop predicted edge-on fraction >= this (0.3)"),
     ("--artifact-cut", "artifact_cut", float, "drop predicted artifact fraction >= this (0.3)"),
+    ("--keep-disturbed", "keep_disturbed", float, "also keep smooth galaxies whose predicted minor + major "
+     "disturbance + merger fractions reach this (e.g. 0.3: shells, streams; off by default, as in the paper)"),
     ("--features", "features", str, "list column, or column prefix, holding the representation"),
     ("--cluster-selection", "cluster_selection_method", str, "leaf (paper) or eom"),
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),

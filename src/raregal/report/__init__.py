@@ -32,7 +32,8 @@ MONTAGE_ROWS, MONTAGE_COLS = 8, 8
 #: Gallery thumbnail size in pixels.
 TILE_PX = 128
 _COUNT_LABELS = {"input": "input galaxies", "after_smooth": "not smooth", "after_edge_on": "not edge-on",
-                 "after_artifact": "not artifacts", "kept": "kept for clustering"}
+                 "after_artifact": "not artifacts", "kept": "kept for clustering",
+                 "rescued_smooth": "smooth but disturbed, kept (--keep-disturbed)"}
 
 
 def _flat(d: dict, prefix: str = "") -> list[tuple[str, str]]:
