@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Colour-image scales and stretch settings live in raregal.colour: one stretch for the synthetic
+# survey and real FITS cutouts alike (re-exported here, where they used to be).
+from ..colour import RGB_MINIMUM, RGB_Q, RGB_SCALE, RGB_STRETCH, grz_to_rgb  # noqa: F401
+
 #: Bands, in the order of every (band, y, x) array in raregal.synth.
 BANDS: tuple[str, ...] = ("g", "r", "z")
 #: Native Legacy Surveys pixel scale, arcsec / pixel.
@@ -33,15 +37,6 @@ PSF_FWHM = {"g": 1.35, "r": 1.25, "z": 1.15}
 PSF_BETA = 3.5
 #: Median 5-sigma point-source depth per band, AB mag.
 DEPTH_5SIGMA = {"g": 24.0, "r": 23.4, "z": 22.5}
-
-# Colour-image scales (multiplied into nanomaggies before the stretch) and stretch settings,
-# tuned by eye against Galaxy Zoo DECaLS cutouts (tests/data/decals): grey-beige galaxies on a
-# dark grey, slightly grainy sky.
-RGB_SCALE = {"g": 1.95, "r": 1.0, "z": 0.68}
-RGB_STRETCH = 0.45  # nanomaggies: where the asinh turns from linear to logarithmic
-RGB_Q = 9.0
-RGB_MINIMUM = -0.035  # nanomaggies: a slightly negative black point keeps the sky dark grey, not black
-
 
 def mag_to_nmgy(mag):
     """AB magnitude -> flux in nanomaggies (array or scalar)."""
@@ -75,8 +70,4 @@ def to_rgb(image: np.ndarray, pixel_scale: float = PIXEL_SCALE) -> np.ndarray:
     brightness (flux per :data:`PIXEL_SCALE`-sized pixel), so a galaxy looks equally bright at
     any ``pixel_scale`` (arcsec) and only the noise changes, as in the Legacy Surveys viewer.
     """
-    from astropy.visualization import make_lupton_rgb
-
-    per_area = (PIXEL_SCALE / float(pixel_scale)) ** 2
-    g, r, z = (np.asarray(image[i], dtype=float) * (RGB_SCALE[b] * per_area) for i, b in enumerate(BANDS))
-    return make_lupton_rgb(z, r, g, minimum=RGB_MINIMUM, stretch=RGB_STRETCH, Q=RGB_Q)
+    return grz_to_rgb(image, pixel_scale)
