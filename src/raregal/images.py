@@ -5,10 +5,20 @@ encoders see what Zoobot's encoders saw:
 
 * **JPEG / PNG**: decoded with Pillow as RGB (greyscale files are repeated over the three
   channels), pixel values scaled from 0..255 to 0..1. No mean/std normalisation.
-* **FITS**: one band (the first image HDU; of a cube, plane ``fits_band``), clipped to its
-  0th..99.7th percentile, scaled to 0..1 and passed through ``arcsinh(q * x)`` with ``q = 1``
-  (Zoobot's ``fits_to_jpg_like_scaling``). The band is repeated over the model's channels.
+* **FITS**, one band (the first image HDU; of a cube of other than 3 planes, or when
+  ``fits_band`` is given, plane ``fits_band``): clipped to its 0th..99.7th percentile, scaled to
+  0..1 and passed through ``arcsinh(q * x)`` with ``q = 1`` (Zoobot's
+  ``fits_to_jpg_like_scaling``). The band is repeated over the model's channels.
+* **FITS, a (3, H, W) cube** of g, r, z fluxes in nanomaggies (a Legacy Surveys cutout,
+  ``raregal cutouts --format fits``): made into the colour picture the survey's JPEG cutout
+  of the galaxy shows, by the one grz stretch of :mod:`raregal.colour` (z, r, g -> R, G, B with
+  scales 0.68, 1.0, 1.95; Lupton et al. asinh stretch, Q = 9, softening 0.45 nanomaggies at
+  0.524 arcsec pixels; rows flipped so north is up), and then read like a JPEG.
 * Then resized (bilinear, antialiased) to the model's square input size.
+
+An image is a file path or an :class:`~raregal.pixels.EncodedImage` (its bytes, from a catalog
+with the images inside, :mod:`raregal.embedded`); bytes are told apart by their first bytes, so
+an HTML page or a truncated file is an error, never a picture.
 
 Each Pillow mode is decoded by :func:`raregal.pixels.pil_pixels` to the picture a person would
 see, keeping its dynamic range: 16-bit greyscale scaled by its full range (``/ 65535``) and
@@ -30,11 +40,11 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .pixels import luminance, pil_pixels, read_fits_data, work_dtype
+from .pixels import (FITS_SUFFIXES, RASTER_SUFFIXES, EncodedImage, image_kind, luminance, not_an_image,
+                     open_image, pil_pixels, read_fits_hdu, work_dtype)
 
-#: File name endings raregal reads (case-insensitive).
-RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+__all__ = ["FITS_SUFFIXES", "RASTER_SUFFIXES", "EncodedImage", "ImageDataset", "collate_images", "eval_transform",
+           "is_fits", "load_image", "resize", "scale_fits", "train_transform"]
 
 
 def is_fits(path: str | os.PathLike) -> bool:
@@ -65,25 +75,28 @@ def scale_fits(data: np.ndarray, arcsinh_q: float = 1.0, percentile_min: float =
     return np.arcsinh(arcsinh_q * scaled).astype(np.float32)
 
 
-def _read_fits(path: Path, band: int) -> np.ndarray:
-    data = read_fits_data(path)
+def _fits_band(data: np.ndarray, band: int, name: str) -> np.ndarray:
+    """Plane ``band`` of a cube, or the one band of an image: (H, W)."""
     if data.ndim == 3:
         if not 0 <= band < data.shape[0]:
-            raise InputError(f"{path}: FITS cube has {data.shape[0]} planes, no band {band}")
+            raise InputError(f"{name}: FITS cube has {data.shape[0]} planes, no band {band}")
         data = data[band]
     if data.ndim != 2:
-        raise InputError(f"{path}: FITS image has shape {data.shape}; expected one band (H, W)")
+        raise InputError(f"{name}: FITS image has shape {data.shape}; expected one band (H, W) or a cube")
     return data
 
 
-def _read_raster(path: Path, channels: int) -> np.ndarray:
+def _read_raster(source, channels: int) -> np.ndarray:
     """A JPEG/PNG as (H, W, ``channels``) pixels: uint8 from 8-bit files, float32 0..1 from wider ones."""
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(source) as im:
         if channels != 3 and im.mode == "RGB" and "transparency" not in im.info:
             im = im.convert("L")  # the fast path of colour files read as luminance
-        pixels = pil_pixels(im, path)
+        pixels = pil_pixels(im, source)
+    return _to_channels(pixels, channels)
+
+
+def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W, 1|3) pixels as (H, W, ``channels``): luminance unless 3 colour channels are asked for."""
     if channels != 3:
         pixels = luminance(pixels)
     if pixels.shape[2] != channels:
@@ -91,37 +104,62 @@ def _read_raster(path: Path, channels: int) -> np.ndarray:
     return pixels
 
 
-def load_image(path: str | os.PathLike, channels: int = 3, fits_band: int = 0,
-               arcsinh_q: float = 1.0, raw_uint8: bool = False) -> torch.Tensor:
-    """Read one image file into a float32 tensor (``channels``, H, W) with values in 0..1.
+def _kind(source) -> str:
+    """The format of ``source`` (path or EncodedImage), raising InputError when it is not an image."""
+    if source is None or (isinstance(source, float) and np.isnan(source)):
+        raise InputError("no image is known for this galaxy (no file_loc)")
+    if isinstance(source, EncodedImage):
+        kind = image_kind(source)
+        if not kind:
+            raise InputError(f"{source}: the image's bytes are {not_an_image(source.data)}")
+        return kind
+    if not Path(source).is_file():
+        raise InputError(f"{source}: no such image file")
+    kind = image_kind(source)
+    if not kind:
+        raise InputError(f"{source}: unknown image type; use .jpg, .jpeg, .png or .fits")
+    return kind
 
-    With ``raw_uint8`` an 8-bit JPEG/PNG comes back as its uint8 pixels (0..255) instead, so
-    that it can be resized before the conversion to float (see :class:`ImageDataset`); 16-bit,
-    32-bit and float images and FITS are float as always (check the dtype).
+
+def load_image(source, channels: int = 3, fits_band: int | None = None,
+               arcsinh_q: float = 1.0, raw_uint8: bool = False) -> torch.Tensor:
+    """Read one image into a float32 tensor (``channels``, H, W) with values in 0..1.
+
+    ``source``: a file path or an :class:`~raregal.pixels.EncodedImage` (bytes in memory).
+    With ``raw_uint8`` an 8-bit JPEG/PNG (and a colour FITS cube) comes back as its uint8 pixels
+    (0..255) instead, so that it can be resized before the conversion to float (see
+    :class:`ImageDataset`); 16-bit, 32-bit and float images and one-band FITS are float as
+    always (check the dtype).
 
     JPEG/PNG are read as RGB (``channels=3``) or luminance (other ``channels``, repeated), each
-    Pillow mode decoded by :func:`pil_pixels`; FITS as one band scaled by :func:`scale_fits` and
-    repeated ``channels`` times. Raises InputError naming ``path`` when the file is missing,
-    unreadable, of an unknown kind or of a mode that cannot be decoded faithfully.
+    Pillow mode decoded by :func:`pil_pixels`. FITS: a (3, H, W) cube is the colour picture of its
+    g, r, z planes (:func:`raregal.colour.fits_to_rgb`), then read like a JPEG; one band (or plane
+    ``fits_band`` when given) is scaled by :func:`scale_fits` and repeated ``channels`` times.
+    Raises InputError naming the image when it is missing, unreadable, of an unknown kind or of a
+    mode that cannot be decoded faithfully.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such image file")
-    name = path.name.lower()
+    name = str(source)
+    kind = _kind(source)
     try:
-        if is_fits(name):
-            band = scale_fits(_read_fits(path, fits_band), arcsinh_q=arcsinh_q)
-            return torch.from_numpy(band)[None].expand(channels, -1, -1).contiguous()
-        if name.endswith(RASTER_SUFFIXES):
-            pixels = torch.from_numpy(_read_raster(path, channels).copy()).permute(2, 0, 1)
-            if pixels.dtype != torch.uint8:
-                return pixels.contiguous()
-            return pixels if raw_uint8 else pixels.float().div_(255.0)
+        if kind == "fits":
+            from .colour import fits_to_rgb, is_colour_cube
+
+            data, header = read_fits_hdu(source)
+            if fits_band is None and is_colour_cube(data):
+                pixels = _to_channels(fits_to_rgb(data, header), channels)
+            else:
+                band = scale_fits(_fits_band(data, fits_band or 0, name), arcsinh_q=arcsinh_q)
+                return torch.from_numpy(band)[None].expand(channels, -1, -1).contiguous()
+        else:
+            pixels = _read_raster(source, channels)
+        pixels = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(2, 0, 1)
+        if pixels.dtype != torch.uint8:
+            return pixels.contiguous()
+        return pixels if raw_uint8 else pixels.float().div_(255.0)
     except InputError as err:
-        raise err if str(path) in str(err) else InputError(f"{path}: {err}") from err
+        raise err if name in str(err) else InputError(f"{name}: {err}") from err
     except Exception as err:  # Pillow and astropy raise many kinds for corrupt files
-        raise InputError(f"{path}: cannot read image: {type(err).__name__}: {err}") from err
-    raise InputError(f"{path}: unknown image type; use .jpg, .jpeg, .png or .fits")
+        raise InputError(f"{name}: cannot read image: {type(err).__name__}: {err}") from err
 
 
 def resize(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -32,13 +32,22 @@ drops alpha). This module needs no torch, so reports and the explorer can use it
 
 :func:`pil_pixels` is the one decoder of Pillow images: :func:`raregal.images.load_image` (the
 model's input) and :func:`raregal.report.thumbs.load_preview` (thumbnails) both go through it, and
-:func:`read_fits_data` is the one FITS reader of both.
+:func:`read_fits_hdu` is the one FITS reader of both.
+
+An image is given either as a file path or as an :class:`EncodedImage`: the bytes of an image
+file held in memory (an image embedded in a Parquet catalog, :mod:`raregal.embedded`). A path's
+format is told by its ending; the format of bytes by their first bytes (JPEG ``FF D8 FF``, PNG
+``89 50 4E 47``, FITS ``SIMPLE  =``, gzip ``1F 8B`` for gzipped FITS), so an HTML error page or a
+truncated download is refused by :func:`image_kind` instead of being read as a picture.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,6 +61,62 @@ _CONVERTED_MODES = ("P", "RGBX", "YCbCr", "HSV", "LAB", "CMYK")
 _ALPHA_MODES = ("LA", "RGBA", "PA")
 _PREMULTIPLIED_MODES = ("La", "RGBa")
 _warned: set[str] = set()
+
+#: File name endings of each format (case-insensitive).
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+_MAGIC = ((b"\xff\xd8\xff", "raster"), (b"\x89PNG\r\n\x1a\n", "raster"), (b"SIMPLE  =", "fits"))
+
+
+class EncodedImage(NamedTuple):
+    """The bytes of one image file held in memory instead of on disk (an image embedded in a catalog).
+
+    ``data``: the file's bytes (JPEG, PNG or FITS; FITS may be gzipped); ``name``: how messages name
+    the image (``shard.parquet row 12 (id J1234)``); ``hint``: the file name it had, if any (the
+    Hugging Face Image feature's ``path``), which tells a gzipped FITS from other gzipped data.
+    """
+
+    data: bytes
+    name: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def image_kind(source) -> str:
+    """``"fits"``, ``"raster"`` (JPEG/PNG) or ``""`` (not an image raregal reads) for a path or :class:`EncodedImage`.
+
+    A path is told by its ending, an EncodedImage by its first bytes (see the module docstring).
+    """
+    if isinstance(source, EncodedImage):
+        head = bytes(source.data[:16])
+        kind = next((k for magic, k in _MAGIC if head.startswith(magic)), "")
+        if not kind and head.startswith(b"\x1f\x8b") and source.hint.lower().endswith(FITS_SUFFIXES):
+            kind = "fits"
+        return kind
+    name = str(source).lower()
+    return "fits" if name.endswith(FITS_SUFFIXES) else "raster" if name.endswith(RASTER_SUFFIXES) else ""
+
+
+def not_an_image(data: bytes) -> str:
+    """Why ``data`` is not an image file, in words (an HTML page and its title, or its first bytes)."""
+    head = bytes(data[:2048])
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")) or b"<html" in text[:512]:
+        title = re.search(rb"<title[^>]*>(.*?)</title>", head, re.I | re.S)
+        said = f" (title {title.group(1).decode('utf-8', 'replace').strip()[:80]!r})" if title else ""
+        return f"an HTML page{said}, not an image"
+    if not data:
+        return "empty (0 bytes), not an image"
+    return f"not a JPEG, PNG or FITS image (it starts with {head[:24]!r})"
+
+
+def open_image(source):
+    """Open a JPEG/PNG path or :class:`EncodedImage` with Pillow (use as a context manager)."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(source.data) if isinstance(source, EncodedImage) else source)
 
 
 def _warn_once(kind: str, message: str) -> None:
@@ -169,17 +234,24 @@ def work_dtype(dtype: np.dtype) -> type:
     return np.float32 if exact else np.float64
 
 
-def read_fits_data(path: str | os.PathLike) -> np.ndarray:
-    """The squeezed data of the first image HDU that has data, as astropy returns it.
+def read_fits_hdu(source) -> tuple[np.ndarray, object]:
+    """The squeezed data and the header of the first image HDU that has data, as astropy returns them.
 
-    astropy applies BZERO/BSCALE (unsigned and scaled integers arrive as their physical values)
-    and turns the BLANK pixels of integer data into NaN. Raises InputError when there is no image.
+    ``source``: a path or an :class:`EncodedImage`. astropy applies BZERO/BSCALE (unsigned and
+    scaled integers arrive as their physical values) and turns the BLANK pixels of integer data
+    into NaN. Raises InputError when there is no image.
     """
     from astropy.io import fits
 
-    with fits.open(path, memmap=False) as hdul:
+    opened = io.BytesIO(source.data) if isinstance(source, EncodedImage) else source
+    with fits.open(opened, memmap=False) as hdul:
         hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
         if hdu is None:
-            raise InputError(f"{path}: FITS file has no image HDU with data")
-        data = np.asarray(hdu.data)
-    return np.squeeze(data)
+            raise InputError(f"{source}: FITS file has no image HDU with data")
+        data, header = np.asarray(hdu.data), hdu.header.copy()
+    return np.squeeze(data), header
+
+
+def read_fits_data(source) -> np.ndarray:
+    """The squeezed data of the first image HDU that has data (see :func:`read_fits_hdu`)."""
+    return read_fits_hdu(source)[0]

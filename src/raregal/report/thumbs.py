@@ -2,16 +2,18 @@
 
 JPEG/PNG are decoded by Pillow (JPEG in draft mode: decoded at reduced scale, much faster for
 big cutouts), each mode to the picture the model sees (:func:`raregal.pixels.pil_pixels`:
-16-bit greyscale by its full range, transparency on black). FITS are shown with
-astropy.visualization: one band with a percentile interval and asinh stretch, a cube of 3 bands
-(bluest first) as a Lupton et al. asinh colour composite. A file that cannot be read gives
-``None`` plus the reason, never an exception, so one bad file cannot stop a report.
+16-bit greyscale by its full range, transparency on black). FITS: one band is shown with
+astropy.visualization's percentile interval and asinh stretch; a (3, H, W) g, r, z cube in the
+colours the model sees it in, the one grz stretch of :func:`raregal.colour.fits_to_rgb` (so a FITS
+cutout looks like the JPEG cutout of the same galaxy). Images are file paths or images held in
+memory (:class:`raregal.pixels.EncodedImage`, from a catalog with the images inside). An image
+that cannot be read gives ``None`` plus the reason, never an exception, so one bad file cannot
+stop a report.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,23 +22,17 @@ import numpy as np
 FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
 
 
-def _fits_rgb(path: Path):
+def _fits_rgb(source):
     from astropy.visualization import AsinhStretch, PercentileInterval
     from PIL import Image
 
-    from ..pixels import read_fits_data
+    from ..colour import fits_to_rgb, is_colour_cube
+    from ..pixels import read_fits_hdu
 
-    data = np.asarray(read_fits_data(path), dtype=np.float64)  # float32 would flatten int64 or large offsets
-    if data.ndim == 3 and data.shape[0] == 3:
-        # bands in increasing wavelength (g, r, z as Legacy Surveys cutouts store them): reddest -> R.
-        # Lupton et al. (2004) asinh colour composite, one stretch for all bands so colours survive.
-        from astropy.visualization import make_lupton_rgb
-
-        planes = np.nan_to_num(data, nan=0.0)
-        low = float(np.percentile(planes, 1))
-        span = float(np.percentile(planes.mean(0), 99.5)) - low
-        rgb = make_lupton_rgb(planes[2], planes[1], planes[0], minimum=low, stretch=span if span > 0 else 1.0,
-                              Q=8) / 255.0
+    data, header = read_fits_hdu(source)
+    data = np.asarray(data, dtype=np.float64)  # float32 would flatten int64 or large offsets
+    if is_colour_cube(data):  # g, r, z: the picture the model sees (rows already flipped north up)
+        return Image.fromarray(fits_to_rgb(data, header), "RGB")
     else:
         band = data[0] if data.ndim == 3 else data
         if band.ndim != 2:
@@ -46,25 +42,32 @@ def _fits_rgb(path: Path):
     return Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)[::-1])  # FITS rows run bottom-up
 
 
-def load_preview(path: str | os.PathLike, size: int = 96):
-    """Read an image file as an RGB ``PIL.Image`` fitting in ``size`` x ``size`` pixels.
+def load_preview(path, size: int = 96):
+    """Read an image as an RGB ``PIL.Image`` fitting in ``size`` x ``size`` pixels.
 
-    Returns ``(image, "")`` or ``(None, reason)`` when the file is missing or unreadable.
+    ``path``: a file path or an :class:`~raregal.pixels.EncodedImage` (bytes in memory).
+    Returns ``(image, "")`` or ``(None, reason)`` when the image is missing or unreadable.
     """
     from PIL import Image
 
-    from ..pixels import preview_rgb
+    from ..pixels import EncodedImage, image_kind, not_an_image, open_image, preview_rgb
 
     if path is None or (isinstance(path, float) and np.isnan(path)) or str(path) == "":
         return None, "no image path"
-    path = Path(path)
-    if not path.is_file():
-        return None, f"{path}: no such file"
+    if isinstance(path, EncodedImage):
+        kind = image_kind(path)
+        if not kind:
+            return None, f"{path}: the image's bytes are {not_an_image(path.data)}"
+    else:
+        path = Path(path)
+        if not path.is_file():
+            return None, f"{path}: no such file"
+        kind = "fits" if str(path).lower().endswith(FITS_ENDINGS) else "raster"
     try:
-        if str(path).lower().endswith(FITS_ENDINGS):
+        if kind == "fits":
             im = _fits_rgb(path)
         else:
-            with Image.open(path) as src:
+            with open_image(path) as src:
                 src.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
                 im = preview_rgb(src, path)
         # shrink large cutouts; enlarge small ones (64 px survey stamps) so they fill their tile
@@ -102,21 +105,36 @@ def encode(im, fmt: str = "JPEG", quality: int = 88) -> bytes:
     return buf.getvalue()
 
 
-def write_thumbnails(paths: list, out_names: list[Path], size: int = 96, workers: int = 4,
+def preview_of(sources, i: int, size: int = 96):
+    """:func:`load_preview` of item ``i`` of ``sources`` (:func:`raregal.catalog.image_sources`).
+
+    Reading an image held inside a catalog can fail too (a changed shard, null bytes): that is
+    ``(None, reason)`` like any unreadable file.
+    """
+    from ..errors import InputError
+
+    try:
+        source = sources[i]
+    except InputError as err:
+        return None, str(err)
+    return load_preview(source, size)
+
+
+def write_thumbnails(paths, out_names: list[Path], size: int = 96, workers: int = 4,
                      progress: bool = False) -> list[str]:
     """Write a JPEG thumbnail of each image in ``paths`` to the matching ``out_names`` path.
 
-    Unreadable images are skipped (no file written). Returns one reason per input, "" when the
-    thumbnail was written. Runs ``workers`` threads (Pillow releases the GIL while decoding).
+    ``paths``: file paths, or any :func:`raregal.catalog.image_sources` sequence. Unreadable
+    images are skipped (no file written). Returns one reason per input, "" when the thumbnail was
+    written. Runs ``workers`` threads (Pillow releases the GIL while decoding).
     """
-    def one(args):
-        src, dst = args
-        im, why = load_preview(src, size)
+    def one(i):
+        im, why = preview_of(paths, i, size)
         if im is not None:
-            Path(dst).write_bytes(encode(im))
+            Path(out_names[i]).write_bytes(encode(im))
         return why
 
-    jobs = list(zip(paths, out_names))
+    jobs = range(len(out_names))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = pool.map(one, jobs)
         if progress:
