@@ -3,7 +3,10 @@
 Two kinds of table enter raregal:
 
 * an **image catalog** in Zoobot's convention: ``id_str`` (unique string id) and ``file_loc``
-  (path of the image; a relative path is relative to the catalog's folder);
+  (path of the image; a relative path is relative to the catalog's folder); or, instead of
+  ``file_loc``, a Parquet catalog (file or folder of shards) with the images inside, in an
+  ``image`` column (the Hugging Face ``datasets`` Image feature, :mod:`raregal.embedded`).
+  :func:`image_sources` is the one place that says where each galaxy's picture is;
 * a **representation table**: ``id_str`` plus the representation, either as columns
   ``feat_0 … feat_{D-1}`` or as one fixed-length list/array column, and optionally the
   model's predicted vote fractions (``<answer>_fraction``, see :mod:`raregal.schema`).
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .embedded import ROW, SHARD, EmbeddedImages, has_image_column, read_embedded_catalog
 from .errors import InputError
 
 ID = "id_str"
@@ -145,24 +149,76 @@ def check_ids(frame: pd.DataFrame, where: str = "table") -> None:
 
 
 def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
-    """Read an image catalog (``id_str``, ``file_loc``) and make every ``file_loc`` absolute.
+    """Read an image catalog and say where each galaxy's image is.
 
-    Relative ``file_loc`` values are resolved against the catalog file's folder, so a survey
-    folder can be moved as a whole. Other columns are kept as they are.
+    * With ``file_loc``: every relative ``file_loc`` is resolved against the catalog file's
+      folder (made absolute), so a survey folder can be moved as a whole.
+    * A Parquet catalog (file or folder of shards) with the images inside, in an ``image``
+      column (Hugging Face ``datasets`` Image feature): read without the images' bytes, with
+      ``image_shard`` and ``image_row`` saying where each image is
+      (:func:`raregal.embedded.read_embedded_catalog`); nothing is unpacked to disk.
+
+    Other columns are kept as they are. Raises InputError for a catalog without ids or without
+    images, and for one with both ``image`` and ``file_loc``.
     """
     path = Path(path)
-    frame = read_table(path)
+    if path.exists() and _kind(path) == "parquet" and has_image_column(path):
+        frame = read_embedded_catalog(path)
+    else:
+        frame = read_table(path)
     if len(frame) == 0:
         raise InputError(f"{path}: the catalog has no rows")
     check_ids(frame, str(path))
+    if SHARD in frame.columns:
+        return frame
     if FILE_LOC not in frame.columns:
-        raise InputError(f"{path}: missing column '{FILE_LOC}' (the image path of each galaxy)")
+        raise InputError(f"{path}: missing column '{FILE_LOC}' (the image path of each galaxy); or give a "
+                         "Parquet catalog with the images inside, in a column 'image'")
     base = path.resolve().parent
     frame[FILE_LOC] = [
         loc if not isinstance(loc, str) or os.path.isabs(loc) else str(base / loc)
         for loc in frame[FILE_LOC]
     ]
     return frame
+
+
+def source_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns of ``frame`` that say where each image is: ``[file_loc]``, ``[image_shard, image_row]`` or []."""
+    if SHARD in frame.columns and ROW in frame.columns:
+        if FILE_LOC in frame.columns:
+            raise InputError(f"the table has both '{FILE_LOC}' and '{SHARD}'/'{ROW}' (images inside a catalog); "
+                             "raregal cannot tell which is each galaxy's picture")
+        return [SHARD, ROW]
+    return [FILE_LOC] if FILE_LOC in frame.columns else []
+
+
+def has_images(frame: pd.DataFrame) -> bool:
+    """True when ``frame`` says where at least one row's image is (:func:`source_columns`)."""
+    cols = source_columns(frame)
+    return bool(cols) and bool(frame[cols[0]].notna().any())
+
+
+def image_sources(frame: pd.DataFrame):
+    """The image of each row of ``frame``, in row order: the one place that decides where a picture is.
+
+    Returns a sequence of ``len(frame)`` items, indexable by position and by an array of positions:
+
+    * ``file_loc``: a NumPy object array of paths (None where missing);
+    * ``image_shard``/``image_row`` (a catalog with the images inside, see :func:`read_catalog`):
+      an :class:`~raregal.embedded.EmbeddedImages`, whose items are
+      :class:`~raregal.pixels.EncodedImage` read on demand (InputError naming the id when one
+      cannot be);
+    * neither: an array of None.
+
+    Every reader takes these items: :func:`raregal.images.load_image`, ``ImageDataset``,
+    :func:`raregal.report.thumbs.load_preview`.
+    """
+    cols = source_columns(frame)
+    if cols == [SHARD, ROW]:
+        return EmbeddedImages.from_frame(frame)
+    if cols:
+        return np.array([None if not isinstance(v, (str, os.PathLike)) else v for v in frame[FILE_LOC]], dtype=object)
+    return np.full(len(frame), None, dtype=object)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

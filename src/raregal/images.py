@@ -214,8 +214,12 @@ def train_transform(size: int, rotation_degrees: float = 180.0, flip_prob: float
 class ImageDataset(torch.utils.data.Dataset):
     """The images of a catalog, by row position, for a torch DataLoader.
 
+    ``sources``: one image per row, as :func:`raregal.catalog.image_sources` gives them: file
+    paths, or the lazily read images of a catalog with the images inside
+    (:class:`raregal.embedded.EmbeddedImages`, read in the worker that needs them).
+
     Item ``i`` is a dict with ``index`` (i), ``image`` (transformed (C, H, W) tensor, or None
-    when the file could not be read), ``error`` ('' or the reason) and, when ``labels`` (an
+    when the image could not be read), ``error`` ('' or the reason) and, when ``labels`` (an
     (N, K) float array) is given, ``labels`` (K,). A bad image never raises here, so one
     corrupt file cannot stop a long run; :func:`collate_images` sets the failures aside.
 
@@ -225,26 +229,31 @@ class ImageDataset(torch.utils.data.Dataset):
     resized as such). Used where decoding limits throughput (GPU).
     """
 
-    def __init__(self, file_locs, transform, channels: int = 3, labels: np.ndarray | None = None,
+    def __init__(self, sources, transform, channels: int = 3, labels: np.ndarray | None = None,
                  resize_uint8: bool = False):
-        self.file_locs = [str(p) for p in file_locs]
+        from .embedded import EmbeddedImages
+
+        self.sources = sources if isinstance(sources, EmbeddedImages) else \
+            [p if p is None or isinstance(p, EncodedImage) else str(p) for p in sources]
         self.transform = transform
         self.channels = channels
         self.resize_uint8 = resize_uint8
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.float32))
 
     def __len__(self) -> int:
-        return len(self.file_locs)
+        return len(self.sources)
 
     def __getitem__(self, i: int) -> dict:
         item = {"index": i, "image": None, "error": ""}
+        source = None
         try:
-            image = self.transform(load_image(self.file_locs[i], channels=self.channels, raw_uint8=self.resize_uint8))
+            source = self.sources[i]
+            image = self.transform(load_image(source, channels=self.channels, raw_uint8=self.resize_uint8))
             item["image"] = image.float().div_(255.0) if image.dtype == torch.uint8 else image
         except InputError as err:
             item["error"] = str(err)
         except Exception as err:  # a transform failing on a strange image: report it, keep going
-            item["error"] = f"{self.file_locs[i]}: {type(err).__name__}: {err}"
+            item["error"] = f"{source if source is not None else f'row {i}'}: {type(err).__name__}: {err}"
         if self.labels is not None:
             item["labels"] = self.labels[i]
         return item
