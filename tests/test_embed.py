@@ -59,7 +59,7 @@ def test_embed_writes_the_representation_table_search_reads(survey, tmp_path):
     summary = run(survey, out)
     table = read_table(out)
     expected_cols = (["id_str", "file_loc"] + [f"feat_{j}" for j in range(8)] + schema.FRACTIONS + ["true_class"])
-    assert list(table.columns) == expected_cols
+    assert list(table.columns) == expected_cols + ["ra"]  # the sky position is carried whenever the catalog has it
     assert summary["n_input"] == N_GOOD + 2 and summary["n_embedded"] == N_GOOD and summary["n_skipped"] == 2
     assert table["id_str"].tolist() == [f"g{i:02d}" for i in range(N_GOOD)]  # catalog order, bad rows dropped
     assert all(loc.startswith(str(survey)) for loc in table["file_loc"])

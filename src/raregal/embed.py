@@ -1,9 +1,11 @@
 """Embed every image of a catalog: representation plus predicted Galaxy Zoo DESI vote fractions.
 
 Output (``REPS.parquet``, what ``raregal search`` reads): one row per readable image, in catalog
-order, with ``id_str``, ``file_loc`` (absolute), ``feat_0 … feat_{D-1}`` (float32 representation),
-``<answer>_fraction`` for all 34 answers (float32, expected vote fraction within each question;
-NaN for an encoder without a Dirichlet head) and any carried catalog columns.
+order, with ``id_str``, where the image is (``file_loc``, absolute; for a catalog with the images
+inside, ``image_shard`` and ``image_row``, see :mod:`raregal.embedded`), ``feat_0 … feat_{D-1}``
+(float32 representation), ``<answer>_fraction`` for all 34 answers (float32, expected vote
+fraction within each question; NaN for an encoder without a Dirichlet head) and the carried
+catalog columns: ``ra`` and ``dec`` whenever the catalog has them, and those asked for.
 
 The work is cut into chunks of rows. Each finished chunk is written at once to
 ``REPS.parquet.parts/part-NNNNN.parquet`` (atomically), so a run that is interrupted or killed
@@ -33,6 +35,8 @@ import torch
 
 from . import schema
 from .atomic import atomic_path, write_json, write_parquet, write_text
+from .catalog import image_sources, source_columns
+from .embedded import ROW, SHARD
 from .errors import InputError
 from .encoder.loading import load_model
 from .encoder.runtime import make_runner
@@ -43,7 +47,8 @@ log = logging.getLogger("raregal")
 
 __all__ = ["embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_path"]
 
-_SKIP_COLUMNS = ["id_str", "file_loc", "reason"]
+#: Catalog columns every embedding carries when the catalog has them (sky position, for the report).
+ALWAYS_CARRIED = ("ra", "dec")
 
 
 def parts_dir(out: str | os.PathLike) -> Path:
@@ -53,7 +58,7 @@ def parts_dir(out: str | os.PathLike) -> Path:
 
 
 def skipped_path(out: str | os.PathLike) -> Path:
-    """The CSV listing the images an embedding run into ``out`` skipped (id_str, file_loc, reason)."""
+    """The CSV listing the images an embedding run into ``out`` skipped (id_str, where the image is, reason)."""
     out = Path(out)
     return out.with_name(out.with_suffix("").name + ".skipped.csv")
 
@@ -81,7 +86,7 @@ def _frame(rows: pd.DataFrame, index: np.ndarray, z: np.ndarray, frac: np.ndarra
            carry: list[str]) -> pd.DataFrame:
     """Assemble the output table for ``rows`` (positions ``index`` were read; z (n, D), frac (n, 34))."""
     picked = rows.iloc[index]
-    data = {"id_str": picked["id_str"].astype(str).to_numpy(), "file_loc": picked["file_loc"].astype(str).to_numpy()}
+    data = {"id_str": picked["id_str"].astype(str).to_numpy(), **_where(picked)}
     z = z.astype(np.float32, copy=False)
     for j in range(z.shape[1]):
         data[f"feat_{j}"] = z[:, j]
@@ -91,6 +96,15 @@ def _frame(rows: pd.DataFrame, index: np.ndarray, z: np.ndarray, frac: np.ndarra
     for col in carry:
         data[col] = picked[col].to_numpy()
     return pd.DataFrame(data)
+
+
+def _where(picked: pd.DataFrame) -> dict:
+    """Where the images of ``picked`` are, as output columns: file_loc, or image_shard (categorical) + image_row."""
+    cols = source_columns(picked)
+    if cols == [SHARD, ROW]:
+        return {SHARD: pd.Categorical(picked[SHARD].astype(object).to_numpy()),
+                ROW: picked[ROW].to_numpy(np.int64)}
+    return {"file_loc": picked["file_loc"].astype(str).to_numpy()}
 
 
 def _stack(results, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list]:
@@ -105,7 +119,7 @@ def _stack(results, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
 def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: int = 0,
                 carry: list[str] | tuple = (), backend: str = "auto", precision: str = "auto",
                 runner=None, resize_uint8: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Embed the images of ``rows`` (``id_str``, absolute ``file_loc``) with ``model``.
+    """Embed the images of ``rows`` with ``model``: ``id_str`` and absolute ``file_loc``, or ``image_shard``/``image_row``.
 
     ``backend``/``precision`` choose the inference path (:func:`~raregal.encoder.runtime.make_runner`);
     a ready ``runner`` from it may be passed instead, so repeated calls reuse one ONNX session.
@@ -113,13 +127,14 @@ def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: in
     (:class:`~raregal.images.ImageDataset`), which doubles decoding throughput.
 
     Returns (table, skipped): the representation table described in the module docstring for
-    the readable rows, in the order of ``rows``; and a DataFrame ``id_str, file_loc, reason`` of
-    the rows whose image could not be read. Never raises for a bad image.
+    the readable rows, in the order of ``rows``; and a DataFrame ``id_str``, where the image is
+    (``file_loc`` or ``image_shard``, ``image_row``), ``reason`` of the rows whose image could not
+    be read. Never raises for a bad image.
     """
     rows = rows.reset_index(drop=True)
     device = next(model.parameters()).device
     runner = runner or make_runner(model, backend, precision)
-    dataset = ImageDataset(rows["file_loc"], eval_transform(model.config.input_size), model.config.channels,
+    dataset = ImageDataset(image_sources(rows), eval_transform(model.config.input_size), model.config.channels,
                            resize_uint8=device.type == "cuda" if resize_uint8 is None else resize_uint8)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_images, pin_memory=device.type == "cuda",
@@ -129,10 +144,11 @@ def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: in
 
 
 def _skipped_frame(rows: pd.DataFrame, failed: list) -> pd.DataFrame:
-    pos = [i for i, _ in failed]
-    return pd.DataFrame({"id_str": rows["id_str"].iloc[pos].astype(str).to_numpy(),
-                         "file_loc": rows["file_loc"].iloc[pos].astype(str).to_numpy(),
-                         "reason": [r for _, r in failed]}, columns=_SKIP_COLUMNS)
+    """``id_str``, where the image is, and ``reason`` for each failed (position, reason) of ``rows``."""
+    picked = rows.iloc[[i for i, _ in failed]]
+    return pd.DataFrame({"id_str": picked["id_str"].astype(str).to_numpy(),
+                         **{c: picked[c].astype(str).to_numpy() for c in source_columns(rows)},
+                         "reason": [r for _, r in failed]})
 
 
 def _fingerprint(model, catalog: pd.DataFrame, chunk_size: int, carry: list[str]) -> str:
@@ -141,19 +157,22 @@ def _fingerprint(model, catalog: pd.DataFrame, chunk_size: int, carry: list[str]
     h.update(json.dumps([model.config.to_dict(), chunk_size, carry], sort_keys=True).encode())
     for tensor in model.state_dict().values():
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    h.update(pd.util.hash_pandas_object(catalog[["id_str", "file_loc"]].astype(str), index=False).to_numpy().tobytes())
+    where = catalog[["id_str", *source_columns(catalog)]].astype(str)
+    h.update(pd.util.hash_pandas_object(where, index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 
 def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
+    """The columns to carry: those asked for (checked), then :data:`ALWAYS_CARRIED` ones the catalog has."""
     carry = list(dict.fromkeys(carry or []))
     missing = [c for c in carry if c not in catalog.columns]
     if missing:
         raise InputError(f"--carry: catalog has no column(s) {', '.join(missing)}")
-    reserved = [c for c in carry if c in ("id_str", "file_loc") or c.startswith("feat_") or c in schema.FRACTIONS]
+    reserved = [c for c in carry if c in ("id_str", "file_loc", SHARD, ROW) or c.startswith("feat_")
+                or c in schema.FRACTIONS]
     if reserved:
         raise InputError(f"--carry: {', '.join(reserved)} are written by embed itself and cannot be carried")
-    return carry
+    return carry + [c for c in ALWAYS_CARRIED if c in catalog.columns and c not in carry]
 
 
 def summary_path(out: str | os.PathLike) -> Path:
@@ -216,12 +235,13 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
 
     Parameters
     ----------
-    catalog : DataFrame with ``id_str`` and absolute ``file_loc`` (see :func:`raregal.catalog.read_catalog`).
+    catalog : DataFrame with ``id_str`` and absolute ``file_loc``, or ``image_shard``/``image_row`` (see
+        :func:`raregal.catalog.read_catalog`).
     model : a :class:`~raregal.encoder.GalaxyEncoder` in eval mode (see :func:`load_model`).
     out : output Parquet path; its ``.parts`` folder holds finished chunks until the merge.
     chunk_size : rows per part file (the unit of resumption).
     batch_size, workers : images per forward pass; image-decoding worker processes.
-    carry : catalog columns copied to the output.
+    carry : catalog columns copied to the output (``ra`` and ``dec`` are, whenever the catalog has them).
     overwrite : replace an existing ``out`` instead of refusing.
     backend, precision : inference path (:func:`~raregal.encoder.runtime.make_runner`): auto, torch,
         onnx; auto, fp32, bf16, fp16.
@@ -264,7 +284,7 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
         for s in range(start, stop, batch_size):
             batches.append(list(range(s, min(stop, s + batch_size))))
             chunk_of.append(c)
-    dataset = ImageDataset(catalog["file_loc"], eval_transform(model.config.input_size), model.config.channels,
+    dataset = ImageDataset(image_sources(catalog), eval_transform(model.config.input_size), model.config.channels,
                            resize_uint8=device.type == "cuda")  # decoding is what limits a GPU
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers if batches else 0,
                                          collate_fn=collate_images, pin_memory=device.type == "cuda")

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_json, write_parquet, write_text
+from .catalog import source_columns
 from .errors import InputError
 
 log = logging.getLogger("raregal")
@@ -232,7 +233,7 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     if len(todo) < plan.n_partitions:
         log.info("resuming: %d of %d partitions already done in %s", plan.n_partitions - len(todo),
                  plan.n_partitions, out)
-    columns = ["id_str", "file_loc", *carry]
+    columns = ["id_str", *source_columns(catalog), *carry]
     run_token = uuid.uuid4().hex[:8]  # fresh task keys: a rerun on the same client never reuses old results
     t0 = time.perf_counter()
     futures = [client.submit(embed_partition, model_spec, catalog.iloc[i * partition_size:(i + 1) * partition_size]

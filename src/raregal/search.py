@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from . import atomic, runfolder
-from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
+from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
 from .checks import check_clusters
 from .cluster import leaf_clusters
 from .config import SearchConfig, config_from_dict
@@ -347,7 +347,7 @@ def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0
     _write_run(out_dir, table, est, checks, config, summary, timer, t0)
     log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, summary["n_clustered"],
              counts["kept"], 100 * summary["fraction_clustered"])
-    if config.report and FILE_LOC in frame.columns:
+    if config.report and source_columns(frame):  # images known: file_loc, or inside the catalog's shards
         _report(out_dir)
     return summary
 

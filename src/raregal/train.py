@@ -32,6 +32,7 @@ import torch
 
 from . import schema
 from .atomic import write_json, write_text
+from .catalog import image_sources
 from .errors import InputError
 from .images import ImageDataset, collate_images, eval_transform, train_transform
 
@@ -257,7 +258,7 @@ def _train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, r
                 group[k] = v.to(device)
 
     tr_idx, va_idx = split_indices(catalog["id_str"], config.val_fraction, config.seed)
-    locs = catalog["file_loc"].to_numpy()
+    locs = image_sources(catalog)  # file paths, or the images inside the catalog's shards
     train_ds = ImageDataset(locs[tr_idx], train_transform(config.input_size), config.channels, counts[tr_idx])
     val_ds = ImageDataset(locs[va_idx], eval_transform(config.input_size), config.channels, counts[va_idx])
     history = state["history"] if state else []
