@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import FILE_LOC, ID, feature_matrix, read_table
+from .catalog import FILE_LOC, ID, feature_matrix, read_table, source_columns
 from .errors import InputError
 
 log = logging.getLogger("raregal")
@@ -226,7 +226,9 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     DataFrame with ``id_str``, ``rank`` (1 = most similar), ``distance`` (in representation units;
     cosine distance for a run made with ``metric="cosine"``), ``nearest_query`` (the closest query
     galaxy; empty for ``query="centroid"``), and when known ``cluster``/``kept`` (from the run),
-    ``file_loc`` and ``true_class``. ``.attrs["query_ids"]`` lists the query galaxies.
+    where the image is (``file_loc``, or ``image_shard``/``image_row`` for a catalog with the
+    images inside) and ``true_class``. ``.attrs["query_ids"]`` lists the query galaxies,
+    ``.attrs["query_images"]`` where their images are.
     """
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
@@ -266,18 +268,38 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
         for col in ("cluster", "kept"):
             if col in extra.columns:
                 out[col] = extra[col].reindex(out[ID]).to_numpy()
-    for col in (FILE_LOC, "true_class"):
-        if col in table.columns:
-            out[col] = table[col].to_numpy()[src_rows]
-        elif clusters is not None and col in clusters.columns:
-            out[col] = clusters.set_index(clusters[ID].astype(str))[col].reindex(out[ID]).to_numpy()
+    _attach_images(out, table, clusters)
+    if "true_class" in table.columns:
+        out["true_class"] = table["true_class"].to_numpy()[src_rows]
+    elif clusters is not None and "true_class" in clusters.columns:
+        out["true_class"] = clusters.set_index(clusters[ID].astype(str))["true_class"].reindex(out[ID]).to_numpy()
     out.attrs["query_ids"] = qids
-    out.attrs["query_file_loc"] = _file_locs(table, clusters, qids)
+    _attach_query_images(out, table, clusters, qids)
     return out
 
 
-def _file_locs(table, clusters, ids) -> list:
+def _images(table, clusters) -> pd.DataFrame | None:
+    """``id_str`` + where the images are (:func:`raregal.catalog.source_columns`), indexed by id, from the table
+    or else the run; None when neither says."""
     for frame in (table, clusters):
-        if frame is not None and FILE_LOC in frame.columns:
-            return frame.set_index(frame[ID].astype(str))[FILE_LOC].reindex(ids).tolist()
-    return [None] * len(ids)
+        if frame is not None and source_columns(frame):
+            where = frame[[ID] + source_columns(frame)]
+            return where.set_index(where[ID].astype(str)).drop(columns=[ID])
+    return None
+
+
+def _attach_images(out: pd.DataFrame, table, clusters) -> None:
+    """Add to ``out`` where each candidate's image is (file_loc, or image_shard + image_row)."""
+    images = _images(table, clusters)
+    for col in images.columns if images is not None else []:
+        out[col] = images[col].reindex(out[ID]).to_numpy()
+
+
+def _attach_query_images(out: pd.DataFrame, table, clusters, qids: list[str]) -> None:
+    """``out.attrs``: ``query_file_loc`` (paths or None) and ``query_images`` (id_str + where, for image_sources)."""
+    images = _images(table, clusters)
+    query = images.reindex(qids) if images is not None else None
+    has_loc = query is not None and FILE_LOC in query.columns
+    out.attrs["query_file_loc"] = query[FILE_LOC].tolist() if has_loc else [None] * len(qids)
+    if query is not None:
+        out.attrs["query_images"] = {ID: list(qids), **{c: query[c].astype(object).tolist() for c in query.columns}}

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .catalog import FILE_LOC
+from .catalog import image_sources
 
 #: Images per row, and at most this many candidate rows.
 COLS, MAX_ROWS = 8, 6
@@ -21,7 +22,8 @@ def write_similar_gallery(result: pd.DataFrame, path: str | os.PathLike, cols: i
                           max_rows: int = MAX_ROWS, tile: int = 128) -> tuple[Path, int]:
     """Write a PNG montage of a :func:`raregal.similar.similar` result.
 
-    The first row shows up to ``cols`` query galaxies (``result.attrs["query_file_loc"]``), the
+    The first row shows up to ``cols`` query galaxies (``result.attrs["query_images"]``, else
+    ``result.attrs["query_file_loc"]``), the
     next rows the candidates, ``cols`` per row, best first (at most ``max_rows`` rows).
     Returns ``(path, number of unreadable images)``; a missing image shows as a placeholder.
     """
@@ -29,11 +31,11 @@ def write_similar_gallery(result: pd.DataFrame, path: str | os.PathLike, cols: i
 
     bad = 0
 
-    def tiles(locs):
+    def tiles(sources):
         nonlocal bad
         out = []
-        for loc in locs:
-            im, why = thumbs.load_preview(loc, tile)
+        for i in range(len(sources)):
+            im, why = thumbs.preview_of(sources, i, tile)
             if im is None:
                 bad += 1
                 im = thumbs.placeholder(tile)
@@ -41,15 +43,17 @@ def write_similar_gallery(result: pd.DataFrame, path: str | os.PathLike, cols: i
         return out
 
     rows, labels, captions = [], [], []
-    query = list(result.attrs.get("query_file_loc") or [])
-    if query:
+    query = result.attrs.get("query_images")
+    query = image_sources(pd.DataFrame(query)) if query else np.array(result.attrs.get("query_file_loc") or [],
+                                                                     dtype=object)
+    if len(query):
         rows.append(tiles(query[:cols]))
         labels.append("Q")
         captions.append(f"query\n{len(query)} galaxies")
-    locs = result[FILE_LOC].tolist() if FILE_LOC in result.columns else [None] * len(result)
+    sources = image_sources(result)
     for start in range(0, min(len(result), cols * max_rows), cols):
         part = result.iloc[start:start + cols]
-        rows.append(tiles(locs[start:start + cols]))
+        rows.append(tiles(sources[start:start + cols]))
         labels.append(f"#{start + 1}")
         captions.append(f"ranks {start + 1}-{start + len(part)}\n"
                         f"d {part['distance'].min():.3g}-{part['distance'].max():.3g}")

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 
+from ..catalog import image_sources
 from ..errors import InputError
 from ..report import maps, morphology, thumbs
 from ..report.rundir import Run, input_columns, input_path, read_input
@@ -45,7 +46,7 @@ class ExplorerData:
         self.labels = kept["cluster"].to_numpy(np.int64)
         self.prob = kept["probability"].to_numpy(np.float64)
         self.ids = kept["id_str"].astype(str).to_numpy()
-        self.file_loc = kept["file_loc"].to_numpy() if "file_loc" in kept.columns else np.full(self.n, None)
+        self.sources = image_sources(kept)  # file paths, or images read from the catalog's shards on demand
         self.max_points = int(max_points)
         self.info = run.cluster_info
         self.colors = maps.cluster_colors(self.info["cluster"])
@@ -160,7 +161,7 @@ class ExplorerData:
 
     def _thumbnail(self, row: int, size: int = 96) -> bytes:
         """JPEG bytes of galaxy ``row``'s image fitted to ``size`` px (a placeholder when unreadable)."""
-        im, why = thumbs.load_preview(self.file_loc[row] if 0 <= row < self.n else None, size)
+        im, why = thumbs.preview_of(self.sources, row, size) if 0 <= row < self.n else (None, "no such row")
         if im is None:
             log.debug("explore: image of row %d unreadable: %s", row, why)
             im = thumbs.placeholder(size)

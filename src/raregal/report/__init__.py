@@ -89,8 +89,10 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
     ----------
     run_dir : a run directory written by ``raregal search`` (clusters.parquet, summary.json,
         condensed_tree.parquet).
-    catalog : optional image catalog (``id_str``, ``file_loc``) giving the images, joined on
-        ``id_str``; by default the run's own ``file_loc`` column is used.
+    catalog : optional image catalog giving the images, joined on ``id_str``: with ``file_loc``, or
+        a Parquet catalog with the images inside (:func:`raregal.catalog.read_catalog`); by default
+        the run's own ``file_loc`` is used, or for a run of such a catalog the shards its
+        representation table names.
     out : report folder (default ``run_dir/report``). It is built beside its final place and
         swapped in whole, so an interrupted build never leaves half a report.
     progress : show a tqdm bar while making many thumbnails.
@@ -118,6 +120,7 @@ def _build(run, out: Path, timer, progress: bool) -> Path:
     from .html import render_page
     from .merges import merge_pairs
     from .. import __version__, schema
+    from ..catalog import image_sources
     from ..checks import describe_checks
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,9 +173,9 @@ def _build(run, out: Path, timer, progress: bool) -> Path:
             rows, row_labels, captions, montage_rows = [], [], [], []
             for k, letter in letters.items():
                 tiles = []  # the most confident members whose image can be read
-                members = gallery.top_members(run.clusters, k, 3 * MONTAGE_COLS)
-                for loc in members.get("file_loc", [None] * len(members)):
-                    im = thumbs.load_preview(loc, 128)[0]
+                sources = image_sources(gallery.top_members(run.clusters, k, 3 * MONTAGE_COLS))
+                for i in range(len(sources)):
+                    im = thumbs.preview_of(sources, i, 128)[0]
                     if im is not None:
                         tiles.append(im)
                     if len(tiles) == MONTAGE_COLS:

@@ -44,19 +44,24 @@ def build_galleries(clusters: pd.DataFrame, cluster_ids, report_dir: Path, place
                     n: int = MAX_TILES, size: int = 96, progress: bool = True) -> dict[int, Gallery]:
     """Write thumbnails ``thumbs/c<k>_<rank>.jpg`` for each cluster's top members.
 
-    ``clusters`` needs ``id_str``, ``cluster``, ``probability`` and ``file_loc`` (may be missing/NaN:
-    the tile then shows ``placeholder_src``). Returns {cluster: Gallery}.
+    ``clusters`` needs ``id_str``, ``cluster``, ``probability`` and where the images are
+    (``file_loc``, or ``image_shard``/``image_row``, see :func:`raregal.catalog.image_sources`; may be
+    missing: the tile then shows ``placeholder_src``). Returns {cluster: Gallery}.
     """
+    from ..catalog import image_sources
+
     thumb_dir = report_dir / "thumbs"
     thumb_dir.mkdir(parents=True, exist_ok=True)
-    picks, dests, srcs = [], [], []
+    picks, dests, frames = [], [], []
     for k in cluster_ids:
-        for rank, (_, row) in enumerate(top_members(clusters, k, n).iterrows()):
+        members = top_members(clusters, k, n)
+        frames.append(members)
+        for rank, (_, row) in enumerate(members.iterrows()):
             name = f"c{int(k)}_{rank:02d}.jpg"
             picks.append((int(k), row))
             dests.append(thumb_dir / name)
-            srcs.append(row.get("file_loc"))
-    reasons = write_thumbnails(srcs, dests, size=size, progress=progress and len(srcs) > 200)
+    shown = pd.concat(frames) if frames else clusters.iloc[:0]
+    reasons = write_thumbnails(image_sources(shown), dests, size=size, progress=progress and len(dests) > 200)
     galleries = {int(k): Gallery(int(k)) for k in cluster_ids}
     for (k, row), dest, why in zip(picks, dests, reasons):
         galleries[k].tiles.append(Tile(id_str=str(row["id_str"]), probability=float(row["probability"]),

@@ -2,8 +2,9 @@
 
 A run directory holds ``clusters.parquet`` (one row per input galaxy), ``condensed_tree.parquet``
 and ``summary.json`` (see the README's data contracts). :func:`load_run` reads them into a
-:class:`Run`, checks the columns the pictures need, and attaches image paths (``file_loc``) from
-the run itself or from a catalog given by the user.
+:class:`Run`, checks the columns the pictures need, and says where the images are: the run's own
+``file_loc``; for a run of a catalog with the images inside, the ``image_shard``/``image_row``
+its representation table carries (:mod:`raregal.embedded`); or a catalog given by the user.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import FILE_LOC, ID, read_catalog, read_table
+from ..catalog import FILE_LOC, ID, has_images, read_catalog, read_table, source_columns
+from ..embedded import ROW, SHARD
 from ..errors import InputError
 
 _NEEDED = ("id_str", "cluster", "probability", "kept")
@@ -27,7 +29,7 @@ class Run:
     """One search result, as the report and explorer use it."""
 
     path: Path
-    clusters: pd.DataFrame  # one row per input galaxy (run's clusters.parquet, plus file_loc)
+    clusters: pd.DataFrame  # one row per input galaxy (run's clusters.parquet, plus where the images are)
     summary: dict
     tree: pd.DataFrame | None  # condensed tree (parent, child, lambda_val, child_size) or None
     cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster
@@ -44,7 +46,8 @@ class Run:
 
     @property
     def has_images(self) -> bool:
-        return FILE_LOC in self.clusters.columns and self.clusters[FILE_LOC].notna().any()
+        """True when the run says where some images are (:func:`raregal.catalog.image_sources`)."""
+        return has_images(self.clusters)
 
 
 def _cluster_info(clusters: pd.DataFrame, summary: dict) -> pd.DataFrame:
@@ -91,8 +94,10 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
     Parameters
     ----------
     run_dir : folder written by ``raregal search``.
-    catalog : optional image catalog (``id_str``, ``file_loc``); its ``file_loc`` (made absolute
-        by :func:`raregal.catalog.read_catalog`) replaces the run's, joined on ``id_str``.
+    catalog : optional image catalog, with ``file_loc`` (made absolute by
+        :func:`raregal.catalog.read_catalog`) or with the images inside (Parquet shards); where it
+        says the images are replaces what the run says, joined on ``id_str``. Without it, a run
+        that has no ``file_loc`` takes ``image_shard``/``image_row`` from its representation table.
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
@@ -114,14 +119,24 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
         bad = [c for c in ("parent", "child", "lambda_val", "child_size") if c not in tree.columns]
         if bad:
             raise InputError(f"{tpath}: missing column(s) {', '.join(bad)}")
+    run = Run(path=path, clusters=clusters, summary=summary, tree=tree)
     if catalog is not None:
-        cat = read_catalog(catalog)[[ID, FILE_LOC]]
-        clusters = clusters.drop(columns=[FILE_LOC], errors="ignore").merge(cat, on=ID, how="left")
-        n_missing = int(clusters[FILE_LOC].isna().sum())
-        if n_missing == len(clusters):
+        cat = read_catalog(catalog)
+        clusters = _join_images(clusters, cat[[ID] + source_columns(cat)])
+        if not has_images(clusters):
             raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
-    return Run(path=path, clusters=clusters.reset_index(drop=True), summary=summary, tree=tree,
-               cluster_info=_cluster_info(clusters, summary))
+    elif not has_images(clusters):
+        where = read_input(run, [SHARD, ROW])  # a run of a catalog with the images inside
+        if where is not None and source_columns(where) == [SHARD, ROW]:
+            clusters = _join_images(clusters, where.drop_duplicates(ID))
+    run.clusters = clusters.reset_index(drop=True)
+    run.cluster_info = _cluster_info(clusters, summary)
+    return run
+
+
+def _join_images(clusters: pd.DataFrame, where: pd.DataFrame) -> pd.DataFrame:
+    """``clusters`` with its image columns replaced by those of ``where`` (``id_str`` + source columns)."""
+    return clusters.drop(columns=[FILE_LOC, SHARD, ROW], errors="ignore").merge(where, on=ID, how="left")
 
 
 def input_path(run: Run) -> Path | None:
