@@ -37,7 +37,7 @@ model's input) and :func:`raregal.report.thumbs.load_preview` (thumbnails) both 
 An image is given either as a file path or as an :class:`EncodedImage`: the bytes of an image
 file held in memory (an image embedded in a Parquet catalog, :mod:`raregal.embedded`). A path's
 format is told by its ending; the format of bytes by their first bytes (JPEG ``FF D8 FF``, PNG
-``89 50 4E 47``, FITS ``SIMPLE  =``, gzip ``1F 8B`` for gzipped FITS), so an HTML error page or a
+``89 50 4E 47``, FITS ``SIMPLE  =``, also after gzip), so an HTML error page or a
 truncated download is refused by :func:`image_kind` instead of being read as a picture.
 """
 
@@ -73,7 +73,7 @@ class EncodedImage(NamedTuple):
 
     ``data``: the file's bytes (JPEG, PNG or FITS; FITS may be gzipped); ``name``: how messages name
     the image (``shard.parquet row 12 (id J1234)``); ``hint``: the file name it had, if any (the
-    Hugging Face Image feature's ``path``), which tells a gzipped FITS from other gzipped data.
+    Hugging Face Image feature's ``path``), kept for messages.
     """
 
     data: bytes
@@ -91,12 +91,21 @@ def image_kind(source) -> str:
     """
     if isinstance(source, EncodedImage):
         head = bytes(source.data[:16])
-        kind = next((k for magic, k in _MAGIC if head.startswith(magic)), "")
-        if not kind and head.startswith(b"\x1f\x8b") and source.hint.lower().endswith(FITS_SUFFIXES):
-            kind = "fits"
-        return kind
+        if head.startswith(b"\x1f\x8b"):  # gzip: a gzipped FITS file?
+            head = _gunzip(source.data, 16)
+        return next((k for magic, k in _MAGIC if head.startswith(magic)), "")
     name = str(source).lower()
     return "fits" if name.endswith(FITS_SUFFIXES) else "raster" if name.endswith(RASTER_SUFFIXES) else ""
+
+
+def _gunzip(data: bytes, limit: int = -1) -> bytes:
+    """The first ``limit`` (all, for -1) decompressed bytes of gzip ``data``; b"" when it is not gzip."""
+    import zlib
+
+    try:
+        return zlib.decompressobj(wbits=31).decompress(bytes(data), max(limit, 0))
+    except zlib.error:
+        return b""
 
 
 def not_an_image(data: bytes) -> str:
@@ -243,7 +252,11 @@ def read_fits_hdu(source) -> tuple[np.ndarray, object]:
     """
     from astropy.io import fits
 
-    opened = io.BytesIO(source.data) if isinstance(source, EncodedImage) else source
+    if isinstance(source, EncodedImage):  # astropy reads gzip from files only: decompress bytes here
+        data = source.data if not bytes(source.data[:2]) == b"\x1f\x8b" else _gunzip(source.data)
+        opened = io.BytesIO(data)
+    else:
+        opened = source
     with fits.open(opened, memmap=False) as hdul:
         hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.is_image), None)
         if hdu is None:
