@@ -118,6 +118,8 @@ _TYPES = {f.name: f.type for f in fields(SearchConfig)}
 
 def _check_type(key: str, value):
     expected = str(_TYPES[key])
+    if value is None and expected.endswith("| None"):
+        return
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
