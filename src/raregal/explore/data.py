@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 
+from .. import sky
 from ..errors import InputError
 from ..report import maps, morphology, thumbs
 from ..report.rundir import Run, input_columns, input_path, read_input
@@ -28,7 +29,8 @@ log = logging.getLogger("raregal")
 class ExplorerData:
     """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row)."""
 
-    def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True):
+    def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True,
+                 sky_layer: str = sky.DEFAULT_LAYER):
         from scipy.spatial import cKDTree
 
         from .. import schema
@@ -46,6 +48,11 @@ class ExplorerData:
         self.prob = kept["probability"].to_numpy(np.float64)
         self.ids = kept["id_str"].astype(str).to_numpy()
         self.file_loc = kept["file_loc"].to_numpy() if "file_loc" in kept.columns else np.full(self.n, None)
+        # sky positions in degrees (NaN: unknown), checked by load_run (raregal.sky.with_coordinates)
+        self.has_sky = sky.has_coordinates(kept)
+        self.ra, self.dec = ((kept[sky.RA].to_numpy(np.float64), kept[sky.DEC].to_numpy(np.float64)) if self.has_sky
+                             else (np.full(self.n, np.nan), np.full(self.n, np.nan)))
+        self.sky_layer = sky.check_layer(sky_layer)
         self.max_points = int(max_points)
         self.info = run.cluster_info
         self.colors = maps.cluster_colors(self.info["cluster"])
