@@ -36,7 +36,7 @@ def make_sky_run(tiny_run_dir: Path, dest: Path, stack: bool = False) -> Path:
         top = clusters.loc[members].sort_values("probability", ascending=False).index[:STACKED]
         spot = clusters.loc[top, ["umap2_0", "umap2_1"]].median()
         jitter = np.random.default_rng(0).normal(0, 1e-4, size=(STACKED, 2))
-        clusters.loc[top, "umap2_0"] = spot["umap2_0"] + jitter[:, 0]
-        clusters.loc[top, "umap2_1"] = spot["umap2_1"] + jitter[:, 1]
+        for j, col in enumerate(("umap2_0", "umap2_1")):
+            clusters.loc[top, col] = (spot[col] + jitter[:, j]).astype(clusters[col].dtype)
     clusters.to_parquet(run / "clusters.parquet")
     return run
