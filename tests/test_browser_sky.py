@@ -1,4 +1,5 @@
-"""The explorer in headless Chromium with sky coordinates: dense-spot tooltips and the cluster table's words.
+"""The explorer in headless Chromium with sky coordinates and a SAMP hub: dense-spot tooltips, the cluster
+table's words, the galaxy's position and viewer link, and the SAMP buttons (a test hub in this process).
 
 Skipped like tests/test_browser.py when Chromium or Playwright is missing. Screenshots go to tmp_path.
 """
@@ -15,6 +16,7 @@ import time
 import pandas as pd
 import pytest
 
+from samphub import running_hub
 from skyrun import STACKED, make_sky_run
 from test_browser import _MAP_JS, _to_page, browser, page  # noqa: F401 - fixtures shared with the other browser tests
 
@@ -22,11 +24,18 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def sky_explorer(tiny_run_dir, tmp_path_factory, browser):  # noqa: F811
-    """``raregal explore`` of the sky run (12 galaxies on one spot) in a subprocess."""
+def hub(tmp_path_factory):
+    with running_hub(tmp_path_factory.mktemp("hub")) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def sky_explorer(tiny_run_dir, tmp_path_factory, browser, hub):  # noqa: F811
+    """``raregal explore`` of the sky run (12 galaxies on one spot) in a subprocess that finds the test hub."""
     import matplotlib
 
     run = make_sky_run(tiny_run_dir, tmp_path_factory.mktemp("sky_explore"), stack=True)
+    # the hub's environment (its HOME is a test folder), with matplotlib's cache where it was
     env = dict(os.environ, PYTHONUNBUFFERED="1", MPLCONFIGDIR=matplotlib.get_configdir())
     proc = subprocess.Popen([sys.executable, "-m", "raregal", "explore", str(run), "--port", "0", "--no-browser",
                              "--max-points", "1000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -97,3 +106,37 @@ def test_cluster_table_words_are_not_cut_off(page, sky_explorer, tmp_path):  # n
     assert last["y"] + last["height"] <= viewport["y"] + viewport["height"] + 1  # 4 clusters: no scrolling needed
     page.locator(".bk-DataTable, [name=cluster_table]").first.screenshot(path=str(tmp_path / "explorer_table.png"))
     print(f"screenshot: {tmp_path}/explorer_table.png")
+
+
+def test_galaxy_position_and_samp_buttons(page, sky_explorer, hub, tmp_path):  # noqa: F811
+    from raregal import samp
+
+    url, run = sky_explorer
+    _open(page, url)
+    clusters = pd.read_parquet(run / "clusters.parquet")
+    kept = clusters[clusters.kept].reset_index(drop=True)
+    lone = kept[kept.cluster == 2].sort_values("probability", ascending=False).iloc[0]
+    page.mouse.click(*_to_page(page, lone.umap2_0, lone.umap2_1))
+    link = page.locator("#galaxy-sky")
+    link.wait_for(timeout=10000)
+    assert link.get_attribute("target") == "_blank" and link.get_attribute("rel") == "noopener"
+    assert link.get_attribute("href").startswith(f"https://www.legacysurvey.org/viewer?ra={lone.ra:.5f}&dec=")
+    assert page.locator("#galaxy-radec").inner_text() == f"{lone.ra:.5f}, {lone.dec:+.5f}"
+    page.screenshot(path=str(tmp_path / "explorer_galaxy_sky.png"))
+
+    page.get_by_role("button", name="Send cluster to SAMP").click()
+    page.get_by_text(re.compile(r"Sent .* cluster 2 \(\d+ galaxies\) to test receiver")).wait_for(timeout=20000)
+    params = hub.wait(samp.TABLE)
+    assert params["url"].startswith(url + "votable/") and params["name"].endswith("cluster 2")
+    from astropy.table import Table
+
+    table = Table.read(io.BytesIO(page.request.get(params["url"]).body()), format="votable")
+    members = kept[kept.cluster == 2].sort_values("probability", ascending=False, kind="stable")
+    assert list(table["id_str"]) == members.id_str.tolist() and str(table["ra"].unit) == "deg"
+
+    page.get_by_role("button", name="Point sky viewers here").click()
+    page.get_by_text(re.compile(r"test receiver pointed at")).wait_for(timeout=20000)
+    assert float(hub.wait(samp.POINT)["ra"]) == pytest.approx(lone.ra, abs=1e-5)
+    page.screenshot(path=str(tmp_path / "explorer_samp.png"))
+    assert page.external == [] and page.errors == []  # the viewer link is only followed when clicked
+    print(f"screenshots: {tmp_path}/explorer_galaxy_sky.png, explorer_samp.png")

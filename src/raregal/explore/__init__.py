@@ -76,13 +76,23 @@ def _bokeh_server(data, sockets, host: str, extra: list[str]):
     port = sockets[0].getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     allowed = allowed_hosts(host, port, extra)
-    app = BokehTornado({"/": Application(FunctionHandler(lambda doc: make_document(doc, data)))},
+    own = _local_url(host, port)
+    app = BokehTornado({"/": Application(FunctionHandler(lambda doc: make_document(doc, data, own)))},
                        absolute_url=server_url(shown, port), extra_websocket_origins=allowed,
                        extra_patterns=patterns(data), check_unused_sessions_milliseconds=10000,
                        unused_session_lifetime_milliseconds=30000)
     http = HTTPServer(host_guard(app, allowed))  # Host check before any route: see listen.host_guard
     http.add_sockets(sockets)
     return BaseServer(IOLoop.current(), app, http), f"http://{shown}:{port}/"
+
+
+def _local_url(host: str, port: int) -> str:
+    """The explorer's URL for programs on this machine (SAMP applications fetching a VOTable).
+
+    A wildcard address (0.0.0.0, ::) is reached through the loopback address of its family.
+    """
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host.strip(), host.strip())
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def serve(run_dir: str | os.PathLike, host: str = "127.0.0.1", port: int = 5006, catalog=None,

@@ -54,13 +54,43 @@ WORDS_CELL = ('<div title="<%- value %>" style="white-space:normal;line-height:1
 FRAME_W, FRAME_H = 780, 640
 
 
-def make_document(doc, data) -> None:
-    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData)."""
+def cluster_table(data):
+    """The cluster table (its source and DataTable): size, persistence, mean p, checks, what sets it apart."""
+    from bokeh.models import ColumnDataSource, DataTable, HTMLTemplateFormatter, NumberFormatter, TableColumn
+
+    info = data.info
+    table_src = ColumnDataSource(dict(
+        cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
+        persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
+        mean_probability=info["mean_probability"].astype(float).tolist(),
+        stability=[describe_checks(r) for _, r in info.iterrows()],
+        words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
+    row_h = 52  # three lines of "sets it apart"
+    table = DataTable(source=table_src, width=580, height=32 + row_h * min(5, max(1, len(info))),
+                      row_height=row_h, index_position=None, name="cluster_table", sortable=True, columns=[
+                          TableColumn(field="cluster", title="cluster", width=48),
+                          TableColumn(field="size", title="size", width=44),
+                          TableColumn(field="persistence", title="persist.", width=56,
+                                      formatter=NumberFormatter(format="0.000")),
+                          TableColumn(field="mean_probability", title="mean p", width=48,
+                                      formatter=NumberFormatter(format="0.00")),
+                          TableColumn(field="stability", title="checks", width=84,
+                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL)),
+                          TableColumn(field="words", title="sets it apart", width=300,
+                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL))])
+    return table_src, table
+
+
+def make_document(doc, data, base_url: str | None = None) -> None:
+    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData).
+
+    ``base_url`` is where SAMP applications on this machine reach the explorer
+    (``http://127.0.0.1:PORT/``); without it the SAMP buttons are left out.
+    """
     from bokeh.events import RangesUpdate, SelectionGeometry, Tap
     from bokeh.layouts import column, row
-    from bokeh.models import (ColumnDataSource, CustomJS, DataTable, Div, HoverTool, HTMLTemplateFormatter,
-                              InlineStyleSheet, LabelSet, LassoSelectTool, Range1d, TableColumn, TabPanel, Tabs,
-                              TextInput, NumberFormatter)
+    from bokeh.models import (ColumnDataSource, CustomJS, Div, HoverTool, InlineStyleSheet, LabelSet,
+                              LassoSelectTool, Range1d, TabPanel, Tabs, TextInput)
     from bokeh.plotting import figure
 
     from ..report.maps import shade
@@ -103,26 +133,7 @@ def make_document(doc, data) -> None:
                       f"<span style='color:#5b6472'>{panels.escape(data.run.path.resolve().name)}: "
                       f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
 
-    info = data.info
-    table_src = ColumnDataSource(dict(
-        cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
-        persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
-        mean_probability=info["mean_probability"].astype(float).tolist(),
-        stability=[describe_checks(r) for _, r in info.iterrows()],
-        words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
-    row_h = 52  # three lines of "sets it apart"
-    table = DataTable(source=table_src, width=580, height=32 + row_h * min(5, max(1, len(info))),
-                      row_height=row_h, index_position=None, name="cluster_table", sortable=True, columns=[
-                          TableColumn(field="cluster", title="cluster", width=48),
-                          TableColumn(field="size", title="size", width=44),
-                          TableColumn(field="persistence", title="persist.", width=56,
-                                      formatter=NumberFormatter(format="0.000")),
-                          TableColumn(field="mean_probability", title="mean p", width=48,
-                                      formatter=NumberFormatter(format="0.00")),
-                          TableColumn(field="stability", title="checks", width=84,
-                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL)),
-                          TableColumn(field="words", title="sets it apart", width=300,
-                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL))])
+    table_src, table = cluster_table(data)
     find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
 
     def panel_div(text, name):
@@ -155,18 +166,23 @@ def make_document(doc, data) -> None:
         log.debug("explore: view with %d galaxies (%d markers) prepared in %.3f s", total, len(rows),
                   time.perf_counter() - t0)
 
+    current = {"rows": None, "cluster": None, "row": None}  # what the SAMP buttons send
+
     def show_cluster(k):
+        current["cluster"] = int(k)
         cluster_div.text = panels.cluster_panel(data, k)
         rows = data.members(k, 5000)
         focus.data = dict(x=data.x[rows], y=data.y[rows])
         tabs.active = 0
 
     def show_galaxy(r):
+        current["row"] = int(r)
         galaxy_div.text = panels.galaxy_panel(data, r)
         near, _ = data.similar(r, 12)
         picked.data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
                            size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
         if data.labels[r] >= 0:
+            current["cluster"] = int(data.labels[r])
             cluster_div.text = panels.cluster_panel(data, int(data.labels[r]))
         tabs.active = 1
 
@@ -186,6 +202,7 @@ def make_document(doc, data) -> None:
         if not event.final or geom.get("type") != "poly":
             return
         rows = data.in_polygon(geom.get("x", []), geom.get("y", []))
+        current["rows"] = rows
         token = data.remember(rows) if len(rows) else None
         selection_div.text = panels.selection_panel(data, rows, token)
         shown = rows[:20000]
@@ -211,5 +228,10 @@ def make_document(doc, data) -> None:
     table_src.selected.on_change("indices", on_table)
     find.on_change("value", on_find)
     render(x0, x1, y0, y1)
-    doc.add_root(row(column(title, p, status), column(table, find, tabs), name="explorer"))
+    right = [table, find, tabs]
+    if base_url is not None:
+        from .sampbar import samp_controls
+
+        right.insert(2, samp_controls(doc, data, base_url, current))
+    doc.add_root(row(column(title, p, status), column(*right), name="explorer"))
     doc.title = f"raregal explore: {data.run.path.resolve().name}"
