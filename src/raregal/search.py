@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import atomic, runfolder
+from . import atomic, runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
 from .checks import check_clusters
 from .cluster import leaf_clusters
@@ -240,6 +240,7 @@ def load_representations(path, features: str | None = None) -> tuple[pd.DataFram
     if len(frame) == 0:
         raise InputError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
     check_ids(frame, str(path))
+    frame = sky.with_coordinates(frame, str(path))  # ra/dec checked once, here (bad rows named, set to NaN)
     X = feature_matrix(frame, features)
     if X.shape[1] == 0 or len(X) == 0:
         raise InputError(f"{path}: the representation is empty (shape {X.shape})")
@@ -247,7 +248,11 @@ def load_representations(path, features: str | None = None) -> tuple[pd.DataFram
 
 
 def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
-    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns."""
+    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns.
+
+    Carried when the input has them: ``file_loc``, ``true_class``, and ``ra``/``dec`` (degrees,
+    checked by :func:`raregal.sky.with_coordinates`).
+    """
     n = len(frame)
     out = pd.DataFrame({ID: frame[ID].to_numpy()})
     labels = np.full(n, -1, dtype=np.int64)
@@ -264,7 +269,7 @@ def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -
         full[kept] = emb
         for i in range(emb.shape[1]):
             out[f"{name}_{i}"] = full[:, i]
-    for col in (FILE_LOC, "true_class"):
+    for col in (FILE_LOC, "true_class", sky.RA, sky.DEC):
         if col in frame.columns:
             out[col] = frame[col].to_numpy()
     return out

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import sky
 from .catalog import FILE_LOC, ID, feature_matrix, read_table
 from .errors import InputError
 
@@ -226,11 +227,12 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     DataFrame with ``id_str``, ``rank`` (1 = most similar), ``distance`` (in representation units;
     cosine distance for a run made with ``metric="cosine"``), ``nearest_query`` (the closest query
     galaxy; empty for ``query="centroid"``), and when known ``cluster``/``kept`` (from the run),
-    ``file_loc`` and ``true_class``. ``.attrs["query_ids"]`` lists the query galaxies.
+    ``file_loc``, ``true_class`` and ``ra``/``dec`` (degrees). ``.attrs["query_ids"]`` lists the query galaxies.
     """
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     table, clusters, features, metric = _load(source, reps, features)
+    table = sky.with_coordinates(table, "the representation table")
     if metric not in METRICS:
         raise InputError(f"similar() supports metric {METRICS}, but the run used {metric!r}")
     if ID not in table.columns:
@@ -266,7 +268,7 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
         for col in ("cluster", "kept"):
             if col in extra.columns:
                 out[col] = extra[col].reindex(out[ID]).to_numpy()
-    for col in (FILE_LOC, "true_class"):
+    for col in (FILE_LOC, "true_class", sky.RA, sky.DEC):
         if col in table.columns:
             out[col] = table[col].to_numpy()[src_rows]
         elif clusters is not None and col in clusters.columns:

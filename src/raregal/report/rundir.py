@@ -9,6 +9,7 @@ the run itself or from a catalog given by the user.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import FILE_LOC, ID, read_catalog, read_table
+from .. import sky
+from ..catalog import FILE_LOC, ID, absolute_file_locs, check_ids, read_table
 from ..errors import InputError
+
+log = logging.getLogger("raregal")
 
 _NEEDED = ("id_str", "cluster", "probability", "kept")
 
@@ -91,8 +95,9 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
     Parameters
     ----------
     run_dir : folder written by ``raregal search``.
-    catalog : optional image catalog (``id_str``, ``file_loc``); its ``file_loc`` (made absolute
-        by :func:`raregal.catalog.read_catalog`) replaces the run's, joined on ``id_str``.
+    catalog : optional catalog joined on ``id_str``: its ``file_loc`` (relative paths are relative
+        to the catalog's folder) replaces the run's; its ``ra``/``dec`` are added when the run
+        has no sky coordinates.
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
@@ -114,14 +119,39 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
         bad = [c for c in ("parent", "child", "lambda_val", "child_size") if c not in tree.columns]
         if bad:
             raise InputError(f"{tpath}: missing column(s) {', '.join(bad)}")
+    clusters = sky.with_coordinates(clusters, str(cpath))
     if catalog is not None:
-        cat = read_catalog(catalog)[[ID, FILE_LOC]]
-        clusters = clusters.drop(columns=[FILE_LOC], errors="ignore").merge(cat, on=ID, how="left")
-        n_missing = int(clusters[FILE_LOC].isna().sum())
-        if n_missing == len(clusters):
-            raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
+        clusters = _join_catalog(clusters, catalog)
     return Run(path=path, clusters=clusters.reset_index(drop=True), summary=summary, tree=tree,
                cluster_info=_cluster_info(clusters, summary))
+
+
+def _join_catalog(clusters: pd.DataFrame, catalog) -> pd.DataFrame:
+    """The run's rows with the catalog's ``file_loc`` (replacing the run's) and, when the run has none, ``ra``/``dec``.
+
+    The catalog needs ``id_str`` and ``file_loc`` or ``ra``/``dec`` (or both); InputError when it
+    has neither, or when none of the run's ids is in it.
+    """
+    cat = read_table(catalog)
+    if len(cat) == 0:
+        raise InputError(f"{catalog}: the catalog has no rows")
+    check_ids(cat, str(catalog))
+    cat = sky.with_coordinates(cat, str(catalog))
+    cols = [FILE_LOC] if FILE_LOC in cat.columns else []
+    if sky.has_coordinates(cat) and not sky.has_coordinates(clusters):
+        cols += [sky.RA, sky.DEC]
+    if not cols:
+        raise InputError(f"{catalog}: the catalog has neither '{FILE_LOC}' (image paths) nor sky coordinates "
+                         "the run lacks ('ra', 'dec')")
+    if FILE_LOC in cols:
+        cat = absolute_file_locs(cat, catalog)
+    joined = clusters.drop(columns=cols, errors="ignore").merge(cat[[ID] + cols], on=ID, how="left")
+    if not joined[ID].isin(cat[ID]).any():
+        raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
+    if sky.RA in cols:
+        log.info("%s: sky coordinates of %d of the run's %d galaxies joined on id_str", catalog,
+                 int(joined[sky.RA].notna().sum()), len(joined))
+    return joined
 
 
 def input_path(run: Run) -> Path | None:
