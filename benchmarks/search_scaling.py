@@ -58,8 +58,9 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
     if stack == "raregal":
         from raregal.search import RareClassSearch
 
-        est = RareClassSearch(**PAPER, random_state=seed).fit(X, timer=timer)
+        est = RareClassSearch(**PAPER, random_state=seed, verbose=True).fit(X)
         labels = est.labels_
+        timer.seconds.update(est.timings_)
     elif stack == "paper":
         import hdbscan
         import umap

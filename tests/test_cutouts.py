@@ -202,8 +202,8 @@ def test_fits_cutouts_embed_as_the_colour_picture_of_the_jpeg(server, tmp_path):
     from raregal.images import load_image
     from raregal.report.thumbs import load_preview
 
-    cat = tmp_path / "sky.csv"
-    pd.DataFrame({"id_str": ["a", "b"], "ra": [10.0, 11.0], "dec": [0.0, 1.0]}).to_csv(cat, index=False)
+    cat = tmp_path / "sky.csv"  # RA/DEC in capitals are read as ra/dec, as everywhere in raregal
+    pd.DataFrame({"id_str": ["a", "b"], "RA": [10.0, 11.0], "DEC": [0.0, 1.0]}).to_csv(cat, index=False)
     for fmt in ("jpg", "fits"):
         fetch_cutouts(cat, tmp_path / fmt, service=server.template, size=48, fmt=fmt, **FAST)
     for gid in ("a", "b"):
@@ -229,9 +229,9 @@ def test_bad_settings_name_the_parameter_before_any_request(server, tmp_path):
             fetch_cutouts(cat, tmp_path / "o", **{"service": server.template, **FAST, **kw})
         assert err.value.param == param
     assert not server.hits and not (tmp_path / "o").exists()
-    pd.DataFrame({"id_str": ["a"], "RA": [1.0], "dec": [2.0]}).to_csv(tmp_path / "caps.csv", index=False)
-    with pytest.raises(InputError, match="no column 'ra'.*rename 'RA'"):
-        fetch_cutouts(tmp_path / "caps.csv", tmp_path / "o", service=server.template, **FAST)
+    pd.DataFrame({"id_str": ["a"], "RAJ2000": [1.0], "dec": [2.0]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(InputError, match="no column 'ra'.*the catalog has id_str, RAJ2000, dec"):
+        fetch_cutouts(tmp_path / "other.csv", tmp_path / "o", service=server.template, **FAST)
     pd.DataFrame({"id_str": ["a"], "ra": ["12:30:00"], "dec": [2.0]}).to_csv(tmp_path / "sexa.csv", index=False)
     with pytest.raises(InputError, match="not numbers of degrees"):
         fetch_cutouts(tmp_path / "sexa.csv", tmp_path / "o", service=server.template, **FAST)

@@ -123,3 +123,10 @@ def test_every_table_format_reads_the_same_representation(tmp_path, frame):
     frame.iloc[:100].to_parquet(tmp_path / "ds" / "part.0.parquet")
     frame.iloc[100:].to_parquet(tmp_path / "ds" / "part.1.parquet")
     np.testing.assert_allclose(feature_matrix(read_table(tmp_path / "ds")), X)
+
+
+def test_an_extra_table_in_a_config_is_an_unknown_key(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("min_samples = 5\n[extra]\nanything = 1\n")
+    with pytest.raises(InputError, match="unknown key\\(s\\) 'extra'"):
+        load_config(cfg)

@@ -11,7 +11,7 @@ from raregal.config import config_from_dict
 from raregal.errors import InputError
 from raregal.planted import planted_representations
 from raregal.search import run_search
-from raregal.stability import best_jaccard, jaccard_matrix, recluster, repeat_seeds, score_against
+from raregal.stability import best_jaccard, jaccard_matrix, repeat_seeds, score_against
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
 
@@ -81,17 +81,20 @@ def test_stability_in_the_run_directory(run):
     assert on_disk["parameters"]["stability"] == 3
 
 
-def test_repeats_are_reproducible(run):
+def test_repeats_are_reproducible_clones_on_the_same_graph(run):
+    from raregal.search import RareClassSearch
+
     out, _, _ = run
     table = pd.read_parquet(out / "clusters.parquet")
     kept = table["kept"].to_numpy()
     frame = planted_representations(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.02), seed=3)
     X = frame.filter(like="feat_").to_numpy()[kept]
-    from raregal.reduce import knn_graph
-
-    knn = knn_graph(X, 15)
-    kw = dict(n_neighbors=15, n_epochs=100, min_samples=10, min_cluster_size=15, init="pca")
-    np.testing.assert_array_equal(recluster(X, knn, 1, **kw), recluster(X, knn, 1, **kw))
+    est = RareClassSearch(n_neighbors=15, umap_n_epochs=100, min_samples=10, min_cluster_size=15, map_2d=False,
+                          random_state=0).fit(X)
+    a, b = est.refit_layout(X, 1), est.refit_layout(X, 1)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.random_state == 1 and est.random_state == 0 and a.knn_ is est.knn_  # a clone, on the same graph
+    assert a.get_params() == {**est.get_params(), "random_state": 1}
 
 
 def test_stability_flag_and_config():

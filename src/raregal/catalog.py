@@ -174,7 +174,12 @@ def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
     if FILE_LOC not in frame.columns:
         raise InputError(f"{path}: missing column '{FILE_LOC}' (the image path of each galaxy); or give a "
                          "Parquet catalog with the images inside, in a column 'image'")
-    base = path.resolve().parent
+    return absolute_file_locs(frame, path)
+
+
+def absolute_file_locs(frame: pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+    """``frame`` with each relative ``file_loc`` made absolute against the folder of the table ``path``."""
+    base = Path(path).resolve().parent
     frame[FILE_LOC] = [
         loc if not isinstance(loc, str) or os.path.isabs(loc) else str(base / loc)
         for loc in frame[FILE_LOC]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import InputError
@@ -65,7 +65,6 @@ class SearchConfig:
     unstable_below: float = 0.6
     merge_max_tree_distance: int = 2
     merge_max_centroid_ratio: float = 0.25
-    extra: dict = field(default_factory=dict, repr=False)  # reserved for stages added later
 
     def validate(self) -> "SearchConfig":
         """Check ranges and choices; raise :class:`InputError` naming the key."""
@@ -107,10 +106,7 @@ class SearchConfig:
         return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        if not out["extra"]:
-            out.pop("extra")
-        return out
+        return dataclasses.asdict(self)
 
 
 _TYPES = {f.name: f.type for f in fields(SearchConfig)}
@@ -118,6 +114,8 @@ _TYPES = {f.name: f.type for f in fields(SearchConfig)}
 
 def _check_type(key: str, value):
     expected = str(_TYPES[key])
+    if value is None and expected.endswith("| None"):
+        return
     ok = {
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -126,7 +124,6 @@ def _check_type(key: str, value):
         "str | None": isinstance(value, str),
         "int | None": isinstance(value, int) and not isinstance(value, bool),
         "float | None": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "dict": isinstance(value, dict),
     }.get(expected, True)
     if not ok:
         raise InputError(f"config key {key!r} must be {expected}, got {value!r}")
@@ -138,7 +135,7 @@ def config_from_dict(values: dict, base: SearchConfig | None = None, where: str 
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
-                         f"{', '.join(sorted(known - {'extra'}))}")
+                         f"{', '.join(sorted(known))}")
     for key, value in values.items():
         _check_type(key, value)
     return dataclasses.replace(base or SearchConfig(), **values).validate()

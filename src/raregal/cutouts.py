@@ -233,7 +233,8 @@ def fetch_one(url: str, fmt: str, timeout: float, retries: int, backoff: float) 
 
 
 def read_sky_catalog(catalog) -> pd.DataFrame:
-    """The input catalog (path or DataFrame) with ``id_str``, numeric ``ra``, ``dec``; images inside are not read."""
+    """The input catalog (path or DataFrame) with ``id_str``, numeric ``ra``, ``dec`` (``RA``/``DEC`` in any case
+    are renamed); images inside the catalog are not read."""
     from .catalog import check_ids, read_table
     from .embedded import IMAGE, has_image_column
 
@@ -248,13 +249,16 @@ def read_sky_catalog(catalog) -> pd.DataFrame:
 
             columns = [n for n in pq.read_schema(parquet_files(catalog)[0]).names if n != IMAGE]
         frame = read_table(catalog, columns=columns)
+    from .sky import find_columns
+
     check_ids(frame, where)
     frame["id_str"] = frame["id_str"].astype(str)
+    found = dict(zip(("ra", "dec"), find_columns(frame)))  # RA/DEC in any case, as raregal.sky reads them
+    frame = frame.rename(columns={v: k for k, v in found.items() if v is not None and v != k})
     for col in ("ra", "dec"):
         if col not in frame.columns:
-            like = [c for c in frame.columns if str(c).lower() in (col, f"{col}_deg", f"{col}j2000")]
-            raise InputError(f"{where}: no column '{col}' (degrees, J2000)"
-                             + (f"; rename {like[0]!r} to '{col}'" if like else ""), param="catalog")
+            raise InputError(f"{where}: no column '{col}' (degrees, ICRS/J2000); the catalog has "
+                             f"{', '.join(map(str, frame.columns[:12]))}", param="catalog")
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().sum() > frame[col].isna().sum():
             raise InputError(f"{where}: column '{col}' holds values that are not numbers of degrees "

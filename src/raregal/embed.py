@@ -47,7 +47,7 @@ log = logging.getLogger("raregal")
 
 __all__ = ["embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_path"]
 
-#: Catalog columns every embedding carries when the catalog has them (sky position, for the report).
+#: Catalog columns every embedding carries when the catalog has them (sky position; any capitalisation).
 ALWAYS_CARRIED = ("ra", "dec")
 
 
@@ -172,7 +172,9 @@ def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
                 or c in schema.FRACTIONS]
     if reserved:
         raise InputError(f"--carry: {', '.join(reserved)} are written by embed itself and cannot be carried")
-    return carry + [c for c in ALWAYS_CARRIED if c in catalog.columns and c not in carry]
+    from .sky import find_columns  # ra/dec, or RA/DEC in any case (raregal.sky renames them where they enter)
+
+    return carry + [c for c in find_columns(catalog) if c is not None and c not in carry]
 
 
 def summary_path(out: str | os.PathLike) -> Path:

@@ -139,7 +139,7 @@ def make_client(dask: str | None = None, n_workers: int | None = None, threads_p
     from distributed import Client, LocalCluster
 
     if dask and dask != "local" and dask.endswith(".toml"):
-        import tomllib
+        from .config import tomllib  # the stdlib module on Python >= 3.11, tomli before
 
         path = Path(dask)
         if not path.is_file():

@@ -21,11 +21,16 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from numbers import Integral, Real
+
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import BaseEstimator, ClusterMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from . import atomic, runfolder
+from . import atomic, runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
 from .checks import check_clusters
 from .cluster import leaf_clusters
@@ -38,6 +43,14 @@ from .select import paper_cuts, prefilter
 log = logging.getLogger("raregal")
 
 
+#: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
+METRICS = ("euclidean", "cosine", "manhattan", "correlation")
+
+
+def _positive(low: int = 1) -> list:
+    return [Interval(Integral, low, None, closed="left")]
+
+
 class RareClassSearch(ClusterMixin, BaseEstimator):
     """UMAP + HDBSCAN leaf clustering of galaxy representations.
 
@@ -47,31 +60,46 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     n_components : dimensions of the UMAP that is clustered (5).
     min_samples, min_cluster_size : HDBSCAN's (300, 10).
     cluster_selection_method : ``"leaf"`` (the paper) or ``"eom"``.
-    metric : distance in representation space.
+    metric : distance in representation space, one of :data:`METRICS`.
     umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
     map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph; starts from the 5-D
         layout's principal axes).
     map_2d_epochs : epochs of the 2-D layout (50: it starts from the 5-D layout; None: umap-learn's
         default, 200 above 10k points).
     hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
-    random_state : seed of every stochastic step.
-    device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN (overrides ``hdbscan_backend``).
+    random_state : seed of every stochastic step: an int, None or a ``numpy.random.RandomState``
+        (scikit-learn's ``check_random_state``; an int is used as it is).
+    device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
+        ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
+    verbose : log each stage's seconds and peak memory as it finishes.
 
     Attributes after ``fit(X)`` with X of shape (N, D)
     ----------
+    n_features_in_ : D.
     labels_ : (N,) cluster of each row, -1 = unclustered.
     probabilities_ : (N,) HDBSCAN membership strength.
     embedding_ : (N, n_components) float32 UMAP coordinates.
     embedding_2d_ : (N, 2) float32, or None.
+    knn_ : (indices, distances), each (N, n_neighbors): the k-NN graph (stability repeats reuse it).
     condensed_tree_ : DataFrame (parent, child, lambda_val, child_size).
-    cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
-    timings_ : seconds per stage.
+    n_clusters_ : K; cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
+    timings_ : seconds per stage (knn, umap5, umap2, hdbscan); memory_mib_ : peak MiB after each.
     """
+
+    _parameter_constraints: dict = {
+        "n_neighbors": _positive(2), "n_components": _positive(), "min_samples": _positive(),
+        "min_cluster_size": _positive(2), "cluster_selection_method": [StrOptions({"leaf", "eom"})],
+        "metric": [StrOptions(set(METRICS))], "umap_init": [StrOptions({"pca", "spectral", "random"})],
+        "umap_n_epochs": [*_positive(), None], "umap_min_dist": [Interval(Real, 0, None, closed="left")],
+        "map_2d": ["boolean"], "map_2d_epochs": [*_positive(), None],
+        "hdbscan_backend": [StrOptions({"fast_hdbscan", "hdbscan", "cuml"})], "random_state": ["random_state"],
+        "device": [StrOptions({"cpu", "cuda"})], "verbose": ["verbose"],
+    }
 
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
                  umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
-                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu"):
+                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", verbose=False):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.min_samples = min_samples
@@ -86,28 +114,53 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.hdbscan_backend = hdbscan_backend
         self.random_state = random_state
         self.device = device
+        self.verbose = verbose
 
-    def _check(self, n: int) -> None:
+    def backends(self) -> tuple[str, str]:
+        """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
+        if self.device != "cuda":
+            return "umap-learn", self.hdbscan_backend
+        if self.hdbscan_backend == "hdbscan":
+            raise InputError("device='cuda' runs HDBSCAN on cuML; hdbscan_backend='hdbscan' runs on the CPU: "
+                             "choose one", param=("device", "hdbscan_backend"))
+        return "cuml", "cuml"
+
+    def check_size(self, n: int) -> None:
+        """Raise InputError, naming the parameter, unless ``n`` rows are enough to search."""
         if n <= self.n_components + 1 or n <= self.n_neighbors:
-            raise InputError(f"only {n} galaxies to search; need more than n_neighbors={self.n_neighbors} "
+            raise InputError(f"only {n} galaxies to search (n_samples={n}); need more than n_neighbors={self.n_neighbors} "
                              f"(try n_neighbors={max(2, n // 4)})", param="n_neighbors")
         if n < self.min_samples:
-            raise InputError(f"only {n} galaxies to search, fewer than min_samples={self.min_samples}; "
+            raise InputError(f"only {n} galaxies to search (n_samples={n}), fewer than min_samples={self.min_samples}; "
                              f"small samples need a smaller value, e.g. min_samples={max(2, n // 50)}",
                              param="min_samples")
 
-    def fit(self, X, y=None, timer: StageTimer | None = None):
-        """Reduce and cluster ``X`` of shape (N, D); returns self."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        self._check(len(X))
-        timer = timer or StageTimer(echo=False)
-        seed = int(self.random_state)
+    def _seed(self) -> int:
+        """The int seed umap-learn and NN-descent take (an int ``random_state`` as it is)."""
+        if isinstance(self.random_state, Integral) and not isinstance(self.random_state, bool):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def fit(self, X, y=None):
+        """Reduce and cluster ``X`` of shape (N, D) (finite values); returns self. ``y`` is ignored."""
+        self._validate_params()
+        self.backends()
+        X = _validate_data(self, X)
+        self.check_size(len(X))
+        seed = self._seed()
+        timer = StageTimer(echo=bool(self.verbose))
+        with timer.stage("knn"):
+            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed)
+        self._fit_layout(X, self.knn_, seed, timer)
+        self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
+        return self
+
+    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer) -> None:
+        """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
+        umap_backend, hdbscan_backend = self.backends()
         umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
-                       backend="cuml" if self.device == "cuda" else "umap-learn")
-        with timer.stage("knn"):
-            knn = knn_graph(X, self.n_neighbors, self.metric, seed)
-        self.knn_ = knn  # (indices, distances), each (N, n_neighbors): reused by stability repeats
+                       backend=umap_backend)
         with timer.stage("umap5"):
             self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
         self.embedding_2d_ = None
@@ -119,8 +172,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                     kw2 = {**umap_kw, "init": pca_init(self.embedding_, 2), "n_epochs": self.map_2d_epochs}
                     self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
-            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size,
-                                   "cuml" if self.device == "cuda" else self.hdbscan_backend,
+            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
                                    self.cluster_selection_method)
         self.labels_ = result.labels
         self.probabilities_ = result.probabilities
@@ -128,8 +180,35 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.cluster_tree_nodes_ = result.tree_nodes
         self.cluster_persistence_ = result.persistence
         self.n_clusters_ = result.n_clusters
-        self.timings_ = dict(timer.seconds)
-        return self
+
+    def refit_layout(self, X, random_state) -> "RareClassSearch":
+        """A clone with ``random_state`` whose layouts and clusters are refitted on this fit's k-NN graph.
+
+        The stability repeats: only UMAP's and HDBSCAN's randomness is redone (no 2-D map).
+        """
+        check_is_fitted(self, "knn_")
+        rep = clone(self).set_params(random_state=random_state, map_2d=False)
+        rep._validate_params()
+        X = _validate_data(rep, X)
+        timer = StageTimer(echo=False)
+        rep.n_features_in_, rep.knn_ = self.n_features_in_, self.knn_
+        rep._fit_layout(X, self.knn_, rep._seed(), timer)
+        rep.timings_, rep.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
+        return rep
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _validate_data(est, X) -> np.ndarray:
+    """scikit-learn's input validation (2-D, finite, float32) that also sets ``n_features_in_``."""
+    try:
+        from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6
+    except ImportError:  # pragma: no cover - older scikit-learn
+        return est._validate_data(X, dtype=np.float32, order="C")
+    return validate_data(est, X, dtype=np.float32, order="C")
 
 
 def _versions() -> dict:
@@ -161,6 +240,7 @@ def load_representations(path, features: str | None = None) -> tuple[pd.DataFram
     if len(frame) == 0:
         raise InputError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
     check_ids(frame, str(path))
+    frame = sky.with_coordinates(frame, str(path))  # ra/dec checked once, here (bad rows named, set to NaN)
     X = feature_matrix(frame, features)
     if X.shape[1] == 0 or len(X) == 0:
         raise InputError(f"{path}: the representation is empty (shape {X.shape})")
@@ -168,7 +248,11 @@ def load_representations(path, features: str | None = None) -> tuple[pd.DataFram
 
 
 def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
-    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns."""
+    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns.
+
+    Carried when the input has them: ``file_loc``, ``true_class``, and ``ra``/``dec`` (degrees,
+    checked by :func:`raregal.sky.with_coordinates`).
+    """
     n = len(frame)
     out = pd.DataFrame({ID: frame[ID].to_numpy()})
     labels = np.full(n, -1, dtype=np.int64)
@@ -185,7 +269,7 @@ def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -
         full[kept] = emb
         for i in range(emb.shape[1]):
             out[f"{name}_{i}"] = full[:, i]
-    for col in (FILE_LOC, "true_class"):
+    for col in (FILE_LOC, "true_class", sky.RA, sky.DEC):
         if col in frame.columns:
             out[col] = frame[col].to_numpy()
     return out
@@ -245,7 +329,7 @@ def _check_kept(est: RareClassSearch, counts: dict, cuts) -> None:
         raise InputError(f"the pre-filter kept only {n_kept:,} of {counts['input']:,} galaxies, too few to "
                          f"search: {_prefilter_advice(counts, cuts)}",
                          param=("smooth_cut", "edge_on_cut", "artifact_cut", "keep_artifacts"))
-    est._check(n_kept)
+    est.check_size(n_kept)
 
 
 def _search_summary(reps, frame, X, counts, config, est) -> dict:
@@ -314,7 +398,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
-    est = RareClassSearch(**config.estimator_params())
+    est = RareClassSearch(**config.estimator_params(), verbose=True)
     _check_kept(est, counts, cuts)
     check_representation(X[kept], frame[ID].to_numpy()[kept], config)
     created = not out_dir.exists()
@@ -332,7 +416,9 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
 
 
 def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0, overwrite) -> dict:
-    est.fit(X[kept], timer=timer)
+    est.fit(X[kept])
+    timer.seconds.update(est.timings_)
+    timer.peak_mib.update(est.memory_mib_)
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import sky
 from .catalog import FILE_LOC, ID, feature_matrix, read_table, source_columns
 from .errors import InputError
 
@@ -227,12 +228,13 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     cosine distance for a run made with ``metric="cosine"``), ``nearest_query`` (the closest query
     galaxy; empty for ``query="centroid"``), and when known ``cluster``/``kept`` (from the run),
     where the image is (``file_loc``, or ``image_shard``/``image_row`` for a catalog with the
-    images inside) and ``true_class``. ``.attrs["query_ids"]`` lists the query galaxies,
-    ``.attrs["query_images"]`` where their images are.
+    images inside), ``true_class`` and ``ra``/``dec`` (degrees). ``.attrs["query_ids"]`` lists the
+    query galaxies, ``.attrs["query_images"]`` where their images are.
     """
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     table, clusters, features, metric = _load(source, reps, features)
+    table = sky.with_coordinates(table, "the representation table")
     if metric not in METRICS:
         raise InputError(f"similar() supports metric {METRICS}, but the run used {metric!r}")
     if ID not in table.columns:
@@ -269,10 +271,11 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
             if col in extra.columns:
                 out[col] = extra[col].reindex(out[ID]).to_numpy()
     _attach_images(out, table, clusters)
-    if "true_class" in table.columns:
-        out["true_class"] = table["true_class"].to_numpy()[src_rows]
-    elif clusters is not None and "true_class" in clusters.columns:
-        out["true_class"] = clusters.set_index(clusters[ID].astype(str))["true_class"].reindex(out[ID]).to_numpy()
+    for col in ("true_class", sky.RA, sky.DEC):
+        if col in table.columns:
+            out[col] = table[col].to_numpy()[src_rows]
+        elif clusters is not None and col in clusters.columns:
+            out[col] = clusters.set_index(clusters[ID].astype(str))[col].reindex(out[ID]).to_numpy()
     out.attrs["query_ids"] = qids
     _attach_query_images(out, table, clusters, qids)
     return out

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics.cluster import contingency_matrix
 
-from .cluster import leaf_clusters
-from .reduce import umap_embed
 
 log = logging.getLogger("raregal")
 
@@ -121,39 +119,24 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
     return [int(seed) + i for i in range(1, int(repeats) + 1)]
 
 
-def recluster(X: np.ndarray, knn, seed: int, *, n_components: int = 5, n_neighbors: int = 50,
-              metric: str = "euclidean", init: str = "spectral", n_epochs: int | None = None,
-              min_dist: float = 0.1, min_samples: int = 300, min_cluster_size: int = 10,
-              backend: str = "fast_hdbscan", cluster_selection_method: str = "leaf",
-              umap_backend: str = "umap-learn") -> np.ndarray:
-    """One repeat: UMAP layout of ``X`` (N, D) on the given k-NN graph with ``seed``, then HDBSCAN.
-
-    ``backend`` is the HDBSCAN backend, ``umap_backend`` the UMAP one (``"cuml"`` on a GPU).
-    Returns the (N,) int labels, -1 = noise.
-    """
-    Y = umap_embed(X, n_components, n_neighbors, knn=knn, metric=metric, init=init, n_epochs=n_epochs,
-                   min_dist=min_dist, random_state=seed, backend=umap_backend)
-    return leaf_clusters(Y, min_samples, min_cluster_size, backend, cluster_selection_method).labels
-
-
 def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: float = UNSTABLE_BELOW,
                       progress: bool = True) -> Stability:
     """Stability of the clusters of a fitted :class:`raregal.search.RareClassSearch`.
 
+    Each repeat is ``est.refit_layout(X, seed)``: a clone with another ``random_state`` whose UMAP
+    layout and HDBSCAN clustering are refitted on ``est``'s own k-NN graph.
+
     Parameters
     ----------
-    est : fitted estimator (uses its parameters, ``labels_``, ``knn_`` and ``random_state``).
+    est : fitted estimator (its ``labels_``, ``knn_`` and an int ``random_state``).
     X : (N, D) the array it was fitted on.
     repeats : number of extra seeds K (``random_state+1 … random_state+K``).
 
     Returns a :class:`Stability` with one score per cluster of ``est``.
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    knn = getattr(est, "knn_", None)
-    if knn is None:
+    if getattr(est, "knn_", None) is None:
         raise ValueError("the estimator has no k-NN graph (knn_); fit it first")
-    seeds = repeat_seeds(est.random_state, repeats)
-    gpu = getattr(est, "device", "cpu") == "cuda"  # the repeats run where the main run ran
+    seeds = repeat_seeds(est._seed(), repeats)
     labels, seconds = [], []
     iterator = seeds
     if progress:
@@ -162,12 +145,7 @@ def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: floa
         iterator = tqdm(seeds, desc="stability", unit="repeat", leave=False)
     for s in iterator:
         t0 = time.perf_counter()
-        labels.append(recluster(
-            X, knn, s, n_components=est.n_components, n_neighbors=est.n_neighbors, metric=est.metric,
-            init=est.umap_init, n_epochs=est.umap_n_epochs, min_dist=est.umap_min_dist,
-            min_samples=est.min_samples, min_cluster_size=est.min_cluster_size,
-            backend="cuml" if gpu else est.hdbscan_backend, cluster_selection_method=est.cluster_selection_method,
-            umap_backend="cuml" if gpu else "umap-learn"))
+        labels.append(est.refit_layout(X, s).labels_)
         seconds.append(time.perf_counter() - t0)
         log.debug("stability repeat seed %d: %d clusters in %.1f s", s, labels[-1].max() + 1, seconds[-1])
     result = score_against(est.labels_, labels, unstable_below)

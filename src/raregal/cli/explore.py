@@ -10,7 +10,8 @@ def register(subparsers) -> None:
                     "Hover for thumbnails, click a galaxy for its nearest neighbours, a cluster for its "
                     "gallery, lasso-select galaxies and export them as CSV.")
     p.add_argument("run_dir", help="run directory written by `raregal search`")
-    p.add_argument("--catalog", help="image catalog (id_str, file_loc) when the run has no file_loc")
+    p.add_argument("--catalog", help="catalog joined on id_str: image paths (file_loc) and/or sky positions "
+                                     "(ra, dec in degrees) the run lacks")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all, "
                         "then name the address others use with --allow-origin)")
@@ -24,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="HOST[:PORT]",
                    help="another name the page is reached by (e.g. a tunnel's host:port; port 80 when "
                         "left out); requests naming any other host are refused; repeatable")
+    p.add_argument("--sky-layer", default="ls-dr10",
+                   help="Legacy Surveys viewer layer the galaxy panel's sky link opens (default ls-dr10)")
     p.set_defaults(func=run)
 
 
@@ -31,5 +34,6 @@ def run(args) -> int:
     from ..explore import serve
 
     serve(args.run_dir, host=args.host, port=args.port, catalog=args.catalog,
-          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin)
+          open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin,
+          sky_layer=args.sky_layer)
     return 0

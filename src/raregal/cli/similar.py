@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                         "queries over catalogs of 200k galaxies or more, else exact")
     p.add_argument("--nprobe", type=int, default=32, help="faiss IVF lists searched (more: slower, better)")
     p.add_argument("--no-gallery", action="store_true", help="skip the PNG gallery")
+    p.add_argument("--samp", action="store_true",
+                   help="also write the table as VOTable (.vot beside the CSV) and send it over SAMP to TOPCAT, "
+                        "Aladin, ... (a missing hub is a warning: the CSV is written all the same)")
     p.set_defaults(func=run)
 
 
@@ -48,7 +51,7 @@ def _default_out(args) -> Path:
 _HEADER = "id_str,rank,distance"
 
 
-def _check_out(out: Path, gallery: bool) -> None:
+def _check_out(out: Path, gallery: bool, samp: bool = False) -> None:
     """Refuse, before the search, an --out that raregal may not write (a folder, a user's file)."""
     from ..errors import InputError
 
@@ -60,10 +63,11 @@ def _check_out(out: Path, gallery: bool) -> None:
         if not first.startswith(_HEADER):
             raise InputError(f"--out {out}: the file exists and was not written by `raregal similar`; "
                              "raregal never replaces it. Give a new file name")
-    png = out.with_suffix(".png")
-    if gallery and png.exists() and not out.exists():
-        raise InputError(f"--out {out}: the gallery would replace {png}, which raregal did not write beside "
-                         "this table; give another name or --no-gallery")
+    for wanted, hint, other in ((gallery, "--no-gallery", out.with_suffix(".png")),
+                                (samp, "leave out --samp", out.with_suffix(".vot"))):
+        if wanted and other.exists() and not out.exists():
+            raise InputError(f"--out {out}: {other.name} would be replaced, which raregal did not write beside "
+                             f"this table; give another name or {hint}")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -80,7 +84,7 @@ def run(args) -> int:
 
     log = logging.getLogger("raregal")
     out = Path(args.out) if args.out else _default_out(args)
-    _check_out(out, gallery=not args.no_gallery)
+    _check_out(out, gallery=not args.no_gallery, samp=args.samp)
     timer = StageTimer(echo=False)
     with timer.stage("similar"):
         result = similar(args.source, cluster=args.cluster, ids=args.ids, k=args.k, reps=args.reps,
@@ -99,4 +103,20 @@ def run(args) -> int:
         if bad:
             log.warning("gallery: %d image(s) could not be read and show as placeholders", bad)
         print(f"gallery: {png}")
+    if args.samp:
+        _send(result, out, log)
     return 0
+
+
+def _send(result, out: Path, log) -> None:
+    """Write ``out``.vot and broadcast it over SAMP; without a hub, a warning (the CSV is written already)."""
+    from ..samp import SampUnavailable, send_frame
+
+    name = f"raregal similar {out.stem}"
+    try:
+        vot, took = send_frame(result, out.with_suffix(".vot"), name)
+    except SampUnavailable as err:
+        log.warning("similar --samp: %s; the table is in %s (open it in TOPCAT yourself)", err,
+                    out.with_suffix(".vot") if out.with_suffix(".vot").exists() else out)
+        return
+    print(f"samp: sent {vot} to {', '.join(took)}")

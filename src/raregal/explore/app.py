@@ -25,19 +25,72 @@ HOVER = """
   <img src="/thumb/@row?s=96" width="96" height="96" style="display:block;margin:2px auto;background:#0b0d12">
   <div style="font-size:11px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">@id_str</div>
   <div style="font-size:10px;color:#555">cluster @cluster &middot; p @prob{0.00}</div>
+  <div class="rg-more" style="font-size:11px;font-weight:600;color:#b45309">$rg_more</div>
 </div>
 """
+#: Galaxies a tooltip shows at most: the ones nearest the pointer ("+N more" says how many others are there).
+HOVER_NEAREST = 4
+# A HoverTool filter run once per hovered marker: ranks the hovered markers by their screen distance
+# to the pointer (once per hover event), keeps the nearest HOVER_NEAREST, and leaves the rank and the
+# "+N more" line in the tooltip's special variables ($rg_rank sorts them, $rg_more is shown by the last).
+HOVER_FILTER = """
+const {vars} = cb_data;
+const g = vars.glyph_view, hit = vars.indices;
+let c = window.__raregal_hover;
+if (c == null || c.hit !== hit || c.sx !== vars.sx || c.sy !== vars.sy) {
+  const d = Array.from(hit, (i) => Math.hypot(g.sx[i] - vars.sx, g.sy[i] - vars.sy));
+  const order = Array.from(hit.keys()).sort((a, b) => d[a] - d[b] || hit[a] - hit[b]);
+  c = window.__raregal_hover = {hit, sx: vars.sx, sy: vars.sy, rank: new Map(order.map((k, r) => [hit[k], r]))};
+}
+const rank = c.rank.get(vars.index) ?? hit.length, shown = Math.min(nearest, hit.length);
+vars.rg_rank = rank;
+vars.rg_more = rank === shown - 1 && hit.length > shown ? `+${hit.length - shown} more galaxies here` : "";
+return rank < nearest;
+"""
+#: The cluster table's "sets it apart" cell: wrapped onto up to 3 lines, the whole text on hover.
+WORDS_CELL = ('<div title="<%- value %>" style="white-space:normal;line-height:1.3;overflow:hidden;'
+              'display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical"><%- value %></div>')
 
 FRAME_W, FRAME_H = 780, 640
 
 
-def make_document(doc, data) -> None:
-    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData)."""
+def cluster_table(data):
+    """The cluster table (its source and DataTable): size, persistence, mean p, checks, what sets it apart."""
+    from bokeh.models import ColumnDataSource, DataTable, HTMLTemplateFormatter, NumberFormatter, TableColumn
+
+    info = data.info
+    table_src = ColumnDataSource(dict(
+        cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
+        persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
+        mean_probability=info["mean_probability"].astype(float).tolist(),
+        stability=[describe_checks(r) for _, r in info.iterrows()],
+        words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
+    row_h = 52  # three lines of "sets it apart"
+    table = DataTable(source=table_src, width=580, height=32 + row_h * min(5, max(1, len(info))),
+                      row_height=row_h, index_position=None, name="cluster_table", sortable=True, columns=[
+                          TableColumn(field="cluster", title="cluster", width=48),
+                          TableColumn(field="size", title="size", width=44),
+                          TableColumn(field="persistence", title="persist.", width=56,
+                                      formatter=NumberFormatter(format="0.000")),
+                          TableColumn(field="mean_probability", title="mean p", width=48,
+                                      formatter=NumberFormatter(format="0.00")),
+                          TableColumn(field="stability", title="checks", width=84,
+                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL)),
+                          TableColumn(field="words", title="sets it apart", width=300,
+                                      formatter=HTMLTemplateFormatter(template=WORDS_CELL))])
+    return table_src, table
+
+
+def make_document(doc, data, base_url: str | None = None) -> None:
+    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData).
+
+    ``base_url`` is where SAMP applications on this machine reach the explorer
+    (``http://127.0.0.1:PORT/``); without it the SAMP buttons are left out.
+    """
     from bokeh.events import RangesUpdate, SelectionGeometry, Tap
     from bokeh.layouts import column, row
-    from bokeh.models import (ColumnDataSource, DataTable, Div, HoverTool, InlineStyleSheet, LabelSet,
-                              LassoSelectTool, Range1d, TableColumn, TabPanel, Tabs, TextInput,
-                              NumberFormatter)
+    from bokeh.models import (ColumnDataSource, CustomJS, Div, HoverTool, InlineStyleSheet, LabelSet,
+                              LassoSelectTool, Range1d, TabPanel, Tabs, TextInput)
     from bokeh.plotting import figure
 
     from ..report.maps import shade
@@ -70,7 +123,9 @@ def make_document(doc, data) -> None:
                           text_font_style="bold", y_offset=8, text_align="center", text_baseline="bottom",
                           background_fill_color="white", background_fill_alpha=0.75,
                           border_line_color="color", border_line_alpha=0.6))
-    p.add_tools(HoverTool(renderers=[markers], tooltips=HOVER, attachment="right"))
+    nearest_only = CustomJS(args=dict(nearest=HOVER_NEAREST), code=HOVER_FILTER)
+    p.add_tools(HoverTool(renderers=[markers], tooltips=HOVER, attachment="right", filters={"@row": nearest_only},
+                          sort_by="$rg_rank"))
     p.add_tools(LassoSelectTool(renderers=[markers]))
 
     status = Div(text="", styles={"font-size": "12.5px", "color": "#5b6472"}, width=FRAME_W + 60)
@@ -78,23 +133,7 @@ def make_document(doc, data) -> None:
                       f"<span style='color:#5b6472'>{panels.escape(data.run.path.resolve().name)}: "
                       f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
 
-    info = data.info
-    table_src = ColumnDataSource(dict(
-        cluster=info["cluster"].astype(int).tolist(), size=info["size"].astype(int).tolist(),
-        persistence=info["persistence"].astype(float).fillna(np.nan).tolist(),
-        mean_probability=info["mean_probability"].astype(float).tolist(),
-        stability=[describe_checks(r) for _, r in info.iterrows()],
-        words=[panels.morphology.describe(data.morph[k]) if k in data.morph else "" for k in info["cluster"]]))
-    table = DataTable(source=table_src, width=560, height=int(min(210, 32 + 25 * len(info))), index_position=None, name="cluster_table",
-                      sortable=True, columns=[
-                          TableColumn(field="cluster", title="cluster", width=55),
-                          TableColumn(field="size", title="size", width=55),
-                          TableColumn(field="persistence", title="persistence", width=75,
-                                      formatter=NumberFormatter(format="0.000")),
-                          TableColumn(field="mean_probability", title="mean p", width=55,
-                                      formatter=NumberFormatter(format="0.00")),
-                          TableColumn(field="stability", title="checks", width=110),
-                          TableColumn(field="words", title="sets it apart", width=320)])
+    table_src, table = cluster_table(data)
     find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
 
     def panel_div(text, name):
@@ -127,18 +166,23 @@ def make_document(doc, data) -> None:
         log.debug("explore: view with %d galaxies (%d markers) prepared in %.3f s", total, len(rows),
                   time.perf_counter() - t0)
 
+    current = {"rows": None, "cluster": None, "row": None}  # what the SAMP buttons send
+
     def show_cluster(k):
+        current["cluster"] = int(k)
         cluster_div.text = panels.cluster_panel(data, k)
         rows = data.members(k, 5000)
         focus.data = dict(x=data.x[rows], y=data.y[rows])
         tabs.active = 0
 
     def show_galaxy(r):
+        current["row"] = int(r)
         galaxy_div.text = panels.galaxy_panel(data, r)
         near, _ = data.similar(r, 12)
         picked.data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
                            size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
         if data.labels[r] >= 0:
+            current["cluster"] = int(data.labels[r])
             cluster_div.text = panels.cluster_panel(data, int(data.labels[r]))
         tabs.active = 1
 
@@ -158,6 +202,7 @@ def make_document(doc, data) -> None:
         if not event.final or geom.get("type") != "poly":
             return
         rows = data.in_polygon(geom.get("x", []), geom.get("y", []))
+        current["rows"] = rows
         token = data.remember(rows) if len(rows) else None
         selection_div.text = panels.selection_panel(data, rows, token)
         shown = rows[:20000]
@@ -183,5 +228,10 @@ def make_document(doc, data) -> None:
     table_src.selected.on_change("indices", on_table)
     find.on_change("value", on_find)
     render(x0, x1, y0, y1)
-    doc.add_root(row(column(title, p, status), column(table, find, tabs), name="explorer"))
+    right = [table, find, tabs]
+    if base_url is not None:
+        from .sampbar import samp_controls
+
+        right.insert(2, samp_controls(doc, data, base_url, current))
+    doc.add_root(row(column(title, p, status), column(*right), name="explorer"))
     doc.title = f"raregal explore: {data.run.path.resolve().name}"

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 import pandas as pd
 
+from .. import sky
 from ..catalog import image_sources
 from ..errors import InputError
 from ..report import maps, morphology, thumbs
@@ -29,7 +30,8 @@ log = logging.getLogger("raregal")
 class ExplorerData:
     """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row)."""
 
-    def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True):
+    def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True,
+                 sky_layer: str = sky.DEFAULT_LAYER):
         from scipy.spatial import cKDTree
 
         from .. import schema
@@ -47,6 +49,11 @@ class ExplorerData:
         self.prob = kept["probability"].to_numpy(np.float64)
         self.ids = kept["id_str"].astype(str).to_numpy()
         self.sources = image_sources(kept)  # file paths, or images read from the catalog's shards on demand
+        # sky positions in degrees (NaN: unknown), checked by load_run (raregal.sky.with_coordinates)
+        self.has_sky = sky.has_coordinates(kept)
+        self.ra, self.dec = ((kept[sky.RA].to_numpy(np.float64), kept[sky.DEC].to_numpy(np.float64)) if self.has_sky
+                             else (np.full(self.n, np.nan), np.full(self.n, np.nan)))
+        self.sky_layer = sky.check_layer(sky_layer)
         self.max_points = int(max_points)
         self.info = run.cluster_info
         self.colors = maps.cluster_colors(self.info["cluster"])
@@ -64,6 +71,8 @@ class ExplorerData:
         self.morph = self._morphology(schema.FRACTIONS)
         self.neighbours = self._neighbour_index() if neighbours else None
         self.selections: dict[str, np.ndarray] = {}
+        self.selection_names: dict[str, str] = {}
+        self._votables: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self.thumbnail = functools.lru_cache(maxsize=8192)(self._thumbnail)  # per-instance cache
 
@@ -146,14 +155,36 @@ class ExplorerData:
             return np.zeros(0, np.int64), np.zeros(0)
         return self.neighbours.query(row, k)
 
-    def remember(self, rows: np.ndarray) -> str:
-        """Keep a selection for export; returns its token (the last 20 selections are kept)."""
+    def remember(self, rows: np.ndarray, name: str = "selection") -> str:
+        """Keep a selection for export under ``name``; returns its token (the last 20 selections are kept)."""
         token = secrets.token_hex(8)
         with self._lock:
             self.selections[token] = np.asarray(rows, np.int64)
+            self.selection_names[token] = name
             while len(self.selections) > 20:
-                self.selections.pop(next(iter(self.selections)))
+                oldest = next(iter(self.selections))
+                self.selections.pop(oldest)
+                self.selection_names.pop(oldest, None)
         return token
+
+    def votable(self, token: str) -> bytes | None:
+        """The remembered selection ``token`` as a VOTable (for SAMP), or None when it is unknown.
+
+        Made once and kept (the last 3): astropy writes ~5,000 rows a second, so a large
+        selection is prepared before its URL is sent, and the application's fetch is answered at once.
+        """
+        from ..samp import votable_bytes
+
+        with self._lock:
+            body, rows = self._votables.get(token), self.selections.get(token)
+        if body is not None or rows is None:
+            return body
+        body = votable_bytes(self.rows_table(rows), self.selection_names.get(token, "selection"))
+        with self._lock:
+            self._votables[token] = body
+            while len(self._votables) > 3:
+                self._votables.pop(next(iter(self._votables)))
+        return body
 
     def rows_table(self, rows: np.ndarray) -> pd.DataFrame:
         """The run's columns for ``rows`` (for CSV export)."""

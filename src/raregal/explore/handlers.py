@@ -1,4 +1,4 @@
-"""Plain HTTP endpoints beside the Bokeh app: thumbnails and CSV exports (tornado handlers).
+"""Plain HTTP endpoints beside the Bokeh app: thumbnails, CSV exports and VOTables for SAMP (tornado handlers).
 
 A malformed request (a size that is not a number, a row or cluster that does not exist) gets a
 4xx answer with the reason, never a 500 with a traceback in the log.
@@ -66,6 +66,23 @@ class ExportHandler(_Base):
         _send_csv(self, self.data.rows_table(rows), f"selection_{token}.csv")
 
 
+class VOTableHandler(_Base):
+    """``GET /votable/<token>.vot``: a remembered selection or cluster as VOTable, for SAMP applications.
+
+    The URL goes to TOPCAT, Aladin, ... in a ``table.load.votable`` message (:mod:`raregal.explore.sampbar`);
+    they fetch it from here, on this machine.
+    """
+
+    async def get(self, token):
+        body = await IOLoop.current().run_in_executor(None, self.data.votable, token)
+        if body is None:
+            raise HTTPError(404, reason="unknown or expired selection")
+        name = self.data.selection_names.get(token, "selection")
+        self.set_header("Content-Type", "application/x-votable+xml")
+        self.set_header("Content-Disposition", f'inline; filename="{re.sub(r"[^A-Za-z0-9_.-]", "_", name)}.vot"')
+        self.write(body)
+
+
 class ClusterHandler(_Base):
     """``GET /cluster/<k>.csv``: a cluster's members, most confident first."""
 
@@ -81,4 +98,4 @@ def patterns(data) -> list[tuple]:
     """Tornado URL patterns for the Bokeh server's ``extra_patterns``."""
     kw = {"data": data}
     return [(r"/thumb/(\d+)", ThumbHandler, kw), (r"/export/([0-9a-f]+)\.csv", ExportHandler, kw),
-            (r"/cluster/(-?\d+)\.csv", ClusterHandler, kw)]
+            (r"/cluster/(-?\d+)\.csv", ClusterHandler, kw), (r"/votable/([0-9a-f]+)\.vot", VOTableHandler, kw)]

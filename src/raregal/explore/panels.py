@@ -1,7 +1,9 @@
 """HTML of the explorer's side panels (cluster gallery, one galaxy and its look-alikes, a selection).
 
 Plain strings built with :func:`html.escape` around every catalog value; images are served by
-the explorer's own ``/thumb/<row>`` endpoint, so nothing leaves the machine.
+the explorer's own ``/thumb/<row>`` endpoint, so nothing leaves the machine. The only outside
+link is the galaxy panel's Legacy Surveys viewer link (when the run has ``ra``/``dec``), an
+ordinary link opened in a new tab when clicked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from html import escape
 
 import numpy as np
 
+from .. import sky
 from ..checks import describe_checks
 from ..report import morphology
 
@@ -67,6 +70,8 @@ def galaxy_panel(data, row: int, n_similar: int = 12) -> str:
              ("cluster", "none" if k < 0 else f"{k} (membership probability {data.prob[row]:.2f})")]
     if "true_class" in data.table.columns:
         facts.append(("true_class", escape(str(data.table["true_class"].iloc[row]))))
+    if data.has_sky:
+        facts += _sky_facts(data, row)
     facts.append(("map position", f"{data.x[row]:.3f}, {data.y[row]:.3f}"))
     table = "".join(f"<tr><td class='muted'>{a}</td><td>{b}</td></tr>" for a, b in facts)
     if data.neighbours is None:
@@ -80,6 +85,18 @@ def galaxy_panel(data, row: int, n_similar: int = 12) -> str:
     return (f'<div class="rg" id="galaxy-panel" data-row="{int(row)}"><div class="hero">'
             f'<a href="/thumb/{int(row)}?s=424" target="_blank"><img src="/thumb/{int(row)}?s=160" alt="galaxy"></a>'
             f'<table>{table}</table></div>{similar}</div>')
+
+
+def _sky_facts(data, row: int) -> list[tuple[str, str]]:
+    """Rows of the galaxy panel for its sky position: RA, Dec (degrees and h m s / d m s) and the viewer link."""
+    ra, dec = float(data.ra[row]), float(data.dec[row])
+    url = sky.viewer_url(ra, dec, data.sky_layer)
+    if url is None:
+        return [("RA, Dec", "unknown")]
+    return [("RA, Dec", f'<span id="galaxy-radec">{sky.format_deg(ra, dec)}</span> &deg;'),
+            ("", f'<span class="muted">{escape(sky.format_hms_dms(ra, dec))}</span>'),
+            ("sky", f'<a id="galaxy-sky" href="{escape(url)}" target="_blank" rel="noopener">Legacy Surveys '
+                    f'viewer ({escape(data.sky_layer)}) &#8599;</a>')]
 
 
 def selection_panel(data, rows: np.ndarray, token: str | None, n: int = 24) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic, runfolder
+from .. import atomic, runfolder, sky
 from ..atomic import write_json, write_text
 from ..runlog import StageTimer
 from .rundir import Run, load_run, read_input
@@ -82,20 +82,24 @@ def _montage_clusters(info) -> list[int]:
 
 
 def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None,
-                 out: str | os.PathLike | None = None, progress: bool = True) -> Path:
+                 out: str | os.PathLike | None = None, progress: bool = True,
+                 sky_layer: str = sky.DEFAULT_LAYER) -> Path:
     """Write the HTML report of the run in ``run_dir`` and return the path of its ``index.html``.
 
     Parameters
     ----------
     run_dir : a run directory written by ``raregal search`` (clusters.parquet, summary.json,
         condensed_tree.parquet).
-    catalog : optional image catalog giving the images, joined on ``id_str``: with ``file_loc``, or
-        a Parquet catalog with the images inside (:func:`raregal.catalog.read_catalog`); by default
-        the run's own ``file_loc`` is used, or for a run of such a catalog the shards its
-        representation table names.
+    catalog : optional catalog joined on ``id_str``: where it says the images are (``file_loc``, or
+        a Parquet catalog with the images inside, :func:`raregal.catalog.read_catalog`) replaces the
+        run's, and its ``ra``/``dec`` give the sky positions when the run has none; by default the
+        run's own ``file_loc`` is used, or for a run of a catalog with the images inside the shards
+        its representation table names.
     out : report folder (default ``run_dir/report``). It is built beside its final place and
         swapped in whole, so an interrupted build never leaves half a report.
     progress : show a tqdm bar while making many thumbnails.
+    sky_layer : the Legacy Surveys viewer layer the gallery tiles link to (``ls-dr10``, ``ls-dr9``, ...);
+        the links are the only part of the report that goes online, and only when clicked.
 
     A missing or unreadable image shows as a placeholder tile and is counted (and named by id in
     the overview); it never stops the report.
@@ -105,16 +109,17 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
     work. The run folder is locked while its report is written.
     """
     timer = StageTimer(echo=False)
+    sky.check_layer(sky_layer)
     run = load_run(run_dir, catalog)
     out = Path(out) if out is not None else run.path / "report"
     runfolder.check_output_folder(out, "report", overwrite=True, flag="out")
     if not os.access(run.path, os.W_OK):  # a read-only run (shared, archived) reported elsewhere: nothing to lock
-        return _build(run, out, timer, progress)
+        return _build(run, out, timer, progress, sky_layer)
     with runfolder.WriteLock(run.path, "raregal report"):
-        return _build(run, out, timer, progress)
+        return _build(run, out, timer, progress, sky_layer)
 
 
-def _build(run, out: Path, timer, progress: bool) -> Path:
+def _build(run, out: Path, timer, progress: bool, sky_layer: str) -> Path:
     """Build the report of ``run`` beside ``out`` and swap it in (the run folder is locked)."""
     from . import downloads, gallery, maps, montage, morphology, thumbs, tree
     from .html import render_page
@@ -161,7 +166,7 @@ def _build(run, out: Path, timer, progress: bool) -> Path:
                 warnings.append("No image paths are known for this run: galleries show placeholders. "
                                 "Give the image catalog with --catalog.")
             galleries = gallery.build_galleries(run.clusters, ids, tmp, "missing.png", size=TILE_PX,
-                                                progress=progress)
+                                                progress=progress, sky_layer=sky_layer)
             bad = [t for g in galleries.values() for t in g.tiles if not t.ok]
             if bad and run.has_images:
                 warnings.append(f"{len(bad)} gallery image(s) could not be read and show as placeholders, e.g. ids: "
@@ -250,7 +255,7 @@ def _build(run, out: Path, timer, progress: bool) -> Path:
             parameters=_flat(s.get("parameters")), metrics=metrics, metric_tables=metric_tables, timing=timing,
             warnings=warnings, map_src=map_src, montage_src=montage_src, montage_rows=montage_rows,
             tree_src=tree_src, tree_missing=tree_missing, clusters_parquet=clusters_parquet, version=__version__,
-            tile_px=TILE_PX, merges=merges)
+            tile_px=TILE_PX, merges=merges, has_sky=sky.has_coordinates(run.clusters), sky_layer=sky_layer)
         write_text(tmp / "index.html", page)
         write_json(tmp / "report.json", {
             "run": str(run.path.resolve()), "n_clusters": len(ids), "n_kept": n_kept, "n_clustered": n_clustered,

@@ -1,4 +1,8 @@
-"""Per-cluster member lists as CSV and FITS (astropy), and the run's whole clusters.parquet."""
+"""Per-cluster member lists as CSV and FITS (astropy), and the run's whole clusters.parquet.
+
+Both carry ``ra``/``dec`` when the run has them: plain degrees in the CSV, with ``TUNIT = 'deg'``
+in the FITS table.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..atomic import atomic_path, write_text
+from ..sky import unit_table
 
 
 def members_table(clusters: pd.DataFrame, k: int, extra: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -20,14 +25,8 @@ def members_table(clusters: pd.DataFrame, k: int, extra: pd.DataFrame | None = N
 
 
 def write_fits(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``frame`` as a FITS binary table (text columns as UTF-8 strings) atomically."""
-    from astropy.table import Table
-
-    frame = frame.copy()
-    for col in frame.columns:
-        if frame[col].dtype == object:
-            frame[col] = frame[col].map(lambda v: "" if v is None or v != v else str(v))
-    table = Table.from_pandas(frame)
+    """Write ``frame`` as a FITS binary table atomically: text columns as UTF-8 strings, ``ra``/``dec`` in deg."""
+    table = unit_table(frame)  # TUNITn = 'deg' for ra/dec, so TOPCAT and astropy read them as angles
     with atomic_path(path) as tmp:
         table.write(tmp, format="fits", overwrite=True)
     return Path(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import sky
 from .thumbs import write_thumbnails
 
 #: Gallery size: at most this many members, most confident first (the issue asks for 16-36).
@@ -22,6 +23,8 @@ class Tile:
     src: str  # relative path of the thumbnail, or of the placeholder when unreadable
     ok: bool
     reason: str = ""
+    sky_text: str = ""  # "150.11917, +2.20583" (degrees), "" when the position is unknown
+    sky_url: str | None = None  # the Legacy Surveys viewer at the galaxy's position
 
 
 @dataclass
@@ -41,12 +44,14 @@ def top_members(clusters: pd.DataFrame, k: int, n: int = MAX_TILES) -> pd.DataFr
 
 
 def build_galleries(clusters: pd.DataFrame, cluster_ids, report_dir: Path, placeholder_src: str,
-                    n: int = MAX_TILES, size: int = 96, progress: bool = True) -> dict[int, Gallery]:
+                    n: int = MAX_TILES, size: int = 96, progress: bool = True,
+                    sky_layer: str = sky.DEFAULT_LAYER) -> dict[int, Gallery]:
     """Write thumbnails ``thumbs/c<k>_<rank>.jpg`` for each cluster's top members.
 
     ``clusters`` needs ``id_str``, ``cluster``, ``probability`` and where the images are
     (``file_loc``, or ``image_shard``/``image_row``, see :func:`raregal.catalog.image_sources`; may be
-    missing: the tile then shows ``placeholder_src``). Returns {cluster: Gallery}.
+    missing: the tile then shows ``placeholder_src``); with ``ra``/``dec`` each tile links to the
+    Legacy Surveys viewer (layer ``sky_layer``) at the galaxy. Returns {cluster: Gallery}.
     """
     from ..catalog import image_sources
 
@@ -64,7 +69,9 @@ def build_galleries(clusters: pd.DataFrame, cluster_ids, report_dir: Path, place
     reasons = write_thumbnails(image_sources(shown), dests, size=size, progress=progress and len(dests) > 200)
     galleries = {int(k): Gallery(int(k)) for k in cluster_ids}
     for (k, row), dest, why in zip(picks, dests, reasons):
+        ra, dec = row.get(sky.RA), row.get(sky.DEC)
         galleries[k].tiles.append(Tile(id_str=str(row["id_str"]), probability=float(row["probability"]),
                                        src=f"thumbs/{dest.name}" if not why else placeholder_src,
-                                       ok=not why, reason=why))
+                                       ok=not why, reason=why, sky_text=sky.format_deg(ra, dec),
+                                       sky_url=sky.viewer_url(ra, dec, sky_layer)))
     return galleries

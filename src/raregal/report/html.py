@@ -2,7 +2,9 @@
 
 Every value that comes from a catalog or a run (ids, column names, parameters, paths) goes
 through Jinja2's HTML escaping; the page links only to files inside the report folder, so it
-opens offline from a USB stick or an e-mail attachment folder.
+opens offline from a USB stick or an e-mail attachment folder. The one exception: when the run
+has sky coordinates, each gallery tile's position is an ordinary link (``target=_blank
+rel=noopener``) to the Legacy Surveys viewer, followed only when clicked.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 .tile .id { color:#e5e7eb; font-size:10.5px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
 .tile .p { color:#9ca3af; font-size:10px; }
 .tile.missing { outline:2px dashed #b45309; }
+.tile .sky { font-size:10px; white-space:nowrap; }
+.tile .sky a { color:#93c5fd; text-decoration:none; }
+.tile .sky a:hover { text-decoration:underline; }
 .side img { width:100%; border:1px solid var(--line); border-radius:6px; }
 .side .tree-text { font-size:12.5px; color:var(--muted); }
 .warn { background:#fff7ed; border:1px solid #fed7aa; border-radius:8px; padding:8px 12px; font-size:13.5px; }
@@ -136,7 +141,8 @@ downwards). Ellipses mark the leaf clusters reported here, labelled by cluster n
 {% for a in c.morphology %}<b>{{ a.answer }}</b> {{ "%.2f"|format(a.cluster) }} vs {{ "%.2f"|format(a.sample) }}{% if not loop.last %}; {% endif %}{% endfor %}
 {% else %}{{ c.morphology_text }}{% endif %}</div>
 <div class="gallery">{% for t in c.tiles %}<div class="tile{% if not t.ok %} missing{% endif %}" title="{{ t.id_str }}{% if t.reason %}: {{ t.reason }}{% endif %}">
-<img loading="lazy" src="{{ t.src }}" width="{{ tile_px }}" height="{{ tile_px }}" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div><div class="p">p = {{ "%.2f"|format(t.probability) }}</div></div>
+<img loading="lazy" src="{{ t.src }}" width="{{ tile_px }}" height="{{ tile_px }}" alt="{{ t.id_str }}"><div class="id">{{ t.id_str }}</div><div class="p">p = {{ "%.2f"|format(t.probability) }}</div>
+{%- if t.sky_url %}<div class="sky"><a href="{{ t.sky_url }}" target="_blank" rel="noopener" title="open {{ t.id_str }} in the Legacy Surveys viewer ({{ sky_layer }})">{{ t.sky_text }}</a></div>{% endif %}</div>
 {% endfor %}</div></div>
 <div class="side">{% if c.tree_src %}<img loading="lazy" src="{{ c.tree_src }}" alt="place of cluster {{ c.cluster }} in the condensed tree">{% endif %}
 <div class="tree-text">Condensed tree: {{ c.tree_text }}</div>
@@ -151,7 +157,9 @@ membership probability, pre-filter flag and UMAP coordinates.</p>
 <p>Members of each cluster, most confident first:
 {% for c in clusters %}<span style="white-space:nowrap">{{ c.cluster }}: <a href="{{ c.downloads.csv }}">CSV</a> <a href="{{ c.downloads.fits }}">FITS</a></span>{% if not loop.last %} &middot; {% endif %}{% endfor %}</p>
 </section>
-<div class="caption">Made by raregal {{ version }}. This folder is self-contained: it needs no network to view.</div>
+<div class="caption">Made by raregal {{ version }}. This folder is self-contained: it needs no network to view.
+{%- if has_sky %} Only the coordinates under each gallery image go online, when clicked: they open the Legacy Surveys
+viewer at the galaxy (RA, Dec in degrees, ICRS).{% endif %}</div>
 </main></body></html>
 """
 

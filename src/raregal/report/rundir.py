@@ -10,6 +10,7 @@ its representation table carries (:mod:`raregal.embedded`); or a catalog given b
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..catalog import FILE_LOC, ID, has_images, read_catalog, read_table, source_columns
-from ..embedded import ROW, SHARD
+from .. import sky
+from ..catalog import FILE_LOC, ID, absolute_file_locs, check_ids, has_images, read_table, source_columns
+from ..embedded import ROW, SHARD, has_image_column, read_embedded_catalog
 from ..errors import InputError
+
+log = logging.getLogger("raregal")
 
 _NEEDED = ("id_str", "cluster", "probability", "kept")
 
@@ -94,10 +98,12 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
     Parameters
     ----------
     run_dir : folder written by ``raregal search``.
-    catalog : optional image catalog, with ``file_loc`` (made absolute by
-        :func:`raregal.catalog.read_catalog`) or with the images inside (Parquet shards); where it
-        says the images are replaces what the run says, joined on ``id_str``. Without it, a run
-        that has no ``file_loc`` takes ``image_shard``/``image_row`` from its representation table.
+    catalog : optional catalog joined on ``id_str``: where it says the images are replaces what the
+        run says, its ``file_loc`` (relative paths are relative to the catalog's folder) or, for a
+        Parquet catalog with the images inside, its shards (:mod:`raregal.embedded`); its
+        ``ra``/``dec`` are added when the run has no sky coordinates. Without images from the
+        catalog, a run that has no ``file_loc`` takes ``image_shard``/``image_row`` from its
+        representation table.
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
@@ -119,13 +125,11 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
         bad = [c for c in ("parent", "child", "lambda_val", "child_size") if c not in tree.columns]
         if bad:
             raise InputError(f"{tpath}: missing column(s) {', '.join(bad)}")
+    clusters = sky.with_coordinates(clusters, str(cpath))
     run = Run(path=path, clusters=clusters, summary=summary, tree=tree)
     if catalog is not None:
-        cat = read_catalog(catalog)
-        clusters = _join_images(clusters, cat[[ID] + source_columns(cat)])
-        if not has_images(clusters):
-            raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
-    elif not has_images(clusters):
+        clusters = _join_catalog(clusters, catalog)
+    if not has_images(clusters):
         where = read_input(run, [SHARD, ROW])  # a run of a catalog with the images inside
         if where is not None and source_columns(where) == [SHARD, ROW]:
             clusters = _join_images(clusters, where.drop_duplicates(ID))
@@ -137,6 +141,38 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
 def _join_images(clusters: pd.DataFrame, where: pd.DataFrame) -> pd.DataFrame:
     """``clusters`` with its image columns replaced by those of ``where`` (``id_str`` + source columns)."""
     return clusters.drop(columns=[FILE_LOC, SHARD, ROW], errors="ignore").merge(where, on=ID, how="left")
+
+
+def _join_catalog(clusters: pd.DataFrame, catalog) -> pd.DataFrame:
+    """The run's rows with the catalog's images (replacing the run's) and, when the run has none, ``ra``/``dec``.
+
+    The catalog needs ``id_str`` and images (``file_loc``, or an ``image`` column of a Parquet
+    catalog, read without its bytes) or ``ra``/``dec`` (or both); InputError when it has neither,
+    or when none of the run's ids is in it.
+    """
+    inside = Path(catalog).exists() and has_image_column(catalog)
+    cat = read_embedded_catalog(catalog) if inside else read_table(catalog)
+    if len(cat) == 0:
+        raise InputError(f"{catalog}: the catalog has no rows")
+    check_ids(cat, str(catalog))
+    cat = sky.with_coordinates(cat, str(catalog))
+    images = source_columns(cat)
+    cols = list(images)
+    if sky.has_coordinates(cat) and not sky.has_coordinates(clusters):
+        cols += [sky.RA, sky.DEC]
+    if not cols:
+        raise InputError(f"{catalog}: the catalog has neither '{FILE_LOC}' (image paths; or an 'image' column with "
+                         "the images inside) nor sky coordinates the run lacks ('ra', 'dec')")
+    if FILE_LOC in cols:
+        cat = absolute_file_locs(cat, catalog)
+    drop = [FILE_LOC, SHARD, ROW] * bool(images) + [c for c in cols if c not in images]
+    joined = clusters.drop(columns=drop, errors="ignore").merge(cat[[ID] + cols], on=ID, how="left")
+    if not joined[ID].isin(cat[ID]).any():
+        raise InputError(f"{catalog}: none of the run's {len(clusters)} id_str values is in the catalog")
+    if sky.RA in cols:
+        log.info("%s: sky coordinates of %d of the run's %d galaxies joined on id_str", catalog,
+                 int(joined[sky.RA].notna().sum()), len(joined))
+    return joined
 
 
 def input_path(run: Run) -> Path | None:
