@@ -91,12 +91,16 @@ def prefilter(frame: pd.DataFrame, cuts: list[Cut], keep: np.ndarray | None = No
     counts = {"input": int(len(frame))}
     if keep is not None:
         counts["valid"] = int(kept.sum())
+    all_nan = []
     for cut in cuts:
         if cut.column not in frame.columns:
             log.warning("pre-filter: no column %r, so the %s cut is skipped", cut.column, cut.name)
             counts[f"skipped_{cut.name}"] = 1
         else:
-            drop = _numeric(frame, cut.column) >= cut.threshold  # NaN >= t is False: "not asked" removes nothing
+            values = _numeric(frame, cut.column)
+            if len(values) and np.isnan(values).all():
+                all_nan.append(cut.name)
+            drop = values >= cut.threshold  # NaN >= t is False: "not asked" removes nothing
             rescued = _rescued(frame, cut)
             if rescued is not None:
                 counts[f"rescued_{cut.name}"] = int((kept & drop & rescued).sum())
@@ -104,4 +108,8 @@ def prefilter(frame: pd.DataFrame, cuts: list[Cut], keep: np.ndarray | None = No
             kept &= ~drop
         counts[f"after_{cut.name}"] = int(kept.sum())
     counts["kept"] = int(kept.sum())
+    if all_nan:
+        log.warning("pre-filter: every value of %s is NaN (an encoder without a Dirichlet head predicts no vote "
+                    "fractions), so %s removed nothing", ", ".join(c.column for c in cuts if c.name in all_nan),
+                    "the pre-filter" if len(all_nan) == len(cuts) else "the " + ", ".join(all_nan) + " cut(s)")
     return kept, counts

@@ -1,4 +1,4 @@
-"""``raregal train --catalog CAT --out CKPT_DIR``: train a bottlenecked encoder on vote counts."""
+"""``raregal train --catalog CAT --out CKPT_DIR``: train a bottlenecked encoder on votes, without them, or both."""
 
 from __future__ import annotations
 
@@ -6,11 +6,20 @@ import argparse
 
 
 def register(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train an encoder with a Dirichlet head on Galaxy Zoo vote counts",
-                       description="Train (or retrain from --init) a timm encoder with an optional bottleneck and "
-                                   "a Dirichlet head on GZ DESI vote counts (Dirichlet-multinomial loss summed over "
-                                   "questions). Rerunning with the same --out resumes.")
-    p.add_argument("--catalog", required=True, help="catalog with id_str, file_loc and the 34 vote-count columns")
+    from ..contrastive import METHODS
+    from ..train import OBJECTIVES
+
+    p = sub.add_parser("train", help="train an encoder on Galaxy Zoo vote counts, without votes, or both",
+                       description="Train (or retrain from --init) a timm encoder with an optional bottleneck. "
+                                   "--objective dirichlet (default): a Dirichlet head on GZ DESI vote counts "
+                                   "(Dirichlet-multinomial loss summed over questions). contrastive: no votes "
+                                   "needed; two augmented views of each galaxy, a projection head and a "
+                                   "contrastive loss (--contrastive-method); the encoder has no Dirichlet head. "
+                                   "hybrid: the Dirichlet loss on the galaxies with votes plus "
+                                   "--contrastive-weight x the contrastive loss on all. Rerunning with the same "
+                                   "--out resumes.")
+    p.add_argument("--catalog", required=True,
+                   help="catalog with id_str, file_loc and (dirichlet, hybrid) the 34 vote-count columns")
     p.add_argument("--out", required=True, help="folder for the model (best epoch), last/ (resume) and history.json")
     p.add_argument("--arch", default="efficientnet_b0", help="timm architecture (efficientnet_b0, maxvit_tiny_rw_224, …)")
     p.add_argument("--bottleneck", type=int, default=128, help="representation width; 0 for no bottleneck (128)")
@@ -26,6 +35,14 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of galaxies held out for validation (0.1)")
     p.add_argument("--patience", type=int, default=5, help="stop after this many epochs without improvement (5)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objective", default=OBJECTIVES[0], metavar="|".join(OBJECTIVES),
+                   help="what the encoder learns from: votes (dirichlet, the default), two views of each galaxy "
+                        "(contrastive, no votes needed) or both (hybrid)")
+    p.add_argument("--contrastive-method", default=METHODS[0], metavar="|".join(METHODS),
+                   help=f"contrastive loss ({METHODS[0]}; see benchmarks/README.md for how it was chosen)")
+    p.add_argument("--contrastive-weight", type=float, default=1.0,
+                   help="hybrid: weight of the contrastive loss added to the Dirichlet loss (1.0)")
+    p.add_argument("--temperature", type=float, default=0.2, help="simclr: temperature of the NT-Xent loss (0.2)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads on CPU (default: the cores neither the decoding workers nor other programs use)")
@@ -46,15 +63,20 @@ def run(args) -> int:
         raise InputError("--bottleneck must be >= 0, --input-size >= 8, --epochs >= 1, --batch-size >= 2")
     if not 0 <= args.val_fraction < 1:
         raise InputError("--val-fraction must be in [0, 1)")
-    catalog = read_catalog(args.catalog)
     config = TrainConfig(arch=args.arch, bottleneck=args.bottleneck or None, input_size=args.input_size,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
                          weight_decay=args.weight_decay,
                          dropout=args.dropout, val_fraction=args.val_fraction, patience=args.patience, seed=args.seed,
                          workers=default_workers() if args.workers is None else args.workers, threads=args.threads,
-                         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init)
+                         device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init,
+                         objective=args.objective, contrastive_method=args.contrastive_method,
+                         contrastive_weight=args.contrastive_weight, temperature=args.temperature)
+    config.validate()  # before reading the catalog
+    catalog = read_catalog(args.catalog)
     summary = train(catalog, args.out, config, restart=args.restart)
-    print(f"trained {summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f} nats/galaxy "
-          f"at epoch {summary['best_epoch']}; {summary['train_images_per_s']:.0f} img/s. Model in {args.out}/ "
-          f"(use: raregal embed CAT --model {args.out} --out reps.parquet)")
+    unit = " nats/galaxy" if args.objective == "dirichlet" else f" ({args.objective})"
+    print(f"trained {summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f}{unit} "
+          f"at epoch {summary['best_epoch']}; {summary['train_images_per_s']:.0f} img/s. Model in {args.out}/"
+          + ("" if summary["has_head"] else " (no Dirichlet head: it predicts no vote fractions)")
+          + f" (use: raregal embed CAT --model {args.out} --out reps.parquet)")
     return 0
