@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .cluster import n_clusters
+
 #: A cluster is an artifact class when at least this fraction of its members pass the cut.
 MAJORITY = 0.5
 
@@ -38,7 +40,7 @@ def artifact_classes(artifact_fraction: np.ndarray, labels: np.ndarray, cut: flo
     frac = np.asarray(artifact_fraction, dtype=float)
     if frac.shape != labels.shape:
         raise ValueError(f"artifact fractions {frac.shape} and labels {labels.shape} differ in shape")
-    k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    k = n_clusters(labels)
     use = (labels >= 0) & np.isfinite(frac)
     n = np.bincount(labels[use], minlength=k).astype(float)
     total = np.bincount(labels[use], weights=frac[use], minlength=k)

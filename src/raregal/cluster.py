@@ -78,6 +78,12 @@ def tree_frame(tree) -> pd.DataFrame:
     })
 
 
+def n_clusters(labels) -> int:
+    """K, the number of clusters in (N,) int labels numbered 0..K-1 (-1 = noise; 0 when there are none)."""
+    labels = np.asarray(labels)
+    return int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+
+
 def leaf_nodes_of(labels: np.ndarray, tree: pd.DataFrame) -> np.ndarray:
     """Condensed-tree node of each cluster label 0..K-1: the node its points fell out of.
 
@@ -88,7 +94,7 @@ def leaf_nodes_of(labels: np.ndarray, tree: pd.DataFrame) -> np.ndarray:
     points = tree[tree["child"] < n]
     parent_of = np.full(n, -1, dtype=np.int64)
     parent_of[points["child"].to_numpy()] = points["parent"].to_numpy()
-    k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+    k = n_clusters(labels)
     nodes = np.empty(k, dtype=np.int64)
     for label in range(k):
         nodes[label] = np.bincount(parent_of[labels == label] - n).argmax() + n

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .cluster import BACKENDS
 from .errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -92,7 +93,7 @@ class SearchConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
                 raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
-                   "hdbscan_backend": ("fast_hdbscan", "hdbscan", "cuml"), "device": ("cpu", "cuda")}
+                   "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")

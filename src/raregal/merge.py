@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .cluster import n_clusters
+
 #: Proposed on the tree when the clusters are this close in the condensed tree (2 = siblings) …
 MAX_TREE_DISTANCE = 2
 #: … and they separate at this fraction of their members' typical density or more.
@@ -106,7 +108,7 @@ def centroid_evidence(X: np.ndarray, labels: np.ndarray, k: int | None = None
     separation : (K, K) distance / (rms radius of a + rms radius of b).
     """
     labels = np.asarray(labels, dtype=np.int64)
-    k = int(labels.max()) + 1 if k is None else k
+    k = n_clusters(labels) if k is None else k
     if k == 0:
         empty = np.zeros((0, 0))
         return empty, empty, empty

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import atomic, runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
 from .checks import check_clusters
-from .cluster import leaf_clusters
+from .cluster import BACKENDS, leaf_clusters
 from .config import SearchConfig, config_from_dict
 from .errors import InputError
 from .reduce import knn_graph, pca_init, umap_embed
@@ -92,7 +92,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         "metric": [StrOptions(set(METRICS))], "umap_init": [StrOptions({"pca", "spectral", "random"})],
         "umap_n_epochs": [*_positive(), None], "umap_min_dist": [Interval(Real, 0, None, closed="left")],
         "map_2d": ["boolean"], "map_2d_epochs": [*_positive(), None],
-        "hdbscan_backend": [StrOptions({"fast_hdbscan", "hdbscan", "cuml"})], "random_state": ["random_state"],
+        "hdbscan_backend": [StrOptions(set(BACKENDS))], "random_state": ["random_state"],
         "device": [StrOptions({"cpu", "cuda"})], "verbose": ["verbose"],
     }
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics.cluster import contingency_matrix
 
+from .cluster import n_clusters
+
 
 log = logging.getLogger("raregal")
 
@@ -46,8 +48,7 @@ def jaccard_matrix(labels_a: np.ndarray, labels_b: np.ndarray) -> np.ndarray:
     b = np.asarray(labels_b, dtype=np.int64)
     if a.shape != b.shape:
         raise ValueError(f"label arrays differ in shape: {a.shape} vs {b.shape}")
-    ka = int(a.max()) + 1 if a.size and a.max() >= 0 else 0
-    kb = int(b.max()) + 1 if b.size and b.max() >= 0 else 0
+    ka, kb = n_clusters(a), n_clusters(b)
     if ka == 0 or kb == 0:
         return np.zeros((ka, kb))
     both = (a >= 0) & (b >= 0)
@@ -103,14 +104,14 @@ def score_against(labels_main: np.ndarray, repeats: list[np.ndarray],
                   unstable_below: float = UNSTABLE_BELOW) -> Stability:
     """Score each cluster of ``labels_main`` (N,) by its mean best Jaccard over ``repeats`` (R × (N,))."""
     labels_main = np.asarray(labels_main, dtype=np.int64)
-    k = int(labels_main.max()) + 1 if labels_main.size and labels_main.max() >= 0 else 0
+    k = n_clusters(labels_main)
     if not repeats:
         raise ValueError("stability needs at least one repeated clustering")
     scores, matches = zip(*(best_jaccard(labels_main, r) for r in repeats)) if k else ((), ())
     per = np.vstack(scores) if k else np.zeros((len(repeats), 0))
     match = np.vstack(matches) if k else np.zeros((len(repeats), 0), dtype=np.int64)
     return Stability(scores=per.mean(axis=0), per_repeat=per, matches=match,
-                     n_clusters_per_repeat=[int(r.max()) + 1 if r.size and r.max() >= 0 else 0 for r in repeats],
+                     n_clusters_per_repeat=[n_clusters(r) for r in repeats],
                      unstable_below=unstable_below)
 
 
@@ -147,7 +148,7 @@ def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: floa
         t0 = time.perf_counter()
         labels.append(est.refit_layout(X, s).labels_)
         seconds.append(time.perf_counter() - t0)
-        log.debug("stability repeat seed %d: %d clusters in %.1f s", s, labels[-1].max() + 1, seconds[-1])
+        log.debug("stability repeat seed %d: %d clusters in %.1f s", s, n_clusters(labels[-1]), seconds[-1])
     result = score_against(est.labels_, labels, unstable_below)
     result.seeds = seeds
     result.seconds_per_repeat = [round(s, 3) for s in seconds]

@@ -81,8 +81,7 @@ class ExplorerData:
         frac = read_input(self.run, fraction_cols)
         if frac is None or not all(c in frac.columns for c in fraction_cols):
             return {}
-        aligned = self.table[["id_str"]].merge(frac.drop_duplicates("id_str"), on="id_str", how="left")
-        return morphology.cluster_morphology(aligned, self.labels, self.info["cluster"])
+        return morphology.cluster_morphology(morphology.aligned(self.table, frac), self.labels, self.info["cluster"])
 
     def _neighbour_index(self) -> NeighbourIndex | None:
         from ..catalog import feature_columns, feature_matrix, read_table

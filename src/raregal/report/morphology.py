@@ -74,6 +74,14 @@ def describe(answers: list[dict]) -> str:
     return "; ".join(f"{a['answer']} {a['cluster']:.2f} vs {a['sample']:.2f}" for a in answers)
 
 
+def aligned(table: pd.DataFrame, fractions: pd.DataFrame) -> pd.DataFrame:
+    """``fractions`` (by ``id_str``) in the row order of ``table``; rows it lacks are NaN.
+
+    The report and the explorer both line the run's input table up with its kept galaxies so.
+    """
+    return table[["id_str"]].merge(fractions.drop_duplicates("id_str"), on="id_str", how="left")
+
+
 def cluster_morphology(fractions: pd.DataFrame, labels: np.ndarray, clusters, top: int = 3) -> dict:
     """``{cluster: distinctive_answers(...)}`` for each cluster id in ``clusters``.
 
