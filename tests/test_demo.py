@@ -74,9 +74,22 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
         len(on_disk["metrics"]["classes"]) == 10
     for entry in on_disk["metrics"]["classes"].values():
         assert 0.0 <= entry["recall"] <= 1.0 and 0.0 <= entry["purity"] <= 1.0
+    # both filter modes ran, each into its own run directory, and both are printed
+    assert set(on_disk["modes"]) == {"paper", "keep_artifacts"}
+    paper, art = on_disk["modes"]["paper"], on_disk["modes"]["keep_artifacts"]
+    assert Path(paper["run_dir"]).name == "search" and Path(art["run_dir"]).name == "search_artifacts"
+    assert (Path(art["run_dir"]) / "summary.json").exists() and not paper["keep_artifacts"] and art["keep_artifacts"]
+    assert art["counts"]["kept"] >= paper["counts"]["kept"]  # keeping artifacts drops fewer galaxies
+    assert on_disk["n_recovered"] == paper["n_recovered"] and on_disk["metrics"] == paper["metrics"]
+    for entry in (paper, art):
+        assert set(entry["passing_filter"]) <= set(entry["metrics"]["classes"])
+        assert 0 <= entry["n_recovered_passing"] <= len(entry["passing_filter"])
+        for c in entry["metrics"]["classes"].values():
+            assert 0 <= c["n_kept"] <= c["n_true"] and c["passes_filter"] == (c["n_kept"] >= 0.5 * c["n_true"])
     text = format_summary(summary)
-    assert "PLANTED RARE CLASSES" in text and "ring" in text
+    assert text.count("PLANTED RARE CLASSES") == 2 and "--keep-artifacts" in text and "ring" in text
     # a rerun re-uses the survey and the embedding
     again = run_demo(tmp_path / "demo", config, progress=False)
     assert again["timing"]["seconds"]["embed"] < summary["timing"]["seconds"]["embed"] + 5
     assert again["n_clusters"] == summary["n_clusters"]
+    assert again["modes"]["keep_artifacts"]["n_clusters"] == summary["modes"]["keep_artifacts"]["n_clusters"]
