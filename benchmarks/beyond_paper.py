@@ -2,7 +2,7 @@
 
     python benchmarks/beyond_paper.py [--n 20000] [--dim 128] [--repeats 5] [--similar-n 300000]
 
-1. **Stability and merge suggestions.** A seeded planted table (``raregal.planted``) in which
+1. **Stability and merge suggestions.** A seeded planted table (``raregal.datasets``) in which
    one planted group is moved apart in two touching halves (a class that leaf clustering
    splits) is searched with ``--stability``; prints each planted group's best cluster and its
    stability, the distribution of stability over clusters made only of bulk galaxies, seconds
@@ -34,9 +34,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def split_table(n, dim, seed=3):
-    from raregal.planted import planted_representations
+    from raregal.datasets import make_planted
 
-    frame = planted_representations(n=n, dim=dim, group_fractions=(0.002, 0.004, 0.006, 0.01), seed=seed)
+    frame = make_planted(n=n, dim=dim, group_fractions=(0.002, 0.004, 0.006, 0.01), seed=seed)
     X = frame.filter(like="feat_").to_numpy().copy()
     rows = np.flatnonzero(frame["true_class"].to_numpy() == "planted_3")
     half = rows[: len(rows) // 2]
@@ -95,12 +95,12 @@ def stability_and_merges(args) -> dict:
 
 
 def similar_precision(args) -> dict:
-    from raregal.planted import planted_representations
+    from raregal.datasets import make_planted
     from raregal.similar import similar
 
     out = {}
     for spread in (0.12, 0.3):
-        frame = planted_representations(n=args.n, dim=args.dim, group_spread=spread, seed=4)
+        frame = make_planted(n=args.n, dim=args.dim, group_spread=spread, seed=4)
         for rule in ("nearest", "centroid"):
             precisions = {}
             for name in sorted(c for c in frame["true_class"].unique() if c != "bulk"):
@@ -111,7 +111,7 @@ def similar_precision(args) -> dict:
             out[f"spread_{spread}_{rule}"] = precisions
     # a class in two lumps: half of planted_3 moved 3 bulk sigmas along the bulk's own manifold
     # (the direction between two bulk galaxies), so the centroid of the query falls among bulk galaxies
-    frame = planted_representations(n=args.n, dim=args.dim, seed=4)
+    frame = make_planted(n=args.n, dim=args.dim, seed=4)
     X = frame.filter(like="feat_").to_numpy().copy()
     rows = np.flatnonzero(frame["true_class"].to_numpy() == "planted_3")
     bulk = np.flatnonzero(frame["true_class"].to_numpy() == "bulk")
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--similar-n", type=int, default=300_000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["stability", "similar", "index"])
     args = ap.parse_args()
-    from raregal.runlog import setup_logging
+    from raregal.timing import setup_logging
 
     setup_logging()
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}

@@ -44,7 +44,7 @@ def main() -> None:
     from raregal.explore.data import ExplorerData
     from raregal.report import maps
     from raregal.report.rundir import Run, _cluster_info
-    from raregal.runlog import peak_rss_mib
+    from raregal.timing import peak_rss_mib
 
     def step(name, fn, repeat=1):
         fn()  # warm-up (numba compiles datashader's kernels once per process)

@@ -45,11 +45,11 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
     import numpy as np
 
     from raregal.metrics import score_clusters
-    from raregal.planted import planted_representations
-    from raregal.runlog import StageTimer, peak_rss_mib, setup_logging
+    from raregal.datasets import make_planted
+    from raregal.timing import StageTimer, peak_rss_mib, setup_logging
 
     setup_logging()  # stage times go to stderr as they finish (the parent keeps them in a .log file)
-    frame = planted_representations(n=n, dim=128, group_fractions=GROUPS, seed=seed)
+    frame = make_planted(n=n, dim=128, group_fractions=GROUPS, seed=seed)
     X = frame.filter(like="feat_").to_numpy(np.float32)
     truth = frame["true_class"].to_numpy().astype(str)
     del frame

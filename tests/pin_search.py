@@ -20,10 +20,10 @@ PARAMS = dict(n_neighbors=15, min_samples=8, min_cluster_size=10, seed=7, report
 
 def pinned_values() -> dict:
     """Run the search on the pinned table and return the values it wrote, rounded for JSON."""
-    from raregal.planted import planted_representations
+    from raregal.datasets import make_planted
     from raregal.search import run_search
 
-    frame = planted_representations(n=1500, dim=16, group_fractions=(0.01, 0.02, 0.03),
+    frame = make_planted(n=1500, dim=16, group_fractions=(0.01, 0.02, 0.03),
                                     artifact_group_fraction=0.01, seed=11)
     with tempfile.TemporaryDirectory() as tmp:
         frame.to_parquet(Path(tmp) / "reps.parquet")

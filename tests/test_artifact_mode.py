@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from raregal.artifacts import artifact_classes
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import run_search
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
@@ -26,7 +26,7 @@ def test_artifact_classes_by_hand():
 
 @pytest.fixture(scope="module")
 def reps(tmp_path_factory):
-    frame = planted_representations(n=2500, dim=16, group_fractions=(0.012, 0.02), artifact_group_fraction=0.015,
+    frame = make_planted(n=2500, dim=16, group_fractions=(0.012, 0.02), artifact_group_fraction=0.015,
                                     seed=11)
     path = tmp_path_factory.mktemp("reps") / "reps.parquet"
     frame.to_parquet(path)

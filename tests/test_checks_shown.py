@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.checks import describe_checks
+from raregal.diagnostics import describe_checks
 
 
 def test_describe_checks():

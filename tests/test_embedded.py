@@ -304,7 +304,7 @@ def test_explorer_and_similar_show_the_images_inside_the_shards(shard_run, tmp_p
     from raregal.report.rundir import load_run
     from raregal.report.thumbs import encode, placeholder
     from raregal.similar import similar
-    from raregal.similar_gallery import write_similar_gallery
+    from raregal.report.similar_gallery import write_similar_gallery
 
     data = ExplorerData(load_run(shard_run), neighbours=False)
     row = int(data.members(1, 1)[0])

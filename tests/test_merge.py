@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from raregal.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import RareClassSearch
 
 
@@ -47,7 +47,7 @@ def test_centroid_evidence():
 @pytest.fixture(scope="module")
 def split_group():
     """A planted group moved apart in two halves, so that leaf clustering finds two siblings."""
-    frame = planted_representations(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.03), seed=3)
+    frame = make_planted(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.03), seed=3)
     X = frame.filter(like="feat_").to_numpy().copy()
     truth = frame["true_class"].to_numpy().astype(object)
     rows = np.flatnonzero(truth == "planted_2")

@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from raregal.cluster import leaf_clusters
 from raregal.config import load_config
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import RareClassSearch, run_search
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, report=False)
@@ -17,7 +17,7 @@ PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, report=False)
 
 @pytest.fixture(scope="module")
 def reps(tmp_path_factory):
-    frame = planted_representations(n=4000, dim=32, group_fractions=(0.006, 0.008, 0.012),
+    frame = make_planted(n=4000, dim=32, group_fractions=(0.006, 0.008, 0.012),
                                     artifact_group_fraction=0.008, seed=3)
     path = tmp_path_factory.mktemp("reps") / "reps.parquet"
     frame.to_parquet(path)
@@ -148,7 +148,7 @@ def test_persistence_matches_hdbscan_attribute(run):
 
 
 def test_estimator_is_deterministic_and_sklearn_like():
-    X = planted_representations(n=1500, dim=16, group_fractions=(0.02, 0.03), seed=5).filter(like="feat_").to_numpy()
+    X = make_planted(n=1500, dim=16, group_fractions=(0.02, 0.03), seed=5).filter(like="feat_").to_numpy()
     a = RareClassSearch(n_neighbors=10, min_samples=8, min_cluster_size=10, random_state=7).fit(X)
     b = RareClassSearch(n_neighbors=10, min_samples=8, min_cluster_size=10, random_state=7).fit(X)
     np.testing.assert_array_equal(a.labels_, b.labels_)

@@ -9,7 +9,7 @@ from raregal.catalog import feature_matrix, read_table
 from raregal.cli import main
 from raregal.config import load_config
 from raregal.errors import InputError
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import run_search
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
@@ -17,7 +17,7 @@ SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, m
 
 @pytest.fixture
 def frame():
-    return planted_representations(n=300, dim=8, group_fractions=(0.05,), seed=0)
+    return make_planted(n=300, dim=8, group_fractions=(0.05,), seed=0)
 
 
 def fails(tmp_path, frame_or_path, match, **params):

@@ -6,14 +6,14 @@ import pytest
 
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import run_search
 from raregal.similar import NeighbourSearch, rank_neighbours, similar
 
 
 @pytest.fixture(scope="module")
 def frame():
-    return planted_representations(n=3000, dim=16, group_fractions=(0.01, 0.02), artifact_group_fraction=0.015,
+    return make_planted(n=3000, dim=16, group_fractions=(0.01, 0.02), artifact_group_fraction=0.015,
                                    group_spread=0.3, seed=5)
 
 
@@ -104,7 +104,7 @@ def test_clear_errors(frame, run_dir):
 def test_gallery_shows_query_then_candidates(tiny_run_dir, tmp_path):
     from PIL import Image
 
-    from raregal.similar_gallery import write_similar_gallery
+    from raregal.report.similar_gallery import write_similar_gallery
 
     out = similar(tiny_run_dir, cluster=1, k=12, progress=False)
     assert len(out) == 12 and out["file_loc"].notna().all()

@@ -82,9 +82,9 @@ def test_cluster_table_carries_the_checked_coordinates():
 
 def test_search_refuses_impossible_coordinates_before_any_work(tmp_path, capsys):
     from raregal.cli import main
-    from raregal.planted import planted_representations
+    from raregal.datasets import make_planted
 
-    frame = planted_representations(n=200, dim=8, group_fractions=(0.05,), seed=1)
+    frame = make_planted(n=200, dim=8, group_fractions=(0.05,), seed=1)
     frame["ra"], frame["dec"] = np.linspace(-3, -1, 200), 0.0  # all negative: a -180..180 convention
     frame.to_parquet(tmp_path / "reps.parquet")
     assert main(["search", str(tmp_path / "reps.parquet"), "--out", str(tmp_path / "run")]) == 2

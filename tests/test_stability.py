@@ -9,7 +9,7 @@ import pytest
 from raregal.cli import build_parser
 from raregal.config import config_from_dict
 from raregal.errors import InputError
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.search import run_search
 from raregal.stability import best_jaccard, jaccard_matrix, repeat_seeds, score_against
 
@@ -38,7 +38,7 @@ def test_jaccard_matrix_by_hand():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    frame = planted_representations(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.02), seed=3)
+    frame = make_planted(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.02), seed=3)
     path = tmp_path_factory.mktemp("reps") / "reps.parquet"
     frame.to_parquet(path)
     out = tmp_path_factory.mktemp("run") / "run"
@@ -87,7 +87,7 @@ def test_repeats_are_reproducible_clones_on_the_same_graph(run):
     out, _, _ = run
     table = pd.read_parquet(out / "clusters.parquet")
     kept = table["kept"].to_numpy()
-    frame = planted_representations(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.02), seed=3)
+    frame = make_planted(n=3000, dim=16, group_fractions=(0.01, 0.015, 0.02), seed=3)
     X = frame.filter(like="feat_").to_numpy()[kept]
     est = RareClassSearch(n_neighbors=15, umap_n_epochs=100, min_samples=10, min_cluster_size=15, map_2d=False,
                           random_state=0).fit(X)

@@ -14,7 +14,7 @@ import pytest
 from raregal import runfolder
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.planted import planted_representations
+from raregal.datasets import make_planted
 from raregal.report import build_report
 from raregal.search import RareClassSearch, run_search
 
@@ -24,7 +24,7 @@ SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, m
 @pytest.fixture
 def reps(tmp_path):
     path = tmp_path / "reps.parquet"
-    planted_representations(n=300, dim=8, group_fractions=(0.05,), seed=0).to_parquet(path)
+    make_planted(n=300, dim=8, group_fractions=(0.05,), seed=0).to_parquet(path)
     return path
 
 
@@ -116,7 +116,7 @@ def test_search_replaces_its_own_run_only_with_overwrite_and_removes_stale_outpu
 def test_output_never_goes_inside_the_input(tmp_path, no_fit):
     parts = tmp_path / "parts"
     parts.mkdir()
-    planted_representations(n=300, dim=8, seed=0).to_parquet(parts / "part-0.parquet")
+    make_planted(n=300, dim=8, seed=0).to_parquet(parts / "part-0.parquet")
     before = contents(parts)
     for out in (parts, parts / "run"):
         with pytest.raises(InputError, match="inside the input"):
@@ -174,7 +174,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(reps, tmp_path, caplog):
 # --- fail before the compute -----------------------------------------------------------------
 
 def test_representation_too_narrow_for_the_umap_or_of_width_one(tmp_path, no_fit, capsys):
-    frame = planted_representations(n=300, dim=4, latent_dim=2, seed=0)
+    frame = make_planted(n=300, dim=4, latent_dim=2, seed=0)
     frame.to_parquet(tmp_path / "r4.parquet")
     with pytest.raises(InputError, match=r"n_components=5 is larger than the representation's width \(4\)"):
         run_search(tmp_path / "r4.parquet", tmp_path / "run", **SMALL)
@@ -187,7 +187,7 @@ def test_representation_too_narrow_for_the_umap_or_of_width_one(tmp_path, no_fit
 
 
 def test_degenerate_representations_are_refused(tmp_path, no_fit):
-    frame = planted_representations(n=300, dim=8, seed=0)
+    frame = make_planted(n=300, dim=8, seed=0)
     same = frame.copy()
     same.loc[:, [f"feat_{i}" for i in range(8)]] = 1.5
     same.to_parquet(tmp_path / "same.parquet")
@@ -201,7 +201,7 @@ def test_degenerate_representations_are_refused(tmp_path, no_fit):
 
 
 def test_prefilter_removing_everything_names_the_cuts_and_counts(tmp_path, no_fit, capsys):
-    frame = planted_representations(n=300, dim=8, seed=0)
+    frame = make_planted(n=300, dim=8, seed=0)
     frame["smooth-or-featured_smooth_fraction"] = np.r_[np.full(200, 0.9), np.full(100, 0.1)]
     frame["disk-edge-on_yes_fraction"] = np.r_[np.full(200, 0.0), np.full(100, 0.8)]
     frame.to_parquet(tmp_path / "r.parquet")
@@ -224,7 +224,7 @@ def test_empty_tables_say_so(tmp_path, no_fit):
 
 
 def test_no_2d_with_the_report_on_gives_a_report_without_a_map(tmp_path):
-    frame = planted_representations(n=300, dim=8, group_fractions=(0.05,), seed=0)
+    frame = make_planted(n=300, dim=8, group_fractions=(0.05,), seed=0)
     img = tmp_path / "img.png"
     from PIL import Image
 

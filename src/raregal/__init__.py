@@ -1,17 +1,19 @@
 """raregal: find rare, visually distinctive classes of galaxies without knowing what to look for.
 
-The pipeline, one module per stage::
+The pipeline, in the order a survey goes through it (ARCHITECTURE.md has the whole map)::
 
-    synth    -> a seeded synthetic survey with planted rare classes (GalSim)
-    catalog  -> read and check catalogs (``id_str``, ``file_loc``) and representation tables
-    images   -> load jpg/png/FITS cutouts the way Zoobot does
-    encoder  -> timm encoders with a 128-d bottleneck and a Galaxy Zoo DESI Dirichlet head
-    embed    -> images -> representations + predicted vote fractions (Parquet)
-    select   -> the pre-filter on predicted morphology
-    reduce   -> UMAP
-    cluster  -> HDBSCAN leaf clusters
-    search   -> select + reduce + cluster, as an estimator and as a run directory
-    report   -> galleries, maps and an interactive explorer
+    data in     synth (synthetic survey), cutouts (Legacy Surveys), catalog, embedded (images inside
+                Parquet shards), images + pixels + colour (decoding), sky (ra/dec), schema (GZ trees)
+    model       encoder (timm + 128-d bottleneck + Dirichlet head), train, contrastive, pca
+    represent   embed, embed_dask
+    search      select (pre-filter) -> reduce (UMAP) -> cluster (HDBSCAN leaves), as the estimator
+                in search; stability, merge, artifacts and diagnostics check its clusters;
+                config holds its parameters
+    the run     runfolder (ownership marker, write lock), report.rundir (reading a run)
+    look        report (HTML), explore (Bokeh server), similar, samp (TOPCAT/Aladin)
+    measure     evaluate (encoder benchmark), metrics (planted recovery), datasets (planted tables),
+                demo (the whole method on the synthetic survey), timing
+    support     errors, atomic, cli
 """
 
 __version__ = "0.1.0"

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import write_json
-from .runlog import StageTimer, peak_rss_mib
+from .timing import StageTimer, peak_rss_mib
 
 log = logging.getLogger("raregal")
 

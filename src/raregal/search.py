@@ -8,7 +8,7 @@ Two ways in:
 * :func:`run_search`, the table-to-run-directory job behind ``raregal search``: read and
   check the table, pre-filter on the predicted morphology, fit, and write the run directory
   (``clusters.parquet``, ``condensed_tree.parquet``, ``summary.json``, ``config.toml``,
-  ``merge_suggestions.csv``), with the checks of :mod:`raregal.checks` (stability with
+  ``merge_suggestions.csv``), with the checks of :mod:`raregal.diagnostics` (stability with
   ``stability`` > 0, merge suggestions, artifact classes).
 """
 
@@ -32,12 +32,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import atomic, runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
-from .checks import check_clusters
+from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
 from .config import SearchConfig, config_from_dict
 from .errors import InputError
 from .reduce import knn_graph, pca_init, umap_embed
-from .runlog import StageTimer, peak_rss_mib
+from .timing import StageTimer, peak_rss_mib
 from .select import paper_cuts, prefilter
 
 log = logging.getLogger("raregal")

@@ -14,7 +14,7 @@ import os
 import sys
 
 from ..errors import RaregalError, in_cli_terms
-from ..runlog import setup_logging
+from ..timing import setup_logging
 
 #: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
 COMMANDS = ["synth", "cutouts", "train", "pca", "embed", "search", "report", "explore", "similar", "evaluate", "demo"]

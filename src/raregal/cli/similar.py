@@ -79,7 +79,7 @@ def run(args) -> int:
     import logging
 
     from ..atomic import atomic_path
-    from ..runlog import StageTimer
+    from ..timing import StageTimer
     from ..similar import similar
 
     log = logging.getLogger("raregal")
@@ -97,7 +97,7 @@ def run(args) -> int:
                                                           if c in result.columns]))
     print(f"table: {out}")
     if not args.no_gallery:
-        from ..similar_gallery import write_similar_gallery
+        from ..report.similar_gallery import write_similar_gallery
 
         png, bad = write_similar_gallery(result, out.with_suffix(".png"))
         if bad:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..checks import describe_checks
+from ..diagnostics import describe_checks
 from . import panels
 
 log = logging.getLogger("raregal")

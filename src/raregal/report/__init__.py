@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import atomic, runfolder, sky
 from ..atomic import write_json, write_text
-from ..runlog import StageTimer
+from ..timing import StageTimer
 from .rundir import Run, load_run
 
 log = logging.getLogger("raregal")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalog import image_sources
+from ..catalog import image_sources
 
 #: Images per row, and at most this many candidate rows.
 COLS, MAX_ROWS = 8, 6
@@ -27,7 +27,7 @@ def write_similar_gallery(result: pd.DataFrame, path: str | os.PathLike, cols: i
     next rows the candidates, ``cols`` per row, best first (at most ``max_rows`` rows).
     Returns ``(path, number of unreadable images)``; a missing image shows as a placeholder.
     """
-    from .report import montage, thumbs
+    from . import montage, thumbs
 
     bad = 0
 

@@ -1,4 +1,7 @@
-"""Seeded synthetic representation tables with planted rare groups.
+"""Datasets for trying raregal without images: seeded representation tables with planted rare groups.
+
+:func:`make_planted` is to the rare-class search what scikit-learn's ``make_blobs`` is to a
+clusterer (the image survey with planted galaxy classes is :func:`raregal.synth.make_survey`).
 
 A stand-in for an embedded survey when no images are needed (tests, benchmarks, the search
 on its own): a smooth, broad bulk plus a few small, dense groups (0.1-1% each) placed in the
@@ -19,11 +22,11 @@ import pandas as pd
 from .schema import ARTIFACT_FRACTION, EDGE_ON_FRACTION, SMOOTH_FRACTION
 
 
-def planted_representations(n: int = 20_000, dim: int = 128, group_fractions=(0.002, 0.004, 0.006, 0.01),
-                            artifact_group_fraction: float = 0.0, latent_dim: int = 8,
-                            group_spread: float = 0.12, noise: float = 0.02,
-                            smooth_fraction: float = 0.4, edge_on_fraction: float = 0.1,
-                            artifact_fraction: float = 0.02, seed: int = 0) -> pd.DataFrame:
+def make_planted(n: int = 20_000, dim: int = 128, group_fractions=(0.002, 0.004, 0.006, 0.01),
+                 artifact_group_fraction: float = 0.0, latent_dim: int = 8,
+                 group_spread: float = 0.12, noise: float = 0.02,
+                 smooth_fraction: float = 0.4, edge_on_fraction: float = 0.1,
+                 artifact_fraction: float = 0.02, seed: int = 0) -> pd.DataFrame:
     """Make a representation table of ``n`` rows.
 
     Parameters
