@@ -17,6 +17,24 @@ import pandas as pd
 PINNED = Path(__file__).parent / "data" / "pinned_search.json"
 PARAMS = dict(n_neighbors=15, min_samples=8, min_cluster_size=10, seed=7, report=False, stability=2)
 
+#: The values that do not depend on the machine's floating point (the table's columns, which rows the
+#: pre-filter keeps, the counts, the recovery of the planted groups and the parameters). The rest
+#: (labels, coordinates, the tree) follow umap-learn's SGD, whose float results change with numba's
+#: code for the host CPU and with the numeric libraries' versions; those are pinned per environment.
+PORTABLE = ("columns", "kept", "counts", "metrics", "parameters")
+#: Packages whose versions change the layout's floating point.
+NUMERIC_PACKAGES = ("numpy", "scipy", "numba", "llvmlite", "umap-learn", "pynndescent", "hdbscan",
+                    "fast_hdbscan", "scikit-learn")
+
+
+def environment() -> dict:
+    """What the exact values depend on: the CPU numba compiles for and the numeric packages' versions."""
+    from importlib.metadata import version
+
+    import llvmlite.binding as llvm
+
+    return {"cpu": llvm.get_host_cpu_name(), **{p: version(p) for p in NUMERIC_PACKAGES}}
+
 
 def pinned_values() -> dict:
     """Run the search on the pinned table and return the values it wrote, rounded for JSON."""
@@ -47,6 +65,7 @@ def pinned_values() -> dict:
         "tree_rows": len(tree),
         "merges": merges.round(4).to_dict(orient="records"),
         "parameters": summary["parameters"],
+        "environment": environment(),
     }
 
 
