@@ -88,6 +88,29 @@ def test_dirichlet_multinomial_loss_matches_scipy():
     assert total == pytest.approx(nll.sum(1).mean())
 
 
+def test_a_galaxy_with_only_dr8_votes_teaches_nothing_to_the_other_campaigns_questions():
+    # all-campaigns tree (98 answers): votes in DR8 only; the DR1/2 and DR5 questions give loss 0 and gradient 0
+    tree = schema.DECALS_ALL
+    rng = np.random.default_rng(4)
+    conc = torch.tensor(rng.uniform(1, 101, size=(3, len(tree.answers))), requires_grad=True)
+    counts = np.zeros((3, len(tree.answers)))
+    dr8 = [i for i, a in enumerate(tree.answers) if "-dr8_" in a]
+    counts[:, dr8] = rng.integers(0, 12, size=(3, len(dr8)))
+    nll = dirichlet_multinomial_nll(conc, torch.tensor(counts), tree)
+    campaign = [q.campaign for q in tree.tree]
+    assert nll.shape == (3, len(tree.tree)) and len(tree.answers) == 98
+    others = [j for j, c in enumerate(campaign) if c != "dr8"]
+    assert torch.all(nll[:, others] == 0) and nll[:, [campaign.index("dr8")]].gt(0).all()
+    dirichlet_loss(conc, torch.tensor(counts), tree).backward()
+    not_dr8 = [i for i in range(len(tree.answers)) if i not in dr8]
+    assert torch.all(conc.grad[:, not_dr8] == 0) and conc.grad[:, dr8].abs().sum() > 0
+    # the DR8 part is exactly the loss of the DR8 tree on the DR8 columns
+    alone = dirichlet_multinomial_nll(conc.detach()[:, dr8], torch.tensor(counts[:, dr8]), schema.DECALS_DR8)
+    assert torch.allclose(nll[:, [j for j, c in enumerate(campaign) if c == "dr8"]], alone)
+    fr = fractions_from_concentrations(conc.detach().numpy(), tree)
+    assert np.allclose(fr @ question_matrix(tree), 1.0)
+
+
 def test_question_matrix_assigns_every_answer_to_one_question():
     m = question_matrix()
     assert m.shape == (34, 10) and np.all(m.sum(1) == 1)

@@ -58,3 +58,55 @@ def test_keep_disturbed_is_a_checked_search_parameter():
     assert config_from_dict({"keep_disturbed": None, "umap_n_epochs": None}).keep_disturbed is None  # optional keys
     with pytest.raises(InputError, match="'keep_disturbed' must be a fraction"):
         config_from_dict({"keep_disturbed": 1.5})
+
+
+def campaign_table(campaign, smooth, edge_on, artifact):
+    return {f"smooth-or-featured-{campaign}_smooth_fraction": smooth, f"disk-edge-on-{campaign}_yes_fraction": edge_on,
+            f"smooth-or-featured-{campaign}_artifact_fraction": artifact}
+
+
+def test_the_prefilter_reads_the_campaign_named_default_the_newest_in_the_table():
+    from raregal.select import campaign_columns
+
+    frame = table(**campaign_table("dr5", [0.9, 0.1, 0.1], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
+                  **campaign_table("dr8", [0.1, 0.9, 0.1], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]))
+    kept, counts = prefilter(frame, paper_cuts(columns=campaign_columns(frame.columns)))  # dr8, the newest
+    assert kept.tolist() == [True, False, False] and counts["after_smooth"] == 2 and counts["after_edge_on"] == 1
+    kept, _ = prefilter(frame, paper_cuts(columns=campaign_columns(frame.columns, "dr5")))
+    assert kept.tolist() == [False, True, True]
+    assert campaign_columns(frame.columns, "dr8")["disturbed"] == (
+        "merging-dr8_minor-disturbance_fraction", "merging-dr8_major-disturbance_fraction", "merging-dr8_merger_fraction")
+    assert campaign_columns(["smooth-or-featured-dr12_smooth_fraction"])["disturbed"][0] == "merging-dr12_tidal-debris_fraction"
+
+
+def test_gz_desi_columns_keep_todays_cuts_and_a_missing_campaign_names_the_tables():
+    from raregal.errors import InputError
+    from raregal.select import campaign_columns
+
+    assert [c.column for c in paper_cuts(columns=campaign_columns([S, E, A]))] == [S, E, A]
+    assert [c.column for c in paper_cuts(columns=campaign_columns(["id_str"]))] == [S, E, A]
+    dr8 = list(campaign_table("dr8", 0, 0, 0)) + list(campaign_table("dr12", 0, 0, 0))
+    for bad in ("dr5", "dr9"):
+        with pytest.raises(InputError, match=f"campaign='{bad}'.*the campaigns it has: dr12, dr8") as err:
+            campaign_columns(dr8, bad)
+        assert err.value.param == "campaign"
+    with pytest.raises(InputError, match="the campaigns it has: none"):
+        campaign_columns([S, E, A], "dr8")
+
+
+def test_campaign_is_a_search_config_key_recorded_only_when_set():
+    from raregal.config import SearchConfig, config_from_dict
+
+    assert "campaign" not in SearchConfig().to_dict()
+    assert config_from_dict({"campaign": "dr8"}).to_dict()["campaign"] == "dr8"
+
+
+def test_search_cli_names_the_campaign_flag_and_the_tables_campaigns(tmp_path, capsys):
+    from raregal.cli import main
+
+    reps = tmp_path / "reps.parquet"
+    pd.DataFrame({"id_str": [str(i) for i in range(30)], "feat_0": np.arange(30.0), "feat_1": np.arange(30.0)[::-1],
+                  "smooth-or-featured-dr8_smooth_fraction": 0.1}).to_parquet(reps)
+    assert main(["search", str(reps), "--out", str(tmp_path / "run"), "--campaign", "dr5"]) == 2
+    err = capsys.readouterr().err
+    assert "--campaign 'dr5'" in err and "the campaigns it has: dr8" in err and not (tmp_path / "run").exists()

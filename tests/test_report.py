@@ -194,3 +194,27 @@ def test_previews_of_fits_and_jpeg(tmp_path):
     im, why = load_preview(tmp_path / "bad.jpg", 32)
     assert im is None and "bad.jpg" in why
     assert load_preview(None)[0] is None and load_preview(float("nan"))[0] is None
+
+
+def test_morphology_words_of_a_dr8_table_come_from_its_schema(tiny_run_dir, tmp_path):
+    # the same run with its input's fractions named as GZ DECaLS DR8's: the words name dr8 answers
+    import shutil
+
+    from raregal import schema
+    from raregal.report import build_report
+    from raregal.report.morphology import run_fractions
+    from raregal.report.rundir import load_run
+
+    root = tmp_path / "dr8"
+    shutil.copytree(tiny_run_dir.parent, root)
+    reps = pd.read_parquet(root / "reps.parquet")
+    reps.rename(columns=dict(zip(schema.DESI.fractions, schema.DECALS_DR8.fractions))).to_parquet(root / "reps.parquet")
+    summary = json.loads((root / "run" / "summary.json").read_text())
+    summary["input"] = str(root / "reps.parquet")
+    (root / "run" / "summary.json").write_text(json.dumps(summary))
+    frac = run_fractions(load_run(root / "run"))
+    assert list(frac.columns[1:]) == schema.DECALS_DR8.fractions
+    html = build_report(root / "run", progress=False).read_text()
+    words = re.findall(r"<b>([\w-]+)</b> \d\.\d\d vs \d\.\d\d", html)
+    assert words and all("-dr8_" in w for w in words) and "bar-dr8_strong" in words
+    assert "Predicted morphology is not shown" not in html

@@ -54,6 +54,16 @@ def config(**kw):
     return TrainConfig(**base)
 
 
+def test_vote_columns_of_an_unknown_or_another_campaign_are_explained(caplog):
+    with pytest.raises(InputError, match="bar-dr9_strong name a Galaxy Zoo campaign raregal does not know") as err:
+        vote_counts(pd.DataFrame({"bar-dr9_strong": [1], "bar_strong": [2]}))
+    assert err.value.param == "catalog"
+    with pytest.raises(InputError, match=r"campaign\(s\) dr5, dr8 \(e.g. bar-dr5_strong\)"):
+        vote_counts(pd.DataFrame({"bar-dr5_strong": [1], "smooth-or-featured-dr8_smooth": [3]}))
+    counts = vote_counts(pd.DataFrame({"bar_strong": [2], "bar-dr8_strong": [1]}))
+    assert counts.sum() == 2 and "mixes GZ DESI vote columns with those of campaign(s) dr8" in caplog.text
+
+
 def test_vote_counts_fill_missing_with_zero_and_name_absent_columns(caplog):
     frame = pd.DataFrame({"id_str": ["a", "b"], "bar_strong": [3, np.nan], "bar_no": [1, 2]})
     counts = vote_counts(frame)

@@ -29,7 +29,9 @@ class SearchConfig:
     Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
     ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``). Beyond the paper,
     ``keep_disturbed`` (off: None) keeps smooth galaxies whose predicted disturbance + merger
-    fractions reach it (shells, streams), see :func:`raregal.select.paper_cuts`.
+    fractions reach it (shells, streams), see :func:`raregal.select.paper_cuts`. ``campaign``
+    (``dr12``, ``dr5``, ``dr8``, ``gz2``) picks whose fraction columns the cuts read, see
+    :func:`raregal.select.campaign_columns`.
     UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
@@ -51,6 +53,7 @@ class SearchConfig:
     artifact_cut: float = 0.3
     keep_artifacts: bool = False
     keep_disturbed: float | None = None  # beyond the paper: the smooth cut keeps disturbed galaxies
+    campaign: str | None = None  # the pre-filter's GZ campaign (dr8, ...); None: GZ DESI's columns or the newest
     drop_invalid: bool = False
     features: str | None = None
     metric: str = "euclidean"
@@ -107,7 +110,11 @@ class SearchConfig:
         return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as a dict (``campaign`` only when set, so a GZ DESI run's record is as before)."""
+        out = dataclasses.asdict(self)
+        if out["campaign"] is None:
+            del out["campaign"]
+        return out
 
 
 _TYPES = {f.name: f.type for f in fields(SearchConfig)}

@@ -38,7 +38,7 @@ from .config import SearchConfig, config_from_dict
 from .errors import InputError
 from .reduce import knn_graph, pca_init, umap_embed
 from .timing import StageTimer, peak_rss_mib
-from .select import paper_cuts, prefilter
+from .select import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
@@ -394,7 +394,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
 
     with timer.stage("prefilter"):
         cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
-                          config.keep_disturbed)
+                          config.keep_disturbed, campaign_columns(frame.columns, config.campaign))
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import schema
+from .errors import InputError
 from .schema import ARTIFACT_FRACTION, EDGE_ON_FRACTION, SMOOTH_FRACTION
 
 log = logging.getLogger("raregal")
@@ -38,18 +40,54 @@ class Cut:
     rescue_columns: tuple[str, ...] = ()
 
 
+#: Campaigns oldest first (GZ2, SDSS, came before the DECaLS campaigns).
+_BY_AGE = ("gz2",) + tuple(c for c in schema.CAMPAIGNS if c != "gz2")
+
+
+def table_campaigns(columns) -> list[str]:
+    """Campaigns (oldest first) whose ``smooth-or-featured-<c>_smooth_fraction`` column is in ``columns``."""
+    have = set(map(str, columns))
+    return [c for c in _BY_AGE if f"smooth-or-featured-{c}_smooth_fraction" in have]
+
+
+def campaign_columns(columns, campaign: str | None = None) -> dict[str, str | tuple[str, ...]]:
+    """The fraction columns the pre-filter reads from a table with ``columns``, for ``campaign``.
+
+    ``campaign`` None: GZ DESI's columns (``smooth-or-featured_smooth_fraction``) when the table has
+    them or names no campaign, else the newest campaign present. Returns ``{"smooth", "edge_on",
+    "artifact": column, "disturbed": (columns,)}``. A ``campaign`` the table lacks (or that raregal
+    does not know) is an InputError(param="campaign") naming the table's campaigns.
+    """
+    present = table_campaigns(columns)
+    if campaign is None and (SMOOTH_FRACTION in set(map(str, columns)) or not present):
+        return {"smooth": SMOOTH_FRACTION, "edge_on": EDGE_ON_FRACTION, "artifact": ARTIFACT_FRACTION,
+                "disturbed": DISTURBED_FRACTIONS}
+    if campaign is not None and campaign not in present:
+        has = ", ".join(present) if present else "none (its fraction columns carry no -dr5/-dr8 etc.)"
+        raise InputError(f"campaign={campaign!r}: the table has no smooth-or-featured-{campaign}_smooth_fraction "
+                         f"column; the campaigns it has: {has}", param="campaign")
+    campaign = campaign or present[-1]
+    tree = next(s for s in schema.SCHEMAS.values() if campaign in s.campaigns)
+    merging = next((q.answers for q in tree.tree if q.name == f"merging-{campaign}"), ())
+    disturbed = tuple(f"{a}_fraction" for a in merging if not a.endswith(("_none", "_neither")))
+    return {**tree.prefilter_columns(campaign), "disturbed": disturbed}
+
+
 def paper_cuts(smooth_cut: float = 0.5, edge_on_cut: float = 0.3, artifact_cut: float = 0.3,
-               keep_artifacts: bool = False, keep_disturbed: float | None = None) -> list[Cut]:
+               keep_artifacts: bool = False, keep_disturbed: float | None = None,
+               columns: dict | None = None) -> list[Cut]:
     """The paper's three cuts (the artifact cut left out when ``keep_artifacts``).
 
     ``keep_disturbed`` (beyond the paper, off by default): the smooth cut keeps galaxies whose
     predicted minor + major disturbance + merger fractions reach it, so shells, streams and tidal
-    features around ellipticals are searched too.
+    features around ellipticals are searched too. ``columns``: the fraction columns to read, as
+    :func:`campaign_columns` gives them (None: GZ DESI's).
     """
-    cuts = [Cut("smooth", SMOOTH_FRACTION, smooth_cut, keep_disturbed, DISTURBED_FRACTIONS if keep_disturbed
-                is not None else ()), Cut("edge_on", EDGE_ON_FRACTION, edge_on_cut)]
+    cols = columns or campaign_columns(())
+    cuts = [Cut("smooth", cols["smooth"], smooth_cut, keep_disturbed, tuple(cols["disturbed"]) if keep_disturbed
+                is not None else ()), Cut("edge_on", cols["edge_on"], edge_on_cut)]
     if not keep_artifacts:
-        cuts.append(Cut("artifact", ARTIFACT_FRACTION, artifact_cut))
+        cuts.append(Cut("artifact", cols["artifact"], artifact_cut))
     return cuts
 
 

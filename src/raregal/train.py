@@ -154,12 +154,40 @@ _RESUME_KEYS = ("arch", "bottleneck", "input_size", "channels", "dropout", "batc
 VAL_VIEW_SEED = 1_000_003
 
 
+def _check_vote_columns(columns) -> None:
+    """Explain vote columns ``train`` cannot use: an unknown campaign, or another tree's campaigns.
+
+    ``bar-dr9_strong`` (a known question, an unknown campaign) is an error naming the column. Votes
+    of a campaign tree (``bar-dr8_strong``) without GZ DESI's are an error naming the campaigns
+    found (training reads GZ DESI's 34 answers for now); beside GZ DESI's they are ignored, with a
+    warning.
+    """
+    columns = [str(c) for c in columns]
+    bad = schema.unknown_campaign_columns(columns)
+    if bad:
+        raise InputError(f"vote column(s) {', '.join(bad[:5])} name a Galaxy Zoo campaign raregal does not know; "
+                         f"known campaigns: {', '.join(schema.CAMPAIGNS)}, or none (GZ DESI: "
+                         f"{schema.ANSWERS[0]})", param="catalog")
+    campaign_answers = {a for s in schema.SCHEMAS.values() if s.campaigns for a in s.answers}
+    found = sorted({q.campaign for s in schema.SCHEMAS.values() for q in s.tree
+                    if q.campaign and any(a in columns for a in q.answers)})
+    if not found:
+        return
+    if not any(a in columns for a in schema.ANSWERS):
+        raise InputError(f"the catalog's votes are of the Galaxy Zoo campaign(s) {', '.join(found)} "
+                         f"(e.g. {next(c for c in columns if c in campaign_answers)}); raregal train reads the GZ DESI "
+                         f"tree's columns ({schema.ANSWERS[0]}, ...) for now", param="catalog")
+    log.warning("catalog mixes GZ DESI vote columns with those of campaign(s) %s; only GZ DESI's are used",
+                ", ".join(found))
+
+
 def vote_counts(catalog: pd.DataFrame) -> np.ndarray:
     """The (N, 34) float32 vote counts of :data:`raregal.schema.ANSWERS`; missing values count as 0.
 
     Raises InputError when the catalog has none of the answer columns; answer columns it lacks
     entirely are treated as 0 votes with a warning naming them.
     """
+    _check_vote_columns(catalog.columns)
     present = [a for a in schema.ANSWERS if a in catalog.columns]
     if not present:
         raise InputError("catalog has no vote-count columns; expected the GZ DESI answers, e.g. "

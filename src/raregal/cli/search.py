@@ -15,6 +15,8 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--artifact-cut", "artifact_cut", float, "drop predicted artifact fraction >= this (0.3)"),
     ("--keep-disturbed", "keep_disturbed", float, "also keep smooth galaxies whose predicted minor + major "
      "disturbance + merger fractions reach this (e.g. 0.3: shells, streams; off by default, as in the paper)"),
+    ("--campaign", "campaign", str, "Galaxy Zoo campaign whose predicted smooth / edge-on / artifact fractions "
+     "the pre-filter reads (dr12, dr5, dr8, gz2; default: GZ DESI's columns, else the newest in the table)"),
     ("--features", "features", str, "list column, or column prefix, holding the representation"),
     ("--cluster-selection", "cluster_selection_method", str, "leaf (paper) or eom"),
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),

@@ -38,9 +38,19 @@ def dirichlet_head(in_features: int, n_answers: int = len(schema.ANSWERS), dropo
     return nn.Sequential(nn.Dropout(dropout), nn.Sequential(nn.Linear(in_features, n_answers), ScaledSigmoid()))
 
 
+def _questions(tree) -> list:
+    """The questions of ``tree``: a :class:`raregal.schema.Schema`, a list of Questions, or None (GZ DESI)."""
+    if tree is None:
+        return schema.TREE
+    return tree.tree if isinstance(tree, schema.Schema) else tree
+
+
 def question_matrix(tree=None) -> np.ndarray:
-    """(n_answers, n_questions) 0/1 matrix: entry [a, q] is 1 when answer a belongs to question q."""
-    tree = schema.TREE if tree is None else tree
+    """(n_answers, n_questions) 0/1 matrix: entry [a, q] is 1 when answer a belongs to question q.
+
+    ``tree``: a :class:`raregal.schema.Schema` or its list of questions (None: GZ DESI's).
+    """
+    tree = _questions(tree)
     n_answers = max(q.stop for q in tree)
     member = np.zeros((n_answers, len(tree)), dtype=np.float32)
     for j, q in enumerate(tree):
@@ -48,33 +58,36 @@ def question_matrix(tree=None) -> np.ndarray:
     return member
 
 
-def fractions_from_concentrations(concentrations):
+def fractions_from_concentrations(concentrations, tree=None):
     """Expected vote fraction of each answer within its question: alpha_a / sum of alpha over the question.
 
-    Accepts a torch tensor or NumPy array of shape (B, 34) (or (34,)); returns the same type and
-    shape. Each question's fractions sum to 1 (they are conditional on the question being asked).
+    Accepts a torch tensor or NumPy array of shape (B, A) (or (A,)), A the answers of ``tree``
+    (None: GZ DESI's 34); returns the same type and shape. Each question's fractions sum to 1 (they
+    are conditional on the question being asked).
     """
     is_torch = isinstance(concentrations, torch.Tensor)
     conc = concentrations if is_torch else np.asarray(concentrations, dtype=np.float64)
     out = torch.empty_like(conc) if is_torch else np.empty_like(conc)
-    for q in schema.TREE:
+    for q in _questions(tree):
         part = conc[..., q.slice]
         out[..., q.slice] = part / part.sum(-1, keepdims=True) if not is_torch else part / part.sum(-1, keepdim=True)
     return out
 
 
-def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor, tree=None) -> torch.Tensor:
     """Negative log-likelihood of vote counts under a Dirichlet-multinomial, per question.
 
     Parameters
     ----------
-    concentrations : (B, 34) tensor, > 0 (the head's output).
-    counts : (B, 34) tensor of vote counts; NaN (missing) counts as 0 votes.
+    concentrations : (B, A) tensor, > 0 (the head's output); A the answers of ``tree``.
+    counts : (B, A) tensor of vote counts; NaN (missing) counts as 0 votes.
+    tree : a :class:`raregal.schema.Schema` or its questions (None: GZ DESI's 34 answers).
 
     Returns
     -------
     (B, n_questions) tensor: ``-log P(counts_q | N_q, alpha_q)`` for each question q, in nats.
-    A question with no votes has loss 0.
+    A question with no votes has loss 0 and passes no gradient (masked, not merely cancelling):
+    a galaxy voted on in one campaign of an all-campaigns tree teaches only that campaign's questions.
 
     torch.distributions has no Dirichlet-multinomial (Pyro has one, but is not a dependency), so
     the log-density is written out with lgamma:
@@ -82,14 +95,14 @@ def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor
     with ``A = sum_k a_k`` and ``N = sum_k n_k`` over the question's answers.
     """
     counts = torch.nan_to_num(counts.to(concentrations.dtype), nan=0.0)
-    member = torch.as_tensor(question_matrix(), dtype=concentrations.dtype, device=concentrations.device)
+    member = torch.as_tensor(question_matrix(tree), dtype=concentrations.dtype, device=concentrations.device)
     alpha_q = concentrations @ member  # (B, Q)
     n_q = counts @ member
     per_answer = torch.lgamma(counts + concentrations) - torch.lgamma(concentrations) - torch.lgamma(counts + 1.0)
     log_p = torch.lgamma(alpha_q) - torch.lgamma(n_q + alpha_q) + torch.lgamma(n_q + 1.0) + per_answer @ member
-    return -log_p
+    return torch.where(n_q > 0, -log_p, torch.zeros_like(log_p))
 
 
-def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor, tree=None) -> torch.Tensor:
     """Training loss: Dirichlet-multinomial NLL summed over questions, averaged over the batch (scalar, nats)."""
-    return dirichlet_multinomial_nll(concentrations, counts).sum(dim=1).mean()
+    return dirichlet_multinomial_nll(concentrations, counts, tree).sum(dim=1).mean()

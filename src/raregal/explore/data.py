@@ -34,8 +34,6 @@ class ExplorerData:
                  sky_layer: str = sky.DEFAULT_LAYER):
         from scipy.spatial import cKDTree
 
-        from .. import schema
-
         if not run.has_map:
             raise InputError(f"{run.path}: the run has no 2-D map (it was searched with --no-2d), which the explorer "
                              "draws; search again without --no-2d to explore it")
@@ -68,7 +66,7 @@ class ExplorerData:
         self._finite_rows = np.flatnonzero(finite)
         self._kdtree = cKDTree(np.c_[self.x[finite], self.y[finite]]) if finite.any() else None
         self.medians = maps.label_positions(self.x[finite], self.y[finite], self.labels[finite])
-        self.morph = self._morphology(schema.FRACTIONS)
+        self.morph = self._morphology()
         self.neighbours = self._neighbour_index() if neighbours else None
         self.selections: dict[str, np.ndarray] = {}
         self.selection_names: dict[str, str] = {}
@@ -77,9 +75,9 @@ class ExplorerData:
         self.thumbnail = functools.lru_cache(maxsize=8192)(self._thumbnail)  # per-instance cache
 
     # ---- loading ---------------------------------------------------------------------------
-    def _morphology(self, fraction_cols) -> dict[int, list[dict]]:
-        frac = read_input(self.run, fraction_cols)
-        if frac is None or not all(c in frac.columns for c in fraction_cols):
+    def _morphology(self) -> dict[int, list[dict]]:
+        frac = morphology.run_fractions(self.run)
+        if frac is None:
             return {}
         return morphology.cluster_morphology(morphology.aligned(self.table, frac), self.labels, self.info["cluster"])
 

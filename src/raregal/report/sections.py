@@ -69,11 +69,8 @@ def map_section(page: Page) -> None:
 
 def morphology_section(page: Page) -> None:
     """Each cluster's distinctive predicted answers, from the run's input table."""
-    from .. import schema
-    from .rundir import read_input
-
-    fractions = read_input(page.run, schema.FRACTIONS)
-    if fractions is None or not all(c in fractions.columns for c in schema.FRACTIONS):
+    fractions = morphology.run_fractions(page.run)
+    if fractions is None:
         page.warnings.append("Predicted morphology is not shown: the run's input table "
                              f"({page.run.summary.get('input')}) is missing or lacks the *_fraction columns.")
         return
