@@ -7,7 +7,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
+from sklearn.metrics import adjusted_rand_score
+
+from raregal.cluster import leaf_clusters
 from raregal.errors import InputError
+from raregal.reduce import knn_graph
 from raregal.search import RareClassSearch
 
 SMALL = dict(n_neighbors=5, n_components=2, min_samples=3, min_cluster_size=10, map_2d=False, umap_n_epochs=20)
@@ -66,3 +70,24 @@ def test_refit_layout_is_a_clone_with_another_seed(X):
     rep = est.refit_layout(X, 2)
     assert rep is not est and rep.get_params() == clone(est).set_params(random_state=2).get_params()
     assert rep.knn_ is est.knn_ and rep.labels_.shape == est.labels_.shape
+
+
+def test_cosine_metric_groups_by_direction_not_length():
+    # two rays from the origin, lengths 1..20: by angle two groups, by length mixed
+    rng = np.random.default_rng(1)
+    scale = rng.uniform(1, 20, (120, 1))
+    dirs = np.repeat(np.eye(6)[[0, 1]], 60, axis=0) + rng.normal(0, 0.02, (120, 6))
+    X, ray = (scale * dirs).astype(np.float32), np.repeat([0, 1], 60)
+    est = RareClassSearch(**{**SMALL, "min_cluster_size": 20}, metric="cosine", random_state=0).fit(X)
+    np.testing.assert_array_equal(est.knn_[0], knn_graph(X, SMALL["n_neighbors"], "cosine", 0)[0])
+    assert (ray[est.knn_[0]] == ray[:, None]).all()  # every neighbour lies on the same ray
+    kept = est.labels_ >= 0
+    assert kept.mean() > 0.8 and adjusted_rand_score(ray[kept], est.labels_[kept]) == 1.0
+
+
+def test_eom_selection_reaches_hdbscan(X):
+    est = RareClassSearch(**SMALL, cluster_selection_method="eom", random_state=0).fit(X)
+    args = (est.embedding_, SMALL["min_samples"], SMALL["min_cluster_size"], est.backends()[1])
+    direct, leaf = leaf_clusters(*args, "eom"), leaf_clusters(*args, "leaf")
+    np.testing.assert_array_equal(est.labels_, direct.labels)
+    assert est.n_clusters_ == direct.n_clusters <= leaf.n_clusters
