@@ -51,6 +51,16 @@ CANDIDATES = {
                                     "--epochs", "15", "--patience", "15"]),
     "contrastive_boost": ("s2000_5pct", ["--objective", "contrastive", "--epochs", "15", "--patience", "15"]),
     "dirichlet_boost_30": ("s2000_5pct", ["--objective", "dirichlet", "--epochs", "30", "--patience", "30"]),
+    # the contrastive method, chosen by measurement: same survey, epochs and batch for both
+    "contrastive_simclr": ("s2000_5pct", ["--objective", "contrastive", "--contrastive-method", "simclr",
+                                          "--epochs", "15", "--patience", "15"]),
+    "contrastive_vicreg": ("s2000_5pct", ["--objective", "contrastive", "--contrastive-method", "vicreg",
+                                          "--epochs", "15", "--patience", "15"]),
+    # fine-tune the shipped encoder (--init demo): with a contrastive term, and without (the control)
+    "dirichlet_init": ("s2000_5pct", ["--init", "demo", "--objective", "dirichlet", "--lr", "5e-4",
+                                      "--epochs", "10", "--patience", "10"]),
+    "hybrid_init_w2": ("s2000_5pct", ["--init", "demo", "--objective", "hybrid", "--contrastive-weight", "2",
+                                      "--lr", "5e-4", "--epochs", "10", "--patience", "10"]),
 }
 
 
