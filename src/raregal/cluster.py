@@ -41,6 +41,10 @@ class LeafClusters:
 def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
     import fast_hdbscan
 
+    from .jitcache import cache_kernels
+
+    cache_kernels("fast_hdbscan")
+
     est = fast_hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_cluster_size,
                                cluster_selection_method=method, reproducible=True)
     est.fit(Y)

@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 
+from .jitcache import cache_kernels
+
 log = logging.getLogger("raregal")
 
 
@@ -35,6 +37,8 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
         return indices.astype(np.int32), distances.astype(np.float32)
 
     from umap.umap_ import nearest_neighbors
+
+    cache_kernels()
 
     indices, distances, _ = nearest_neighbors(
         X, n_neighbors, metric, {}, angular=False,
@@ -72,6 +76,7 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
         raise ValueError(f"unknown UMAP backend {backend!r}; choose 'umap-learn' or 'cuml'")
     import umap
 
+    cache_kernels()
     kwargs = {}
     if knn is not None:
         kwargs["precomputed_knn"] = (knn[0], knn[1], None)

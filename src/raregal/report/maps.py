@@ -72,6 +72,10 @@ def shade(x, y, labels, width: int, height: int, x_range=None, y_range=None,
     import pandas as pd
     import xarray as xr
 
+    from ..jitcache import cache_kernels
+
+    cache_kernels("datashader")
+
     x, y, labels = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(labels, np.int64)
     if x_range is None or y_range is None:
         x_range, y_range = data_range(x, y)
