@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 
 from raregal import runfolder
+from raregal.diagnostics import ClusterChecks
 from raregal.errors import InputError
 from raregal.merge import COLUMNS
 from raregal.runmodel import INFO_DTYPES, Run, is_run_dir, read_run, write_run
+from raregal.stability import Stability
 
 
 def assert_runs_equal(a: Run, b: Run) -> None:
@@ -102,3 +104,27 @@ def replace_merges(run: Run, merges) -> Run:
     from dataclasses import replace
 
     return replace(run, merges=merges)
+
+
+def test_annotate_pairs_results_with_clusters_by_id():
+    table = pd.DataFrame({"id_str": list("abcde"), "cluster": [2, -1, 0, 1, 2]})
+    info = pd.DataFrame({"cluster": [2, 0, 1], "size": [2, 1, 1]})  # not in id order
+    scores = np.array([0.1, 0.5, 0.9])
+    artifacts = pd.DataFrame({"cluster": [2, 1, 0], "mean_artifact_fraction": [0.8, np.nan, 0.1],  # reversed
+                              "fraction_artifacts": [1.0, np.nan, 0.0], "artifact_class": [True, False, False]})
+    checks = ClusterChecks(stability=Stability(scores=scores, per_repeat=np.vstack([scores, scores]),
+                                               matches=np.zeros((2, 3), int), seeds=[1, 2], n_clusters_per_repeat=[3, 3],
+                                               seconds_per_repeat=[0.1, 0.1], unstable_below=0.6),
+                           merges=pd.DataFrame(columns=COLUMNS), artifacts=artifacts)
+    before = (table.copy(), info.copy())
+    new_table, new_info, entries = checks.annotate(table, info)
+    pd.testing.assert_frame_equal(table, before[0])  # nothing changed in place
+    pd.testing.assert_frame_equal(info, before[1])
+    np.testing.assert_allclose(new_table["stability"], [0.9, np.nan, 0.1, 0.5, 0.9])
+    by_id = new_info.set_index("cluster")
+    assert by_id["stability"].to_dict() == {0: 0.1, 1: 0.5, 2: 0.9}
+    assert by_id["unstable"].to_dict() == {0: True, 1: True, 2: False}
+    assert by_id["artifact_class"].to_dict() == {0: False, 1: False, 2: True}
+    assert by_id.loc[2, "mean_artifact_fraction"] == 0.8 and np.isnan(by_id.loc[1, "mean_artifact_fraction"])
+    assert new_info["unstable"].dtype == bool and new_info["artifact_class"].dtype == bool
+    assert entries["artifact_classes"] == [2] and entries["stability"]["n_unstable"] == 2
