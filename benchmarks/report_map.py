@@ -43,7 +43,8 @@ def main() -> None:
 
     from raregal.explore.data import ExplorerData
     from raregal.report import maps
-    from raregal.report.rundir import Run, _cluster_info
+    from raregal.report.rundir import Run
+    from raregal.runmodel import cluster_info
     from raregal.timing import peak_rss_mib
 
     def step(name, fn, repeat=1):
@@ -61,7 +62,7 @@ def main() -> None:
     frame = pd.DataFrame({"id_str": np.arange(args.n).astype(str), "cluster": labels,
                           "probability": np.where(labels >= 0, 0.9, 0.0), "kept": True, "umap2_0": x, "umap2_1": y})
     run = Run(path=__import__("pathlib").Path("."), clusters=frame, summary={}, tree=None,
-              cluster_info=_cluster_info(frame, {}))
+              cluster_info=cluster_info(frame))
     t0 = time.perf_counter()
     data = ExplorerData(run, neighbours=False)
     print(f"{'explorer: load (k-d tree, priorities)':<44s} {time.perf_counter() - t0:8.3f} s")

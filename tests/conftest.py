@@ -1,9 +1,9 @@
 """Shared test fixtures.
 
-``tiny_run_dir`` (issue 5, reports and explorer): a small but complete run directory in the
-documented format (clusters.parquet, condensed_tree.parquet, summary.json, config.toml) plus the
-representation table and PNG images it points to, built directly from a seeded synthetic table so
-report/explorer tests do not depend on the search stage. It holds 4 clusters found by a real
+``tiny_run_dir`` (issue 5, reports and explorer): a small but complete run directory, written by
+:func:`raregal.runmodel.write_run` like a search's, plus the representation table and PNG images
+it points to, built directly from a seeded synthetic table so report/explorer tests do not depend
+on the search stage. It holds 4 clusters found by a real
 ``hdbscan.HDBSCAN(cluster_selection_method='leaf')``, one ``id_str`` with HTML in it, one corrupt
 and one missing image among the most confident members of a cluster.
 """
@@ -59,18 +59,8 @@ def _tiny_image(path: Path, colour, rng):
     im.save(path)
 
 
-@pytest.fixture(scope="session")
-def tiny_run_dir(tmp_path_factory) -> Path:
-    """A run directory of ~280 kept + 20 filtered galaxies in 4 leaf clusters, with images and reps."""
-    import hdbscan
-
-    from raregal.atomic import write_json, write_parquet, write_toml
-
-    rng = np.random.default_rng(5)
-    root = tmp_path_factory.mktemp("tiny_run")
-    img_dir = root / "images"
-    img_dir.mkdir()
-
+def _tiny_points(rng):
+    """(N, 5) float32 "UMAP" points of the planted groups and a sparse background, and each one's group (-1: none)."""
     pts, truth = [], []
     for g, (centre, n, _, _) in enumerate(_TINY_GROUPS):
         pts.append(np.asarray(centre, float) + rng.normal(0, 0.45, size=(n, 5)))
@@ -78,15 +68,42 @@ def tiny_run_dir(tmp_path_factory) -> Path:
     n_bg = 45
     pts.append(rng.uniform(-3, 9, size=(n_bg, 5)) * [1, 1, 0.3, 0.3, 0.3])
     truth += [-1] * n_bg
-    umap5 = np.vstack(pts).astype(np.float32)
-    truth = np.asarray(truth)
-    n_kept = len(umap5)
+    return np.vstack(pts).astype(np.float32), np.asarray(truth)
+
+
+def _tiny_leaves(umap5):
+    """hdbscan's leaf clusters of the points: (condensed tree, labels, probabilities, one row per cluster)."""
+    import hdbscan
 
     est = hdbscan.HDBSCAN(min_cluster_size=20, min_samples=5, cluster_selection_method="leaf",
                           approx_min_span_tree=False, core_dist_n_jobs=1).fit(umap5)
     tree = est.condensed_tree_.to_pandas()[["parent", "child", "lambda_val", "child_size"]]
     labels, probs = est.labels_.astype(np.int64), est.probabilities_.astype(np.float32)
-    n_clusters = int(labels.max()) + 1
+    points = tree[tree.child_size == 1]
+    info = []
+    for k in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == k)
+        node = int(points.parent[points.child.isin(members)].min())
+        info.append({"cluster": k, "size": int(len(members)), "persistence": float(est.cluster_persistence_[k]),
+                     "tree_node": node, "mean_probability": float(probs[members].mean())})
+    return tree, labels, probs, pd.DataFrame(info)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """A run directory of ~280 kept + 20 filtered galaxies in 4 leaf clusters, with images and reps."""
+    from raregal.atomic import write_parquet
+    from raregal.runmodel import Run, write_run
+
+    rng = np.random.default_rng(5)
+    root = tmp_path_factory.mktemp("tiny_run")
+    img_dir = root / "images"
+    img_dir.mkdir()
+
+    umap5, truth = _tiny_points(rng)
+    n_kept = len(umap5)
+    tree, labels, probs, info = _tiny_leaves(umap5)
+    n_clusters = len(info)
     assert n_clusters >= 3, "tiny fixture should hold several clusters"
 
     n_drop = 20  # rows the pre-filter removed: in clusters.parquet with kept=False
@@ -124,8 +141,6 @@ def tiny_run_dir(tmp_path_factory) -> Path:
         clusters[f"umap2_{j}"] = umap2[:, j]
     clusters["file_loc"] = file_loc
     clusters["true_class"] = true_class
-    write_parquet(root / "run" / "clusters.parquet", clusters)
-    write_parquet(root / "run" / "condensed_tree.parquet", tree)
 
     feats = np.vstack([umap5_all[:n_kept], rng.normal(0, 3, size=(n_drop, 5))])
     feats = np.hstack([feats, rng.normal(0, 0.2, size=(n, 11))]).astype(np.float32)
@@ -135,14 +150,6 @@ def tiny_run_dir(tmp_path_factory) -> Path:
     reps["true_class"] = true_class
     write_parquet(root / "reps.parquet", reps)
 
-    points = tree[tree.child_size == 1]
-    summary_clusters = []
-    for k in range(n_clusters):
-        members = np.flatnonzero(labels == k)
-        node = int(points.parent[points.child.isin(members)].min())
-        summary_clusters.append({"cluster": k, "size": int(len(members)),
-                                 "persistence": float(est.cluster_persistence_[k]),
-                                 "tree_node": node, "mean_probability": float(probs[members].mean())})
     params = {"min_samples": 5, "min_cluster_size": 20, "cluster_selection_method": "leaf",
               "n_neighbors": 50, "n_components": 5, "seed": 0, "smooth_max": 0.5}
     summary = {
@@ -150,11 +157,11 @@ def tiny_run_dir(tmp_path_factory) -> Path:
         "counts": {"input": n, "after_smooth": n - 8, "after_edge_on": n - 15,
                    "after_artifact": n_kept, "kept": n_kept},
         "n_clusters": n_clusters, "fraction_clustered": float((labels >= 0).mean()),
-        "clusters": summary_clusters, "parameters": params,
-        "versions": {"raregal": "test"}, "timing": {"seconds": {"umap": 1.0, "hdbscan": 0.5}},
+        "versions": {"raregal": "test"},
     }
-    write_json(root / "run" / "summary.json", summary)
-    write_toml(root / "run" / "config.toml", params)
+    write_run(Run(clusters=clusters, cluster_info=info, tree=tree, parameters=params,
+                  timings={"seconds": {"umap": 1.0, "hdbscan": 0.5}}, summary=summary),
+              root / "run", command="tests (tiny_run_dir)")
     (root / "run" / "tiny_fixture.json").write_text(json.dumps(
         {"evil_row": int(top0[0]), "corrupt_row": int(corrupt), "missing_row": int(missing)}))
     return root / "run"

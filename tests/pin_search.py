@@ -39,6 +39,7 @@ def environment() -> dict:
 def pinned_values() -> dict:
     """Run the search on the pinned table and return the values it wrote, rounded for JSON."""
     from raregal.datasets import make_planted
+    from raregal.runmodel import read_run
     from raregal.search import run_search
 
     frame = make_planted(n=1500, dim=16, group_fractions=(0.01, 0.02, 0.03),
@@ -49,7 +50,7 @@ def pinned_values() -> dict:
         table = pd.read_parquet(Path(tmp) / "run" / "clusters.parquet")
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
         tree = pd.read_parquet(Path(tmp) / "run" / "condensed_tree.parquet")
-        merges = pd.read_csv(Path(tmp) / "run" / "merge_suggestions.csv")
+        merges = read_run(Path(tmp) / "run").merges  # summary.json's merge_suggestions (once also a CSV)
     kept = table["kept"].to_numpy()
     return {
         "columns": list(table.columns),

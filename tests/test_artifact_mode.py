@@ -8,6 +8,7 @@ import pytest
 
 from raregal.artifacts import artifact_classes
 from raregal.datasets import make_planted
+from raregal.runmodel import read_run
 from raregal.search import run_search
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
@@ -50,6 +51,8 @@ def test_without_keep_artifacts_there_are_no_artifact_classes(reps, tmp_path):
     summary = run_search(reps, tmp_path / "run", **PARAMS)
     assert summary["artifact_classes"] == []
     assert all(c["artifact_class"] is False for c in summary["clusters"])
-    assert (tmp_path / "run" / "merge_suggestions.csv").is_file()
-    merges = pd.read_csv(tmp_path / "run" / "merge_suggestions.csv")
+    assert not (tmp_path / "run" / "merge_suggestions.csv").exists()  # summary.json holds the only copy
+    merges = read_run(tmp_path / "run").merges
     assert len(merges) == len(summary["merge_suggestions"])
+    assert merges[["cluster_a", "cluster_b"]].values.tolist() == \
+        [[m["cluster_a"], m["cluster_b"]] for m in summary["merge_suggestions"]]

@@ -14,7 +14,7 @@ def test_describe_checks():
     assert describe_checks({"stability": 0.4213, "unstable": True, "artifact_class": True}) == \
         "stability 0.42 (unstable) · artifact class"
     assert describe_checks({"stability": 0.9, "unstable": False, "artifact_class": False}) == "stability 0.90"
-    assert describe_checks(pd.Series({"stability": np.nan, "unstable": np.nan, "artifact_class": np.nan})) == ""
+    assert describe_checks(pd.Series({"stability": np.nan, "unstable": False, "artifact_class": False})) == ""
     assert describe_checks({}) == ""
 
 

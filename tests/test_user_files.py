@@ -283,8 +283,11 @@ def test_similar_warns_when_k_is_capped_and_keeps_users_files(tiny_run_dir, tmp_
     assert mine.read_text() == "my,own\n1,2\n"
 
 
-def test_folder_kind_recognises_runs_made_before_markers(tiny_run_dir):
-    assert not (tiny_run_dir / runfolder.MARKER).exists()
+def test_folder_kind_recognises_runs_made_before_markers(tiny_run_dir, tmp_path):
+    old = tmp_path / "old_run"  # the tiny run as raregal wrote runs before markers
+    shutil.copytree(tiny_run_dir, old, ignore=shutil.ignore_patterns(".raregal*", "report", "similar"))
+    assert not (old / runfolder.MARKER).exists()
+    assert runfolder.folder_kind(old) == "run"
     assert runfolder.folder_kind(tiny_run_dir) == "run"
     assert runfolder.folder_kind(tiny_run_dir / "images") is None
 

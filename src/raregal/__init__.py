@@ -9,7 +9,8 @@ The pipeline, in the order a survey goes through it (ARCHITECTURE.md has the who
     search      select (pre-filter) -> reduce (UMAP) -> cluster (HDBSCAN leaves), as the estimator
                 in search; stability, merge, artifacts and diagnostics check its clusters;
                 config holds its parameters
-    the run     runfolder (ownership marker, write lock), report.rundir (reading a run)
+    the run     runmodel (the run's files: Run, write_run, read_run), runfolder (ownership marker,
+                write lock), report.rundir (a run with its images, for report and explore)
     look        report (HTML), explore (Bokeh server), similar, samp (TOPCAT/Aladin)
     measure     evaluate (encoder benchmark), metrics (planted recovery), datasets (planted tables),
                 demo (the whole method on the synthetic survey), timing

@@ -1,15 +1,17 @@
 """Checks on a search's clusters beyond the paper: stability, merge suggestions, artifact classes.
 
 :func:`check_clusters` runs them on a fitted :class:`raregal.search.RareClassSearch`;
-:meth:`ClusterChecks.annotate` adds the results to the run's tables:
+:meth:`ClusterChecks.annotate` returns the run's tables (:class:`raregal.runmodel.Run`) with
+the results added, paired with the clusters by id:
 
-* ``clusters.parquet`` gets a ``stability`` column (its cluster's score; NaN for unclustered
+* the per-galaxy table gets a ``stability`` column (its cluster's score; NaN for unclustered
   rows) when stability was computed;
-* each entry of ``summary["clusters"]`` gets ``stability`` and ``unstable`` (with
-  ``--stability``), and ``artifact_class``/``mean_artifact_fraction`` (when the table has the
-  predicted artifact fraction);
-* ``summary["stability"]`` (repeats, seeds, seconds), ``summary["merge_suggestions"]`` (one
-  record per proposed pair, see :mod:`raregal.merge`) and ``summary["artifact_classes"]``.
+* the per-cluster table gets ``stability`` and ``unstable`` (with ``--stability``), and
+  ``artifact_class``/``mean_artifact_fraction`` (when the table has the predicted artifact
+  fraction);
+* the summary gets ``stability`` (repeats, seeds, seconds) and ``artifact_classes``; the merge
+  suggestions (:attr:`ClusterChecks.merges`, see :mod:`raregal.merge`) become the run's
+  :attr:`~raregal.runmodel.Run.merges`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 
 from .artifacts import artifact_classes
 from .merge import merge_suggestions
+from .runmodel import typed_info
 from .schema import ARTIFACT_FRACTION
 from .stability import Stability, cluster_stability
 
@@ -36,19 +39,38 @@ class ClusterChecks:
     merges: pd.DataFrame  # see raregal.merge.COLUMNS
     artifacts: pd.DataFrame | None  # see raregal.artifacts.artifact_classes; None without the column
 
-    def annotate(self, table: pd.DataFrame, summary: dict) -> None:
-        """Add the results to a run's cluster table (in place) and summary dict (in place)."""
-        per_cluster = summary.get("clusters", [])
+    def per_cluster(self) -> pd.DataFrame:
+        """One row per cluster id with the checks that ran: ``stability`` (4 decimals) and ``unstable``,
+        ``artifact_class`` and ``mean_artifact_fraction`` (6 decimals); only ``cluster`` when none ran."""
+        out = pd.DataFrame({"cluster": pd.Series(dtype=np.int64)})
+        if self.stability is not None:  # scores[k] is cluster k's (raregal.stability)
+            out = out.merge(pd.DataFrame({"cluster": np.arange(len(self.stability.scores), dtype=np.int64),
+                                          "stability": [round(float(s), 4) for s in self.stability.scores],
+                                          "unstable": np.asarray(self.stability.unstable, dtype=bool)}),
+                            on="cluster", how="outer")
+        if self.artifacts is not None:
+            found = self.artifacts[["cluster", "artifact_class", "mean_artifact_fraction"]].astype(
+                {"cluster": np.int64, "artifact_class": bool})
+            found = found.assign(mean_artifact_fraction=[_rounded(v) for v in found["mean_artifact_fraction"]])
+            out = out.merge(found, on="cluster", how="outer")
+        return out
+
+    def annotate(self, table: pd.DataFrame, info: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        """The run's tables with the results added, and the summary's entries for them.
+
+        ``table`` has one row per galaxy and ``info`` one per cluster, each with ``cluster``;
+        results are paired with them by cluster id. Returns new ``(table, info, entries)``:
+        ``table`` gains ``stability`` (float32, NaN off clusters) when stability ran; ``info``
+        the columns of :meth:`per_cluster` (typed, :func:`raregal.runmodel.typed_info`);
+        ``entries`` the summary's ``stability`` and ``artifact_classes``. Nothing is changed in place.
+        """
+        found = self.per_cluster()
+        entries: dict = {}
         if self.stability is not None:
-            scores = self.stability.scores
-            labels = table["cluster"].to_numpy()
-            table["stability"] = np.where(labels >= 0, scores[np.maximum(labels, 0)] if len(scores) else np.nan,
-                                          np.nan).astype(np.float32)
-            for entry in per_cluster:
-                k = entry["cluster"]
-                entry["stability"] = round(float(scores[k]), 4)
-                entry["unstable"] = bool(self.stability.unstable[k])
-            summary["stability"] = {
+            scores = pd.Series(np.asarray(self.stability.scores, dtype=np.float32),
+                               index=np.arange(len(self.stability.scores), dtype=np.int64))
+            table = table.assign(stability=table["cluster"].map(scores).astype(np.float32))
+            entries["stability"] = {
                 "repeats": len(self.stability.seeds), "seeds": self.stability.seeds,
                 "unstable_below": self.stability.unstable_below,
                 "n_unstable": int(self.stability.unstable.sum()),
@@ -56,22 +78,16 @@ class ClusterChecks:
                 "seconds_per_repeat": self.stability.seconds_per_repeat,
             }
         if self.artifacts is not None:
-            for entry, (_, row) in zip(per_cluster, self.artifacts.iterrows()):
-                entry["artifact_class"] = bool(row["artifact_class"])
-                entry["mean_artifact_fraction"] = _finite(row["mean_artifact_fraction"])
-            summary["artifact_classes"] = [int(k) for k in self.artifacts.loc[self.artifacts["artifact_class"],
-                                                                                "cluster"]]
-        summary["merge_suggestions"] = [{k: _finite(v) for k, v in rec.items()}
-                                        for rec in self.merges.to_dict(orient="records")]
+            flagged = self.artifacts["artifact_class"].astype(bool)
+            entries["artifact_classes"] = [int(k) for k in self.artifacts.loc[flagged, "cluster"]]
+        info = typed_info(info.drop(columns=[c for c in found.columns if c != "cluster"], errors="ignore")
+                          .merge(found, on="cluster", how="left"))
+        return table, info, entries
 
 
-def _finite(value):
-    """JSON-friendly scalar: numpy types to Python, NaN to None."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return round(float(value), 6) if np.isfinite(value) else None
-    return value
+def _rounded(value) -> float:
+    """A fraction as the summary keeps it: 6 decimals, NaN kept."""
+    return round(float(value), 6) if np.isfinite(value) else np.nan
 
 
 def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: np.ndarray | None = None, *,
@@ -101,7 +117,7 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
                                    max_tree_distance=merge_max_tree_distance,
                                    max_centroid_ratio=merge_max_centroid_ratio)
     if len(merges):
-        log.info("%d pair(s) of clusters may be one class (merge_suggestions.csv)", len(merges))
+        log.info("%d pair(s) of clusters may be one class (summary.json: merge_suggestions)", len(merges))
     artifacts = None
     if frame is not None and ARTIFACT_FRACTION in frame.columns:
         frac = pd.to_numeric(frame[ARTIFACT_FRACTION], errors="coerce").to_numpy(dtype=float)
@@ -113,10 +129,6 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
     return ClusterChecks(stability=result, merges=merges, artifacts=artifacts)
 
 
-def _is_true(value) -> bool:
-    return value is not None and not (isinstance(value, float) and np.isnan(value)) and bool(value)
-
-
 def describe_checks(entry) -> str:
     """A cluster's checks in words, e.g. ``"stability 0.42 (unstable) · artifact class"``.
 
@@ -126,7 +138,7 @@ def describe_checks(entry) -> str:
     parts = []
     score = entry.get("stability")
     if score is not None and np.isfinite(float(score)):
-        parts.append(f"stability {float(score):.2f}" + (" (unstable)" if _is_true(entry.get("unstable")) else ""))
-    if _is_true(entry.get("artifact_class")):
+        parts.append(f"stability {float(score):.2f}" + (" (unstable)" if entry.get("unstable") else ""))
+    if entry.get("artifact_class"):
         parts.append("artifact class")
     return " · ".join(parts)

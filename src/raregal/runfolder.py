@@ -40,7 +40,9 @@ log = logging.getLogger("raregal")
 
 MARKER = ".raregal.json"
 LOCK = ".raregal.lock"
-#: What each kind of folder holds that raregal wrote (files, and folders ending in "/").
+#: What each kind of folder holds that raregal wrote (files, and folders ending in "/"). A run's
+#: files are raregal.runmodel's; ``merge_suggestions.csv`` is an earlier raregal's copy of
+#: summary.json's merge suggestions, removed so it never stands stale beside a new run.
 OUTPUTS = {
     "run": ("clusters.parquet", "condensed_tree.parquet", "summary.json", "config.toml",
             "merge_suggestions.csv", "report/", "similar/"),

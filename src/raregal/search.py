@@ -6,10 +6,11 @@ Two ways in:
   representations (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``,
   ``embedding_`` (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
 * :func:`run_search`, the table-to-run-directory job behind ``raregal search``: read and
-  check the table, pre-filter on the predicted morphology, fit, and write the run directory
-  (``clusters.parquet``, ``condensed_tree.parquet``, ``summary.json``, ``config.toml``,
-  ``merge_suggestions.csv``), with the checks of :mod:`raregal.diagnostics` (stability with
-  ``stability`` > 0, merge suggestions, artifact classes).
+  check the table, pre-filter on the predicted morphology, fit, run the checks of
+  :mod:`raregal.diagnostics` (stability with ``stability`` > 0, merge suggestions, artifact
+  classes), and write the result as a :class:`raregal.runmodel.Run` with
+  :func:`raregal.runmodel.write_run` (``clusters.parquet``, ``condensed_tree.parquet``,
+  ``summary.json``, ``config.toml``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -30,14 +30,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import atomic, runfolder, sky
+from . import runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
 from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
 from .config import SearchConfig, config_from_dict
 from .errors import InputError
 from .reduce import knn_graph, pca_init, umap_embed
-from .timing import StageTimer, peak_rss_mib
+from .runmodel import BASE_INFO, Run, write_run
+from .timing import StageTimer
 from .select import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
@@ -275,14 +276,15 @@ def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -
     return out
 
 
-def _cluster_summaries(est: RareClassSearch) -> list[dict]:
+def cluster_summaries(est: RareClassSearch) -> pd.DataFrame:
+    """One row per cluster: cluster, size, persistence, tree_node, mean_probability (the run's ``cluster_info``)."""
     out = []
     for k in range(est.n_clusters_):
         member = est.labels_ == k
         out.append({"cluster": k, "size": int(member.sum()), "persistence": float(est.cluster_persistence_[k]),
                     "tree_node": int(est.cluster_tree_nodes_[k]),
                     "mean_probability": float(est.probabilities_[member].mean())})
-    return out
+    return pd.DataFrame(out, columns=list(BASE_INFO))
 
 
 def check_representation(X: np.ndarray, ids: np.ndarray, config: SearchConfig) -> None:
@@ -332,7 +334,8 @@ def _check_kept(est: RareClassSearch, counts: dict, cuts) -> None:
     est.check_size(n_kept)
 
 
-def _search_summary(reps, frame, X, counts, config, est) -> dict:
+def _search_summary(reps, frame, X, counts, est) -> dict:
+    """What summary.json says besides the tables, the parameters and the timing (see raregal.runmodel)."""
     n_kept = counts["kept"]
     n_clustered = int((est.labels_ >= 0).sum())
     return {
@@ -343,24 +346,8 @@ def _search_summary(reps, frame, X, counts, config, est) -> dict:
         "n_clusters": int(est.n_clusters_),
         "n_clustered": n_clustered,
         "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
-        "clusters": _cluster_summaries(est),
-        "parameters": config.to_dict(),
         "versions": _versions(),
     }
-
-
-def _write_run(out_dir: Path, table, est, checks, config, summary, timer, t0) -> None:
-    """Write the run's files (each atomically; ``summary.json`` last, so it marks a complete run)."""
-    with timer.stage("write"):
-        atomic.write_parquet(out_dir / "clusters.parquet", table)
-        atomic.write_parquet(out_dir / "condensed_tree.parquet", est.condensed_tree_)
-        with atomic.atomic_path(out_dir / "merge_suggestions.csv") as tmp:
-            checks.merges.to_csv(tmp, index=False)
-        atomic.write_toml(out_dir / "config.toml", config.to_dict())
-    summary["timing"] = timer.as_dict()
-    summary["timing"]["wall_seconds"] = round(time.perf_counter() - t0, 3)
-    summary["timing"]["peak_memory_mib"] = round(peak_rss_mib(), 1)
-    atomic.write_json(out_dir / "summary.json", summary)
 
 
 def _config(config, params) -> SearchConfig:
@@ -385,8 +372,6 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     config = _config(config, params)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
-    t0 = time.perf_counter()
-
     with timer.stage("read"):
         frame, X = load_representations(reps, config.features)
         valid = _valid_rows(frame, X, config.drop_invalid)
@@ -405,8 +390,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     try:
         with runfolder.WriteLock(out_dir, "raregal search"):
             runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
-            runfolder.mark(out_dir, "run", "raregal search")
-            summary = _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0, overwrite)
+            summary = _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, overwrite)
     except BaseException:
         if created:
             _remove_if_empty(out_dir)
@@ -415,7 +399,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     return summary
 
 
-def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0, overwrite) -> dict:
+def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, overwrite) -> dict:
     est.fit(X[kept])
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
@@ -423,19 +407,18 @@ def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, t0
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer)
-    table = cluster_table(frame, kept, est)
-    summary = _search_summary(reps, frame, X, counts, config, est)
-    checks.annotate(table, summary)
+    table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
+    summary = {**_search_summary(reps, frame, X, counts, est), **entries}
     if "true_class" in frame.columns:
         summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
-    if overwrite:
-        runfolder.remove_outputs(out_dir, "run")  # the earlier run's files, stale report included
-    _write_run(out_dir, table, est, checks, config, summary, timer, t0)
+    run = Run(clusters=table, cluster_info=info, tree=est.condensed_tree_, merges=checks.merges,
+              parameters=config.to_dict(), summary=summary)
+    run = write_run(run, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer of the run
     log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, summary["n_clustered"],
              counts["kept"], 100 * summary["fraction_clustered"])
     if config.report and source_columns(frame):  # images known: file_loc, or inside the catalog's shards
         _report(out_dir)
-    return summary
+    return run.to_summary()
 
 
 def _remove_if_empty(folder: Path) -> None:

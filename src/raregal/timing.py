@@ -29,6 +29,7 @@ class StageTimer:
         self.seconds: dict[str, float] = {}
         self.peak_mib: dict[str, float] = {}
         self.echo = echo
+        self.started = time.perf_counter()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -47,6 +48,11 @@ class StageTimer:
             "peak_memory_mib": round(max(self.peak_mib.values(), default=peak_rss_mib()), 1),
             "peak_memory_mib_after_stage": {k: round(v, 1) for k, v in self.peak_mib.items()},
         }
+
+    def totals(self) -> dict:
+        """:meth:`as_dict` with the wall seconds since the timer was made and the process's peak memory so far."""
+        return {**self.as_dict(), "wall_seconds": round(time.perf_counter() - self.started, 3),
+                "peak_memory_mib": round(peak_rss_mib(), 1)}
 
 
 def setup_logging(verbose: bool = False) -> None:

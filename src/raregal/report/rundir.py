@@ -1,31 +1,30 @@
-"""Reading a run directory (the output of ``raregal search``) for reports and the explorer.
+"""A run directory (the output of ``raregal search``) as the report and the explorer use it.
 
-A run directory holds ``clusters.parquet`` (one row per input galaxy), ``condensed_tree.parquet``
-and ``summary.json`` (see the README's data contracts). :func:`load_run` reads them into a
-:class:`Run`, checks the columns the pictures need, and says where the images are: the run's own
-``file_loc``; for a run of a catalog with the images inside, the ``image_shard``/``image_row``
-its representation table carries (:mod:`raregal.embedded`); or a catalog given by the user.
+:func:`load_run` reads the folder with :func:`raregal.runmodel.read_run` (which owns the files;
+see the README's data contracts) and adds where the images are: the run's own ``file_loc``; for
+a run of a catalog with the images inside, the ``image_shard``/``image_row`` its representation
+table carries (:mod:`raregal.embedded`); or a catalog given by the user. It also checks the sky
+coordinates (:func:`raregal.sky.with_coordinates`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .. import sky
 from ..catalog import FILE_LOC, ID, absolute_file_locs, check_ids, has_images, read_table, source_columns
 from ..embedded import ROW, SHARD, has_image_column, read_embedded_catalog
 from ..errors import InputError
+from ..runmodel import CLUSTERS, check_run_dir, read_run
 
 log = logging.getLogger("raregal")
 
-_NEEDED = ("id_str", "cluster", "probability", "kept")
+__all__ = ["Run", "check_run_dir", "load_run", "input_path", "input_columns", "read_input"]
 
 
 @dataclass
@@ -34,9 +33,10 @@ class Run:
 
     path: Path
     clusters: pd.DataFrame  # one row per input galaxy (run's clusters.parquet, plus where the images are)
-    summary: dict
+    summary: dict  # what summary.json holds (raregal.runmodel.Run.to_summary)
     tree: pd.DataFrame | None  # condensed tree (parent, child, lambda_val, child_size) or None
-    cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster
+    cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster (runmodel.INFO_DTYPES)
+    merges: pd.DataFrame | None = None  # merge suggestions (raregal.merge.COLUMNS), None when not computed
 
     @property
     def kept(self) -> pd.DataFrame:
@@ -54,46 +54,8 @@ class Run:
         return has_images(self.clusters)
 
 
-def _cluster_info(clusters: pd.DataFrame, summary: dict) -> pd.DataFrame:
-    """One row per cluster: cluster, size, persistence, tree_node, mean_probability (summary wins)."""
-    members = clusters[clusters["cluster"] >= 0]
-    counted = members.groupby("cluster").agg(size=("id_str", "size"),
-                                             mean_probability=("probability", "mean")).reset_index()
-    listed = pd.DataFrame(summary.get("clusters") or [])
-    if listed.empty:
-        info = counted.assign(persistence=np.nan, tree_node=-1)
-    else:
-        if "cluster" not in listed.columns:
-            raise InputError("summary.json: entries of 'clusters' lack the key 'cluster'")
-        info = listed.merge(counted, on="cluster", how="outer", suffixes=("", "_counted"))
-        for col in ("size", "mean_probability"):
-            if col in info.columns and f"{col}_counted" in info.columns:
-                info[col] = info[col].fillna(info[f"{col}_counted"])
-            elif f"{col}_counted" in info.columns:
-                info[col] = info[f"{col}_counted"]
-        info = info.drop(columns=[c for c in info.columns if c.endswith("_counted")])
-    for col, default in (("persistence", np.nan), ("tree_node", -1)):
-        if col not in info.columns:
-            info[col] = default
-    info["size"] = info["size"].fillna(0).astype(int)
-    info["tree_node"] = info["tree_node"].fillna(-1).astype(int)
-    return info.sort_values("cluster").reset_index(drop=True)
-
-
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
-    """``run_dir`` as a Path, after a cheap check that it holds a run; raises InputError if not.
-
-    Lets a command fail at once, before anything slow, on a mistyped run directory.
-    """
-    path = Path(run_dir)
-    for name in ("clusters.parquet", "summary.json"):
-        if not (path / name).exists():
-            raise InputError(f"{path}: not a run directory ({name} missing); run `raregal search` first")
-    return path
-
-
 def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None) -> Run:
-    """Read ``run_dir`` and attach image paths.
+    """Read ``run_dir`` (:func:`raregal.runmodel.read_run`) and attach image paths.
 
     Parameters
     ----------
@@ -107,26 +69,10 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
-    path = check_run_dir(run_dir)
-    cpath, spath = path / "clusters.parquet", path / "summary.json"
-    clusters = read_table(cpath)
-    missing = [c for c in _NEEDED if c not in clusters.columns]
-    if missing:
-        raise InputError(f"{cpath}: missing column(s) {', '.join(missing)}")
-    clusters["kept"] = clusters["kept"].astype(bool)
-    clusters["cluster"] = clusters["cluster"].astype(np.int64)
-    try:
-        summary = json.loads(spath.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{spath}: not valid JSON: {err}") from err
-    tpath = path / "condensed_tree.parquet"
-    tree = read_table(tpath) if tpath.exists() else None
-    if tree is not None:
-        bad = [c for c in ("parent", "child", "lambda_val", "child_size") if c not in tree.columns]
-        if bad:
-            raise InputError(f"{tpath}: missing column(s) {', '.join(bad)}")
-    clusters = sky.with_coordinates(clusters, str(cpath))
-    run = Run(path=path, clusters=clusters, summary=summary, tree=tree)
+    model = read_run(run_dir)
+    clusters = sky.with_coordinates(model.clusters, str(model.path / CLUSTERS))
+    run = Run(path=model.path, clusters=clusters, summary=model.to_summary(), tree=model.tree,
+              cluster_info=model.cluster_info, merges=model.merges)
     if catalog is not None:
         clusters = _join_catalog(clusters, catalog)
     if not has_images(clusters):
@@ -134,7 +80,6 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
         if where is not None and source_columns(where) == [SHARD, ROW]:
             clusters = _join_images(clusters, where.drop_duplicates(ID))
     run.clusters = clusters.reset_index(drop=True)
-    run.cluster_info = _cluster_info(clusters, summary)
     return run
 
 
