@@ -227,8 +227,9 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     catalog = catalog.reset_index(drop=True)
     from .encoder.loading import load_model
 
+    # on CPU, only to check and fingerprint
     model = load_model(model_spec.spec, arch=model_spec.arch, input_size=model_spec.input_size,
-                       trust_checkpoint=model_spec.trust_checkpoint, schema=model_spec.schema)  # on CPU, only to check and fingerprint
+                       trust_checkpoint=model_spec.trust_checkpoint, schema=model_spec.schema)
     plan = _plan(catalog, model, partition_size, carry, out, overwrite)
     todo = [i for i in range(plan.n_partitions) if not part_path(out, i).is_file()]
     if len(todo) < plan.n_partitions:
