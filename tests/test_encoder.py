@@ -168,6 +168,28 @@ def test_raregal_format_roundtrip_folder_json_and_lone_safetensors(tmp_path, ima
         np.testing.assert_array_equal(f, f0)
 
 
+def test_the_head_is_as_wide_as_its_schema_and_the_checkpoint_records_it(tmp_path, images):
+    torch.manual_seed(0)
+    model = GalaxyEncoder(EncoderConfig(arch=ARCH, bottleneck=16, input_size=SIZE, schema="decals_dr8_ortho")).eval()
+    assert model.schema is schema.DECALS_DR8 and model.config.schema == "decals-dr8"  # label_metadata's name works
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.schema is schema.DECALS_DR8 and loaded.head[1][0].out_features == 34
+    _, f = outputs(loaded, images)
+    assert np.allclose(f[:, schema.DECALS_DR8.question("bar-dr8").slice].sum(1), 1.0)
+    assert load_model(tmp_path / "m", schema="dr8").schema is schema.DECALS_DR8  # agreeing: fine
+    with pytest.raises(InputError, match="decals-dr8 tree.*not schema=desi") as err:
+        load_model(tmp_path / "m", schema="desi")  # same width, other names: the file decides, so say so
+    assert err.value.param == "schema"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["schema"]["name"] = "gz2"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="names the tree 'gz2' but its answers are those of 'decals-dr8'"):
+        load_model(tmp_path / "m" / "config.json")
+    wide = GalaxyEncoder(EncoderConfig(arch=ARCH, bottleneck=16, input_size=SIZE, schema="decals-all-campaigns"))
+    assert wide.head[1][0].out_features == 98
+
+
 def test_half_precision_raregal_file_loads_close(tmp_path, images):
     model = tiny()
     save_model(model, tmp_path / "h", dtype=torch.float16)

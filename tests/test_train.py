@@ -58,10 +58,34 @@ def test_vote_columns_of_an_unknown_or_another_campaign_are_explained(caplog):
     with pytest.raises(InputError, match="bar-dr9_strong name a Galaxy Zoo campaign raregal does not know") as err:
         vote_counts(pd.DataFrame({"bar-dr9_strong": [1], "bar_strong": [2]}))
     assert err.value.param == "catalog"
-    with pytest.raises(InputError, match=r"campaign\(s\) dr5, dr8 \(e.g. bar-dr5_strong\)"):
-        vote_counts(pd.DataFrame({"bar-dr5_strong": [1], "smooth-or-featured-dr8_smooth": [3]}))
-    counts = vote_counts(pd.DataFrame({"bar_strong": [2], "bar-dr8_strong": [1]}))
-    assert counts.sum() == 2 and "mixes GZ DESI vote columns with those of campaign(s) dr8" in caplog.text
+    # votes of two campaigns: only the all-campaigns tree holds both
+    counts = vote_counts(pd.DataFrame({"bar-dr5_strong": [1], "smooth-or-featured-dr8_smooth": [3]}))
+    assert counts.shape == (1, len(schema.DECALS_ALL.answers)) and counts.sum() == 4
+    # as many columns of GZ DESI's as of DR8's: ambiguous, so the error lists both and names the parameter
+    with pytest.raises(InputError, match=r"several Galaxy Zoo trees equally \(desi, decals-dr8.*schema=NAME") as err:
+        vote_counts(pd.DataFrame({"bar_strong": [2], "bar-dr8_strong": [1]}))
+    assert err.value.param == "schema"
+    counts = vote_counts(pd.DataFrame({"bar_strong": [2], "bar-dr8_strong": [1]}), "desi")
+    assert counts.sum() == 2 and "vote columns of other trees are ignored (training the desi tree): bar-dr8_strong" \
+        in caplog.text
+
+
+def test_the_tree_is_inferred_from_complete_vote_columns_and_said(caplog):
+    import logging
+
+    from raregal.train import train_schema
+
+    caplog.set_level(logging.INFO, logger="raregal")
+    dr5_dr8 = schema.DECALS_DR5.answers + schema.DECALS_DR8.answers
+    assert train_schema(dr5_dr8) is schema.DECALS_ALL
+    assert "vote columns are those of the decals-all-campaigns tree (98 answers)" in caplog.text
+    assert train_schema(schema.GZ2.answers) is schema.GZ2 and train_schema(schema.DECALS_DR12.answers) is \
+        schema.DECALS_DR12  # both 30 answers wide, told apart by their names
+    assert train_schema(schema.ANSWERS) is schema.DESI
+    assert train_schema(schema.ANSWERS, "decals-dr8") is schema.DECALS_DR8  # --schema decides
+    with pytest.raises(InputError, match="no_such_tree.*known: desi") as err:
+        train_schema(schema.ANSWERS, "no_such_tree")
+    assert err.value.param == "schema"
 
 
 def test_vote_counts_fill_missing_with_zero_and_name_absent_columns(caplog):
@@ -177,6 +201,52 @@ def test_early_stopping_and_init_from_another_model(tmp_path, monkeypatch):
                and "num_batches" not in k)
 
 
+def _campaign_catalog(folder, n=16):
+    """make_catalog's galaxies, the even ones voted in GZ DECaLS DR5 and the odd ones in DR8 (NaN in the other)."""
+    make_catalog(folder, n=n, bad=False)
+    frame = pd.read_parquet(folder / "catalog.parquet")
+    votes = frame[schema.ANSWERS]
+    rest = frame.drop(columns=schema.ANSWERS)
+    parts = [rest]
+    for campaign, keep in (("dr5", frame.index % 2 == 0), ("dr8", frame.index % 2 == 1)):
+        part = votes.astype(float).copy()
+        part.loc[~np.asarray(keep)] = np.nan
+        part.columns = [a.replace("_", f"-{campaign}_", 1) for a in schema.ANSWERS]
+        parts.append(part)
+    out = pd.concat(parts, axis=1)
+    out.to_parquet(folder / "campaigns.parquet")
+    return read_catalog(folder / "campaigns.parquet")
+
+
+def test_train_on_two_campaigns_infers_the_all_campaigns_tree_and_records_it(tmp_path, caplog):
+    import logging
+
+    from raregal.embed import embed_chunk
+
+    caplog.set_level(logging.INFO, logger="raregal")
+    catalog = _campaign_catalog(tmp_path / "data")
+    assert set(schema.DECALS_DR8.answers) <= set(catalog.columns) and schema.ANSWERS[0] not in catalog.columns
+    summary = train(catalog, tmp_path / "ck", config(epochs=1, val_fraction=0.5), progress=False)
+    assert summary["schema"] == "decals-all-campaigns" and "decals-all-campaigns tree (98 answers)" in caplog.text
+    assert "lacks 30 answer columns of the decals-all-campaigns tree" in caplog.text  # DR1/2: 0 votes, no loss
+    per_q = json.loads((tmp_path / "ck" / "history.json").read_text())["epochs"][0]["val_loss_per_question"]
+    assert list(per_q) == list(schema.DECALS_ALL.questions)
+    assert per_q["smooth-or-featured-dr12"] is None  # nobody voted in DR1/2: those questions teach nothing
+    assert per_q["smooth-or-featured-dr5"] > 0 and per_q["smooth-or-featured-dr8"] > 0
+    stored = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert stored["schema"]["name"] == "decals-all-campaigns" and len(stored["schema"]["answers"]) == 98
+    assert stored["training"]["schema"] == "decals-all-campaigns"
+    model = load_model(tmp_path / "ck")
+    assert model.schema is schema.DECALS_ALL and model.head[1][0].out_features == 98
+    with pytest.raises(InputError, match="decals-all-campaigns tree.*not schema=desi"):
+        load_model(tmp_path / "ck", schema="desi")
+    table, _ = embed_chunk(model, catalog.head(3), backend="torch")
+    fractions = [c for c in table.columns if c.endswith("_fraction")]
+    assert fractions == schema.DECALS_ALL.fractions and "smooth-or-featured-dr8_smooth_fraction" in fractions
+    with pytest.raises(InputError, match="other settings.*schema"):  # a resume keeps the tree it began with
+        train(catalog, tmp_path / "ck", config(epochs=2, val_fraction=0.5, schema="decals-dr8"), progress=False)
+
+
 def test_train_cli(tmp_path, capsys):
     from raregal.cli import main
 
@@ -189,3 +259,17 @@ def test_train_cli(tmp_path, capsys):
     rc = main(["train", "--catalog", str(tmp_path / "data" / "catalog.parquet"), "--out", str(tmp_path / "x"),
                "--arch", "no_such_net", "--epochs", "1"])
     assert rc == 2
+
+
+def test_train_cli_names_schema_when_the_votes_are_ambiguous(tmp_path, capsys):
+    from raregal.cli import main
+
+    make_catalog(tmp_path / "data", n=8, bad=False)
+    frame = pd.read_parquet(tmp_path / "data" / "catalog.parquet")[["id_str", "file_loc", "bar_strong"]]
+    frame["bar-dr8_strong"] = 1
+    frame.to_parquet(tmp_path / "data" / "mixed.parquet")
+    rc = main(["train", "--catalog", str(tmp_path / "data" / "mixed.parquet"), "--out", str(tmp_path / "ck"),
+               "--arch", ARCH, "--epochs", "1", "--batch-size", "4", "--workers", "0", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "desi, decals-dr8" in err and "--schema NAME" in err
+    assert not (tmp_path / "ck").exists()

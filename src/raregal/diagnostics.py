@@ -25,7 +25,6 @@ import pandas as pd
 from .artifacts import artifact_classes
 from .merge import merge_suggestions
 from .runmodel import typed_info
-from .schema import ARTIFACT_FRACTION
 from .stability import Stability, cluster_stability
 
 log = logging.getLogger("raregal")
@@ -93,7 +92,7 @@ def _rounded(value) -> float:
 def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: np.ndarray | None = None, *,
                    stability: int = 0, unstable_below: float = 0.6, artifact_cut: float = 0.3,
                    merge_max_tree_distance: int = 2, merge_max_centroid_ratio: float = 0.25,
-                   timer=None, progress: bool = True) -> ClusterChecks:
+                   timer=None, progress: bool = True, artifact_column: str | None = None) -> ClusterChecks:
     """Stability (when ``stability`` > 0 repeats), merge suggestions and artifact classes.
 
     Parameters
@@ -101,6 +100,8 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
     est : fitted RareClassSearch; X : (N, D) the array it was fitted on.
     frame, kept : the input table and the (len(frame),) mask of its rows in X, for the
         predicted artifact fraction (skipped when absent).
+    artifact_column : the fraction column read (None: that of the pre-filter's default campaign,
+        :func:`raregal.select.campaign_columns`: GZ DESI's, else the newest campaign the table has).
     """
     from contextlib import nullcontext
 
@@ -119,8 +120,12 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
     if len(merges):
         log.info("%d pair(s) of clusters may be one class (summary.json: merge_suggestions)", len(merges))
     artifacts = None
-    if frame is not None and ARTIFACT_FRACTION in frame.columns:
-        frac = pd.to_numeric(frame[ARTIFACT_FRACTION], errors="coerce").to_numpy(dtype=float)
+    if frame is not None and artifact_column is None:
+        from .select import campaign_columns
+
+        artifact_column = campaign_columns(frame.columns)["artifact"]
+    if frame is not None and artifact_column in frame.columns:
+        frac = pd.to_numeric(frame[artifact_column], errors="coerce").to_numpy(dtype=float)
         frac = frac[kept] if kept is not None else frac
         artifacts = artifact_classes(frac, est.labels_, artifact_cut)
         if artifacts["artifact_class"].any():

@@ -1,11 +1,14 @@
-"""Embed every image of a catalog: representation plus predicted Galaxy Zoo DESI vote fractions.
+"""Embed every image of a catalog: representation plus predicted Galaxy Zoo vote fractions.
 
 Output (``REPS.parquet``, what ``raregal search`` reads): one row per readable image, in catalog
 order, with ``id_str``, where the image is (``file_loc``, absolute; for a catalog with the images
 inside, ``image_shard`` and ``image_row``, see :mod:`raregal.embedded`), ``feat_0 … feat_{D-1}``
-(float32 representation), ``<answer>_fraction`` for all 34 answers (float32, expected vote
-fraction within each question; NaN for an encoder without a Dirichlet head) and the carried
-catalog columns: ``ra`` and ``dec`` whenever the catalog has them, and those asked for.
+(float32 representation), ``<answer>_fraction`` for every answer of the model's Galaxy Zoo tree
+(``model.schema``: 34 columns such as ``smooth-or-featured_smooth_fraction`` for GZ DESI, 98 such as
+``smooth-or-featured-dr8_smooth_fraction`` for GZ DECaLS all campaigns, the names of Zoobot's own
+prediction tables; float32, expected vote fraction within each question; NaN for an encoder without
+a Dirichlet head) and the carried catalog columns: ``ra`` and ``dec`` whenever the catalog has them,
+and those asked for.
 
 The work is cut into chunks of rows. Each finished chunk is written at once to
 ``REPS.parquet.parts/part-NNNNN.parquet`` (atomically), so a run that is interrupted or killed
@@ -49,6 +52,8 @@ __all__ = ["embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_p
 
 #: Catalog columns every embedding carries when the catalog has them (sky position; any capitalisation).
 ALWAYS_CARRIED = ("ra", "dec")
+#: Fraction columns of every known tree: embed writes those of its model's, so none may be carried.
+_ALL_FRACTIONS = frozenset(f for tree in schema.SCHEMAS.values() for f in tree.fractions)
 
 
 def parts_dir(out: str | os.PathLike) -> Path:
@@ -64,7 +69,7 @@ def skipped_path(out: str | os.PathLike) -> Path:
 
 
 def _run(runner, loader) -> tuple[list[np.ndarray], list, list, list]:
-    """Yield per batch: (row positions, representation (B, D), fractions (B, 34) or None, failed [(pos, reason)]).
+    """Yield per batch: (row positions, representation (B, D), fractions (B, A) or None, failed [(pos, reason)]).
 
     ``runner`` is a :func:`~raregal.encoder.runtime.make_runner` callable (images -> NumPy z, fractions).
     """
@@ -83,15 +88,18 @@ def device_of(model) -> torch.device:
 
 
 def _frame(rows: pd.DataFrame, index: np.ndarray, z: np.ndarray, frac: np.ndarray | None,
-           carry: list[str]) -> pd.DataFrame:
-    """Assemble the output table for ``rows`` (positions ``index`` were read; z (n, D), frac (n, 34))."""
+           carry: list[str], fractions: list[str]) -> pd.DataFrame:
+    """Assemble the output table for ``rows`` (positions ``index`` were read; z (n, D), frac (n, A)).
+
+    ``fractions``: the A fraction column names, in the head's order (the model's ``schema.fractions``).
+    """
     picked = rows.iloc[index]
     data = {"id_str": picked["id_str"].astype(str).to_numpy(), **_where(picked)}
     z = z.astype(np.float32, copy=False)
     for j in range(z.shape[1]):
         data[f"feat_{j}"] = z[:, j]
-    frac = np.full((len(index), len(schema.FRACTIONS)), np.nan, np.float32) if frac is None else frac.astype(np.float32)
-    for j, name in enumerate(schema.FRACTIONS):
+    frac = np.full((len(index), len(fractions)), np.nan, np.float32) if frac is None else frac.astype(np.float32)
+    for j, name in enumerate(fractions):
         data[name] = frac[:, j]
     for col in carry:
         data[col] = picked[col].to_numpy()
@@ -140,7 +148,7 @@ def embed_chunk(model, rows: pd.DataFrame, batch_size: int = 64, num_workers: in
                                          collate_fn=collate_images, pin_memory=device.type == "cuda",
                                          persistent_workers=False)
     index, z, frac, failed = _stack(list(_run(runner, loader)), model.representation_dim)
-    return _frame(rows, index, z, frac, list(carry)), _skipped_frame(rows, failed)
+    return _frame(rows, index, z, frac, list(carry), model.schema.fractions), _skipped_frame(rows, failed)
 
 
 def _skipped_frame(rows: pd.DataFrame, failed: list) -> pd.DataFrame:
@@ -169,7 +177,7 @@ def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
     if missing:
         raise InputError(f"--carry: catalog has no column(s) {', '.join(missing)}")
     reserved = [c for c in carry if c in ("id_str", "file_loc", SHARD, ROW) or c.startswith("feat_")
-                or c in schema.FRACTIONS]
+                or c in _ALL_FRACTIONS]
     if reserved:
         raise InputError(f"--carry: {', '.join(reserved)} are written by embed itself and cannot be carried")
     from .sky import find_columns  # ra/dec, or RA/DEC in any case (raregal.sky renames them where they enter)
@@ -250,14 +258,42 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
 
     Returns the summary written to ``REPS.embed.json`` (counts, seconds, images/s).
     """
-    from tqdm.auto import tqdm
-
     out = check_output(out, overwrite=overwrite, batch_size=batch_size, chunk_size=chunk_size)
     carry = _check_carry(catalog, carry)
     catalog = catalog.reset_index(drop=True)
     if workers is None:  # a GPU eats images faster than a few processes decode them
         workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if device_of(model).type == "cuda" else default_workers()
-    device = next(model.parameters()).device
+    pdir, n_chunks = _open_parts(out, model, catalog, chunk_size, carry, overwrite, model_name)
+    todo = [c for c in range(n_chunks) if not _part(pdir, c).is_file()]
+    if len(todo) < n_chunks:
+        log.info("resuming: %d of %d chunks already done in %s", n_chunks - len(todo), n_chunks, pdir)
+    bounds = {c: (c * chunk_size, min(len(catalog), (c + 1) * chunk_size)) for c in todo}
+    t0 = time.perf_counter()
+    runner = _embed_chunks(catalog, model, pdir, bounds, batch_size, workers, carry, backend, precision, progress)
+    seconds = time.perf_counter() - t0
+    remaining = sum(e - s for s, e in bounds.values())
+    summary = {"output": str(out.resolve()), "model": model_name, "arch": model.config.arch,
+               "representation_dim": model.representation_dim, "input_size": model.config.input_size,
+               "has_fractions": model.head is not None, "schema": model.schema.name if model.head is not None
+               else None, "n_input": len(catalog), "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo),
+               "seconds": round(seconds, 3),
+               "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
+               "batch_size": batch_size, "workers": workers, "device": str(device_of(model)), "carry": carry,
+               "backend": getattr(runner, "backend", None), "precision": getattr(runner, "precision", precision)}
+    return _finish(out, pdir, n_chunks, summary)
+
+
+def _part(pdir: Path, c: int) -> Path:
+    """The finished part file of chunk ``c``."""
+    return pdir / f"part-{c:05d}.parquet"
+
+
+def _open_parts(out: Path, model, catalog: pd.DataFrame, chunk_size: int, carry: list[str], overwrite: bool,
+                model_name: str) -> tuple[Path, int]:
+    """The parts folder of a run into ``out``, (re)started with this run's manifest; (folder, chunk count).
+
+    Parts of another run (another fingerprint) are an InputError unless ``overwrite``, which removes them.
+    """
     n = len(catalog)
     n_chunks = max(1, -(-n // chunk_size))
     pdir = parts_dir(out)
@@ -271,28 +307,34 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     pdir.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"fingerprint": fingerprint, "n_rows": n, "chunk_size": chunk_size, "n_chunks": n_chunks,
                           "model": model_name, "carry": carry})
+    return pdir, n_chunks
 
-    def part(c: int) -> Path:
-        return pdir / f"part-{c:05d}.parquet"
 
-    todo = [c for c in range(n_chunks) if not part(c).is_file()]
-    if len(todo) < n_chunks:
-        log.info("resuming: %d of %d chunks already done in %s", n_chunks - len(todo), n_chunks, pdir)
-    bounds = {c: (c * chunk_size, min(n, (c + 1) * chunk_size)) for c in todo}
-    # batches never straddle two chunks, so each chunk is complete when its last batch arrives
+def _batches(bounds: dict[int, tuple[int, int]], batch_size: int) -> tuple[list[list[int]], list[int]]:
+    """Row positions of each batch and the chunk it belongs to; batches never straddle two chunks,
+    so each chunk is complete when its last batch arrives."""
     batches, chunk_of = [], []
-    for c in todo:
-        start, stop = bounds[c]
+    for c, (start, stop) in bounds.items():
         for s in range(start, stop, batch_size):
             batches.append(list(range(s, min(stop, s + batch_size))))
             chunk_of.append(c)
+    return batches, chunk_of
+
+
+def _embed_chunks(catalog: pd.DataFrame, model, pdir: Path, bounds: dict[int, tuple[int, int]], batch_size: int,
+                  workers: int, carry: list[str], backend: str, precision: str, progress: bool):
+    """Embed the chunks ``bounds`` (chunk -> (start, stop) rows) of ``catalog``, writing each one's part
+    and skipped list as soon as it is complete. Returns the runner used (None when nothing was left)."""
+    from tqdm.auto import tqdm
+
+    device = device_of(model)
+    batches, chunk_of = _batches(bounds, batch_size)
     dataset = ImageDataset(image_sources(catalog), eval_transform(model.config.input_size), model.config.channels,
                            resize_uint8=device.type == "cuda")  # decoding is what limits a GPU
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers if batches else 0,
                                          collate_fn=collate_images, pin_memory=device.type == "cuda")
-    remaining = sum(e - s for s, e in bounds.values())
-    t0 = time.perf_counter()
-    bar = tqdm(total=remaining, unit="img", unit_scale=True, desc="embed", disable=not progress)
+    bar = tqdm(total=sum(e - s for s, e in bounds.values()), unit="img", unit_scale=True, desc="embed",
+               disable=not progress)
     pending: list = []
     runner = make_runner(model, backend, precision) if batches else None
     for b, result in enumerate(_run(runner, loader)):
@@ -305,30 +347,26 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
             rows = catalog.iloc[s:e].reset_index(drop=True)
             write_text(pdir / f"part-{c:05d}.skipped.csv", _skipped_frame(rows, [(i - s, r) for i, r in failed])
                        .to_csv(index=False))
-            write_parquet(part(c), _frame(rows, index - s, z, frac, carry))
+            write_parquet(_part(pdir, c), _frame(rows, index - s, z, frac, carry, model.schema.fractions))
             pending = []
     bar.close()
-    seconds = time.perf_counter() - t0
+    return runner
 
-    parts = [part(c) for c in range(n_chunks)]
-    n_rows = _merge(parts, out)
+
+def _finish(out: Path, pdir: Path, n_chunks: int, summary: dict) -> dict:
+    """Merge the parts into ``out``, write the skipped list and ``summary`` (counts added), remove the parts."""
+    n_rows = _merge([_part(pdir, c) for c in range(n_chunks)], out)
     skipped = pd.concat([pd.read_csv(pdir / f"part-{c:05d}.skipped.csv", dtype=str) for c in range(n_chunks)],
                         ignore_index=True)
     write_text(skipped_path(out), skipped.to_csv(index=False))
-    summary = {"output": str(out.resolve()), "model": model_name, "arch": model.config.arch,
-               "representation_dim": model.representation_dim, "input_size": model.config.input_size,
-               "has_fractions": model.head is not None, "n_input": n, "n_embedded": n_rows,
-               "n_skipped": len(skipped), "skipped_report": str(skipped_path(out).resolve()),
-               "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "seconds": round(seconds, 3),
-               "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
-               "batch_size": batch_size, "workers": workers, "device": str(device), "carry": carry,
-               "backend": getattr(runner, "backend", None),
-               "precision": getattr(runner, "precision", precision)}
+    summary.update({"n_embedded": n_rows, "n_skipped": len(skipped),
+                    "skipped_report": str(skipped_path(out).resolve())})
     write_json(summary_path(out), summary)
     shutil.rmtree(pdir)
+    n = summary["n_input"]
     if len(skipped):
         log.warning("%d of %d images could not be read and were skipped, e.g. %s; list in %s", len(skipped), n,
                     ", ".join(skipped["id_str"].head(5)), skipped_path(out))
-    log.info("embedded %d images (%d-d) in %.1f s (%.1f img/s) -> %s", n_rows, model.representation_dim, seconds,
-             summary["images_per_s"] or 0.0, out)
+    log.info("embedded %d images (%d-d) in %.1f s (%.1f img/s) -> %s", n_rows, summary["representation_dim"],
+             summary["seconds"], summary["images_per_s"] or 0.0, out)
     return summary

@@ -59,6 +59,7 @@ class ModelSpec:
     trust_checkpoint: bool = False
     backend: str = "auto"
     precision: str = "auto"
+    schema: str | None = None  # the Galaxy Zoo tree of a head whose file does not say it (--schema)
 
     def load(self):
         """(model, runner) for this spec, loaded at most once per process (see :mod:`raregal.encoder.runtime`)."""
@@ -68,7 +69,7 @@ class ModelSpec:
 
             t0 = time.perf_counter()
             model = load_model(self.spec, arch=self.arch, device=self.device, input_size=self.input_size,
-                               trust_checkpoint=self.trust_checkpoint)
+                               trust_checkpoint=self.trust_checkpoint, schema=self.schema)
             _MODELS[self] = (model, make_runner(model, self.backend, self.precision))
             log.info("worker pid %d loaded %s in %.2f s", os.getpid(), self.spec, time.perf_counter() - t0)
         return _MODELS[self]
@@ -226,8 +227,9 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     catalog = catalog.reset_index(drop=True)
     from .encoder.loading import load_model
 
+    # on CPU, only to check and fingerprint
     model = load_model(model_spec.spec, arch=model_spec.arch, input_size=model_spec.input_size,
-                       trust_checkpoint=model_spec.trust_checkpoint)  # on CPU, only to check and fingerprint
+                       trust_checkpoint=model_spec.trust_checkpoint, schema=model_spec.schema)
     plan = _plan(catalog, model, partition_size, carry, out, overwrite)
     todo = [i for i in range(plan.n_partitions) if not part_path(out, i).is_file()]
     if len(todo) < plan.n_partitions:

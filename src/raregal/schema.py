@@ -303,7 +303,8 @@ def infer(columns, fractions: bool = False, param: str = "schema") -> Schema:
     """The schema a table's vote columns (``fractions``: its ``_fraction`` columns) belong to.
 
     Chooses the schemas whose every answer column is present; among several, the largest (all
-    campaigns over one) when it covers all the others, the default ``desi`` when its columns are
+    campaigns over one) when it covers all the others, the one schema that holds them all (the
+    complete columns of DR5 and DR8: all campaigns), the default ``desi`` when its columns are
     present, else an error naming the candidates. A column of a known question with an unknown
     campaign (``smooth-or-featured-dr9_smooth``) is an error; no schema's columns at all is one too.
     """
@@ -324,6 +325,10 @@ def infer(columns, fractions: bool = False, param: str = "schema") -> Schema:
         biggest = max(full, key=lambda s: len(s.answers))
         if all(set(cols(s)) <= set(cols(biggest)) for s in full):
             return biggest
+        union = {c for s in full for c in cols(s)}
+        covering = [s for s in SCHEMAS.values() if union <= set(cols(s))]
+        if len(covering) == 1:  # complete DR5 and DR8 columns: the all-campaigns tree, DR1/2's left at 0 votes
+            return covering[0]
         raise InputError(f"the columns fit several Galaxy Zoo trees ({', '.join(s.name for s in full)}); choose "
                          f"one with {param}=NAME", param=param)
     partial = sorted(((sum(c in have for c in cols(s)), s) for s in SCHEMAS.values()), key=lambda t: -t[0])
@@ -332,9 +337,10 @@ def infer(columns, fractions: bool = False, param: str = "schema") -> Schema:
         raise InputError(f"no Galaxy Zoo {what} columns found (e.g. {cols(DEFAULT)[0]} or {cols(DECALS_DR8)[0]}); "
                          f"known trees: {', '.join(SCHEMAS)}")
     n, best = partial[0]
-    if len(partial) > 1 and partial[1][0] == n:
-        raise InputError(f"the columns fit several Galaxy Zoo trees equally ({best.name}, {partial[1][1].name}); "
-                         f"choose one with {param}=NAME", param=param)
+    tied = [s.name for k, s in partial if k == n]
+    if len(tied) > 1:
+        raise InputError(f"the columns fit several Galaxy Zoo trees equally ({', '.join(tied)}: {n} of their "
+                         f"columns each); choose one with {param}=NAME", param=param)
     return best
 
 

@@ -3,8 +3,12 @@
 ``TrainConfig.objective`` chooses what the encoder learns from:
 
 * ``dirichlet`` (default, Zoobot-style): the Dirichlet-multinomial negative log-likelihood of
-  each galaxy's vote counts, summed over the questions of the GZ DESI tree (missing counts count
-  as 0 votes) and averaged over the batch. Images are augmented with random rotations and flips.
+  each galaxy's vote counts, summed over the questions of its Galaxy Zoo tree and averaged over
+  the batch. The tree (``TrainConfig.schema``, ``--schema``) is otherwise inferred from the
+  catalog's vote columns (:func:`train_schema`): GZ DESI's ``bar_strong``, GZ DECaLS DR8's
+  ``bar-dr8_strong``, all DECaLS campaigns at once, … Missing counts count as 0 votes, and a
+  question with no votes adds no loss, so a galaxy voted on in one campaign teaches only that
+  campaign's questions. Images are augmented with random rotations and flips.
 * ``contrastive``: no votes needed. Two augmented views of each galaxy
   (:func:`raregal.contrastive.paired_views`) pass through the encoder and a projection head,
   and a contrastive loss (``contrastive_method``: ``simclr`` or ``vicreg``) pulls the views of
@@ -41,7 +45,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +103,8 @@ class TrainConfig:
     (``simclr`` or ``vicreg``), ``temperature`` (SimCLR's) and ``contrastive_weight`` (``hybrid``'s
     weight of the contrastive loss) matter to the contrastive objectives only. ``batch_size``
     counts galaxies; the contrastive objectives pass two views of each through the encoder.
+    ``schema``: the Galaxy Zoo tree whose vote columns are read and whose answers the head predicts
+    (None: inferred from the catalog's vote columns; :func:`train` records the tree it used).
     """
 
     arch: str = "efficientnet_b0"
@@ -123,6 +129,7 @@ class TrainConfig:
     contrastive_method: str = METHODS[0]
     contrastive_weight: float = 1.0
     temperature: float = 0.2
+    schema: str | None = None  # Galaxy Zoo tree of the votes (raregal.schema name); None: inferred from the catalog
 
     def validate(self) -> None:
         """Raise InputError, naming the flag, for a setting no run can use."""
@@ -148,56 +155,80 @@ OBJECTIVES = ("dirichlet", "contrastive", "hybrid")
 #: Settings that must match for a rerun to resume an earlier run in the same folder.
 _RESUME_KEYS = ("arch", "bottleneck", "input_size", "channels", "dropout", "batch_size", "lr", "lr_schedule",
                 "weight_decay", "val_fraction", "seed", "init", "objective", "contrastive_method",
-                "contrastive_weight", "temperature")
+                "contrastive_weight", "temperature", "schema")
 
 #: Seed of the validation views of the contrastive objectives (the same views every epoch).
 VAL_VIEW_SEED = 1_000_003
 
 
-def _check_vote_columns(columns) -> None:
-    """Explain vote columns ``train`` cannot use: an unknown campaign, or another tree's campaigns.
+#: Every vote-count column of some known tree.
+_ALL_ANSWERS = frozenset(a for tree in schema.SCHEMAS.values() for a in tree.answers)
 
-    ``bar-dr9_strong`` (a known question, an unknown campaign) is an error naming the column. Votes
-    of a campaign tree (``bar-dr8_strong``) without GZ DESI's are an error naming the campaigns
-    found (training reads GZ DESI's 34 answers for now); beside GZ DESI's they are ignored, with a
-    warning.
-    """
-    columns = [str(c) for c in columns]
-    bad = schema.unknown_campaign_columns(columns)
+
+def _check_vote_columns(columns) -> None:
+    """A vote column of a known question with an unknown campaign (``bar-dr9_strong``) is an InputError naming it."""
+    bad = schema.unknown_campaign_columns([str(c) for c in columns])
     if bad:
         raise InputError(f"vote column(s) {', '.join(bad[:5])} name a Galaxy Zoo campaign raregal does not know; "
                          f"known campaigns: {', '.join(schema.CAMPAIGNS)}, or none (GZ DESI: "
                          f"{schema.ANSWERS[0]})", param="catalog")
-    campaign_answers = {a for s in schema.SCHEMAS.values() if s.campaigns for a in s.answers}
-    found = sorted({q.campaign for s in schema.SCHEMAS.values() for q in s.tree
-                    if q.campaign and any(a in columns for a in q.answers)})
-    if not found:
-        return
-    if not any(a in columns for a in schema.ANSWERS):
-        raise InputError(f"the catalog's votes are of the Galaxy Zoo campaign(s) {', '.join(found)} "
-                         f"(e.g. {next(c for c in columns if c in campaign_answers)}); raregal train reads the GZ DESI "
-                         f"tree's columns ({schema.ANSWERS[0]}, ...) for now", param="catalog")
-    log.warning("catalog mixes GZ DESI vote columns with those of campaign(s) %s; only GZ DESI's are used",
-                ", ".join(found))
 
 
-def vote_counts(catalog: pd.DataFrame) -> np.ndarray:
-    """The (N, 34) float32 vote counts of :data:`raregal.schema.ANSWERS`; missing values count as 0.
+def train_schema(columns, name: str | None = None) -> schema.Schema:
+    """The Galaxy Zoo tree to train on: ``name`` (``--schema``) or the one the vote columns belong to.
 
-    Raises InputError when the catalog has none of the answer columns; answer columns it lacks
-    entirely are treated as 0 votes with a warning naming them.
+    Inference (:func:`raregal.schema.infer`): the tree whose every answer column is present (the
+    all-campaigns tree when the columns of several DECaLS campaigns are), else the one with most
+    columns present; a tie is an InputError listing the candidates and naming ``--schema``
+    (param ``schema``). No vote column of any tree at all is an InputError too.
     """
-    _check_vote_columns(catalog.columns)
-    present = [a for a in schema.ANSWERS if a in catalog.columns]
-    if not present:
-        raise InputError("catalog has no vote-count columns; expected the GZ DESI answers, e.g. "
-                         f"{', '.join(schema.ANSWERS[:3])} … (34 in all, see raregal.schema.ANSWERS); "
+    columns = [str(c) for c in columns]
+    _check_vote_columns(columns)
+    if name is not None:
+        return schema.get(name, param="schema")
+    if not any(c in _ALL_ANSWERS for c in columns):
+        raise InputError("catalog has no vote-count columns; expected the answers of a Galaxy Zoo tree, e.g. "
+                         f"{', '.join(schema.ANSWERS[:3])} … (GZ DESI, 34 in all) or "
+                         f"{schema.DECALS_DR8.answers[0]} … (GZ DECaLS DR8); "
                          "to train without votes use --objective contrastive")
-    absent = [a for a in schema.ANSWERS if a not in catalog.columns]
+    try:
+        tree = schema.infer(columns, param="schema")
+    except InputError as err:
+        raise InputError(f"catalog vote columns: {err}", param="schema") from err
+    log.info("vote columns are those of the %s tree (%d answers); name another with --schema", tree.name,
+             len(tree.answers))
+    return tree
+
+
+def vote_counts(catalog: pd.DataFrame, tree=None) -> np.ndarray:
+    """The (N, A) float32 vote counts of ``tree``'s answers (None: inferred, :func:`train_schema`).
+
+    Missing values count as 0 votes, so a galaxy without votes in a campaign adds no loss to that
+    campaign's questions (:func:`raregal.encoder.dirichlet.dirichlet_multinomial_nll`). Answer
+    columns the catalog lacks entirely are 0 votes too, with a warning naming them; vote columns of
+    other trees are ignored, with a warning. Raises InputError when the catalog has none of the
+    tree's columns, or negative counts.
+    """
+    if tree is None:
+        tree = train_schema(catalog.columns)
+    else:
+        _check_vote_columns(catalog.columns)
+        tree = schema.get(tree, param="schema")
+    present = [a for a in tree.answers if a in catalog.columns]
+    if not present:
+        raise InputError(f"catalog has no vote-count columns of the {tree.title} tree; expected e.g. "
+                         f"{', '.join(tree.answers[:3])} … ({len(tree.answers)} in all, see raregal.schema); "
+                         "to train without votes use --objective contrastive", param="schema")
+    absent = [a for a in tree.answers if a not in catalog.columns]
     if absent:
-        log.warning("catalog lacks %d answer columns, counted as 0 votes: %s", len(absent), ", ".join(absent[:10]))
-    counts = np.zeros((len(catalog), len(schema.ANSWERS)), dtype=np.float32)
-    for j, a in enumerate(schema.ANSWERS):
+        log.warning("catalog lacks %d answer columns of the %s tree, counted as 0 votes: %s", len(absent), tree.name,
+                    ", ".join(absent[:10]))
+    ignored = sorted(str(c) for c in catalog.columns if c in _ALL_ANSWERS and c not in set(tree.answers))
+    if ignored:
+        log.warning("vote columns of other trees are ignored (training the %s tree): %s", tree.name,
+                    ", ".join(ignored[:10]))
+    counts = np.zeros((len(catalog), len(tree.answers)), dtype=np.float32)
+    for j, a in enumerate(tree.answers):
         if a in catalog.columns:
             values = pd.to_numeric(catalog[a], errors="coerce").to_numpy(dtype=np.float64)
             if np.any(values[np.isfinite(values)] < 0):
@@ -269,27 +300,34 @@ def readable_mask(file_locs) -> np.ndarray:
 class _Plan:
     """What the checked inputs say about one run: labels, split and whether there is a head."""
 
-    counts: np.ndarray | None  # (N, 34) vote counts; None for contrastive
+    counts: np.ndarray | None  # (N, A) vote counts of ``tree``'s answers; None for contrastive
     tr_idx: np.ndarray
     va_idx: np.ndarray
     locs: np.ndarray
     ids: np.ndarray
     head: bool
     n_labelled: int
+    tree: schema.Schema | None = None  # the Galaxy Zoo tree of the votes and the head (None: contrastive)
 
 
-def _labels(catalog: pd.DataFrame, objective: str) -> tuple[np.ndarray | None, int]:
-    """(vote counts or None, galaxies with any vote) for ``objective``; InputError when unusable."""
+def _labels(catalog: pd.DataFrame, objective: str, name: str | None = None
+            ) -> tuple[np.ndarray | None, int, schema.Schema | None]:
+    """(vote counts or None, galaxies with any vote, their tree) for ``objective``; InputError when unusable.
+
+    ``name``: the tree (``--schema``); None: inferred from the vote columns (:func:`train_schema`).
+    """
     if objective == "contrastive":
-        return None, 0
-    if objective == "hybrid" and not any(a in catalog.columns for a in schema.ANSWERS):
-        return np.zeros((len(catalog), len(schema.ANSWERS)), np.float32), 0
-    counts = vote_counts(catalog)
+        return None, 0, None
+    if objective == "hybrid" and not any(c in _ALL_ANSWERS for c in catalog.columns):
+        tree = schema.get(name, param="schema")
+        return np.zeros((len(catalog), len(tree.answers)), np.float32), 0, tree
+    tree = train_schema(catalog.columns, name)
+    counts = vote_counts(catalog, tree)
     n_labelled = int((counts.sum(1) > 0).sum())
     if objective == "dirichlet" and n_labelled == 0:
         raise InputError("no galaxy of the catalog has any votes (every vote count is 0 or missing); "
                          "to train without votes use --objective contrastive")
-    return counts, n_labelled
+    return counts, n_labelled, tree
 
 
 def plan_run(catalog: pd.DataFrame, config: TrainConfig) -> _Plan:
@@ -306,7 +344,7 @@ def plan_run(catalog: pd.DataFrame, config: TrainConfig) -> _Plan:
         raise InputError("catalog has no 'file_loc' column (nor images inside its Parquet shards)")
     if len(catalog) < 2:
         raise InputError(f"need at least 2 galaxies to train, catalog has {len(catalog)}")
-    counts, n_labelled = _labels(catalog, config.objective)
+    counts, n_labelled, tree = _labels(catalog, config.objective, config.schema)
     tr_idx, va_idx = split_indices(catalog["id_str"], config.val_fraction, config.seed)
     locs = image_sources(catalog)  # file paths, or the images inside the catalog's shards
     ok = readable_mask(locs)
@@ -324,7 +362,7 @@ def plan_run(catalog: pd.DataFrame, config: TrainConfig) -> _Plan:
         else:
             log.warning("hybrid: no galaxy has votes, so this trains as --objective contrastive does, "
                         "and the encoder gets no Dirichlet head")
-    return _Plan(counts, tr_idx, va_idx, locs, catalog["id_str"].astype(str).to_numpy(), head, n_labelled)
+    return _Plan(counts, tr_idx, va_idx, locs, catalog["id_str"].astype(str).to_numpy(), head, n_labelled, tree)
 
 
 def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, restart: bool = False,
@@ -338,6 +376,8 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
     loss (nats per galaxy for dirichlet), epochs run, images/s, skipped images.
     """
     plan = plan_run(catalog, config)
+    if plan.tree is not None:  # record the tree used, inferred or named, so a resume must use it too
+        config = replace(config, schema=plan.tree.name)
     before = torch.get_num_threads()
     if torch.device(config.device).type == "cpu":
         torch.set_num_threads(config.threads or default_threads(config.workers))
@@ -368,7 +408,7 @@ def _train_loss(model, projection, batch: dict, config: TrainConfig, device) -> 
     from .encoder.dirichlet import dirichlet_loss, dirichlet_multinomial_nll
 
     if config.objective == "dirichlet":
-        loss = dirichlet_loss(model(_images(batch["image"], device)), batch["labels"].to(device))
+        loss = dirichlet_loss(model(_images(batch["image"], device)), batch["labels"].to(device), model.schema)
         return loss, {}
     con, z = _contrastive_part(model, projection, batch["image"], config, device)
     if config.objective == "contrastive":
@@ -378,7 +418,7 @@ def _train_loss(model, projection, batch: dict, config: TrainConfig, device) -> 
     voted = counts.sum(1) > 0
     if model.head is not None and bool(voted.any()):  # the Dirichlet loss on both views of the voted galaxies
         conc = model.head(z[voted].flatten(0, 1))
-        dirichlet = dirichlet_multinomial_nll(conc, counts[voted].repeat_interleave(2, 0)).sum(1).mean()
+        dirichlet = dirichlet_multinomial_nll(conc, counts[voted].repeat_interleave(2, 0), model.schema).sum(1).mean()
         loss = dirichlet + loss
         parts["dirichlet"] = dirichlet.item()
     return loss, parts
@@ -389,7 +429,7 @@ def evaluate(model, loader, device) -> dict:
     ``per_question``, each question's mean NLL over the galaxies that were asked it; ``failed``,
     [(position, reason)] of unreadable images."""
     model.eval()
-    acc = _DirichletTally()
+    acc = _DirichletTally(model.schema)
     failed = []
     with torch.no_grad():
         for batch in loader:
@@ -400,20 +440,21 @@ def evaluate(model, loader, device) -> dict:
 
 
 class _DirichletTally:
-    """Sums of the validation Dirichlet NLL, over galaxies and per question."""
+    """Sums of the validation Dirichlet NLL, over galaxies and per question of ``tree``."""
 
-    def __init__(self):
+    def __init__(self, tree=None):
         from .encoder.dirichlet import question_matrix
 
-        self.member = question_matrix()
+        self.tree = schema.get(tree)
+        self.member = question_matrix(self.tree)
         self.total, self.n = 0.0, 0
-        self.q_sum = np.zeros(len(schema.TREE))
-        self.q_n = np.zeros(len(schema.TREE))
+        self.q_sum = np.zeros(len(self.tree.tree))
+        self.q_n = np.zeros(len(self.tree.tree))
 
     def add(self, concentrations: torch.Tensor, counts: torch.Tensor) -> None:
         from .encoder.dirichlet import dirichlet_multinomial_nll
 
-        nll = dirichlet_multinomial_nll(concentrations, counts).cpu().numpy()
+        nll = dirichlet_multinomial_nll(concentrations, counts, self.tree).cpu().numpy()
         self.total += float(nll.sum())
         self.n += len(nll)
         asked = (counts.cpu().numpy() @ self.member) > 0
@@ -422,7 +463,7 @@ class _DirichletTally:
 
     def result(self) -> dict:
         per_q = {q.name: (float(self.q_sum[j] / self.q_n[j]) if self.q_n[j] else None)
-                 for j, q in enumerate(schema.TREE)}
+                 for j, q in enumerate(self.tree.tree)}
         return {"loss": self.total / self.n if self.n else math.nan, "n": self.n, "per_question": per_q}
 
 
@@ -435,7 +476,7 @@ def evaluate_views(model, projection, loader, config: TrainConfig, device) -> di
     """
     model.eval()
     projection.eval()
-    tally, con_sum, con_n, failed = _DirichletTally(), 0.0, 0, []
+    tally, con_sum, con_n, failed = _DirichletTally(model.schema), 0.0, 0, []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(VAL_VIEW_SEED)  # the same views every epoch, without disturbing training's RNG
         for batch in loader:
@@ -493,7 +534,8 @@ class _Run:
         self.model = GalaxyEncoder(EncoderConfig(
             arch=config.arch, bottleneck=config.bottleneck or None, input_size=config.input_size,
             channels=config.channels, dropout=config.dropout, head=self.plan.head,
-            timm_kwargs=dict(config.timm_kwargs))).to(memory_format=torch.channels_last)
+            timm_kwargs=dict(config.timm_kwargs), schema=(self.plan.tree or schema.DEFAULT).name,
+        )).to(memory_format=torch.channels_last)
         self.projection = None
         if config.objective != "dirichlet":
             self.projection = ProjectionHead(self.model.representation_dim,
@@ -513,7 +555,9 @@ class _Run:
         state = checkpoint.load_train_state(last)
         if state is None:
             return None
-        old, new, defaults = state["config"], asdict(self.config), asdict(TrainConfig())
+        old, new, defaults = dict(state["config"]), asdict(self.config), asdict(TrainConfig())
+        if "schema" not in old and self.config.objective != "contrastive":
+            old["schema"] = schema.DEFAULT.name  # written before raregal trained other trees: GZ DESI's
         differ = [k for k in _RESUME_KEYS if old.get(k, defaults.get(k)) != new.get(k)]
         if differ or state["n_rows"] != self.n_rows:
             what = differ or [f"catalog rows {state['n_rows']} -> {self.n_rows}"]
@@ -668,7 +712,8 @@ class _Run:
                    "stopped_early": self.bad_epochs >= config.patience,
                    "train_images_per_s": float(np.mean([r["train_images_per_s"] for r in history])) if history
                    else None, "n_train": len(plan.tr_idx), "n_val": len(plan.va_idx), "n_skipped": len(self.skipped),
-                   "has_head": self.model.head is not None}
+                   "has_head": self.model.head is not None,
+                   "schema": self.model.schema.name if self.model.head is not None else None}
         write_json(self.out / "history.json", {"config": asdict(config), "epochs": history,
                                                "best_val_loss": self.best_loss, "summary": summary})
         return summary

@@ -8,7 +8,9 @@ import argparse
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="embed a catalog's images with an encoder",
                        description="Run the encoder over every image of a catalog and write id_str, file_loc, "
-                                   "feat_0..feat_{D-1} and the 34 <answer>_fraction columns to Parquet, in chunks "
+                                   "feat_0..feat_{D-1} and one <answer>_fraction column per answer of the model's "
+                                   "Galaxy Zoo tree (e.g. smooth-or-featured_smooth_fraction for GZ DESI, "
+                                   "smooth-or-featured-dr8_smooth_fraction for GZ DECaLS) to Parquet, in chunks "
                                    "(an interrupted run resumes). Unreadable images are skipped and listed.")
     p.add_argument("catalog", help="image catalog (id_str, file_loc): Parquet, CSV or FITS")
     p.add_argument("--model", default="demo",
@@ -16,6 +18,10 @@ def register(sub) -> argparse.ArgumentParser:
                         "(.safetensors, .ckpt, .pth, .bin) (default: demo)")
     p.add_argument("--arch", help="timm architecture, for weights files that do not say it")
     p.add_argument("--input-size", type=int, help="input size in pixels (default: the model's)")
+    p.add_argument("--schema", metavar="NAME",
+                   help="Galaxy Zoo tree the model's head predicts, where the file does not say it (a Zoobot "
+                        "checkpoint whose head width fits several trees): " + _schema_names()
+                        + " (default: a raregal model's own; a Zoobot head matched by its width)")
     p.add_argument("--out", required=True, help="output Parquet file, e.g. reps.parquet")
     p.add_argument("--carry", nargs="+", default=[], metavar="COL", help="catalog columns to copy to the output")
     p.add_argument("--batch-size", type=int, default=64)
@@ -42,6 +48,12 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _schema_names() -> str:
+    from ..schema import SCHEMAS
+
+    return ", ".join(SCHEMAS)
+
+
 def run(args) -> int:
     import torch
 
@@ -55,12 +67,13 @@ def run(args) -> int:
     check_output(args.out, overwrite=args.overwrite, batch_size=args.batch_size, chunk_size=args.chunk_size,
                  inputs=(args.catalog,))  # before the model is loaded
     model = load_model(args.model, arch=args.arch, device=device, input_size=args.input_size,
-                       trust_checkpoint=args.trust_checkpoint)
+                       trust_checkpoint=args.trust_checkpoint, schema=args.schema)
     summary = embed_catalog(catalog, model, args.out, chunk_size=args.chunk_size, batch_size=args.batch_size,
                             workers=args.workers, carry=args.carry, overwrite=args.overwrite, model_name=args.model,
                             backend=args.backend, precision=args.precision)
     print(f"embedded {summary['n_embedded']} of {summary['n_input']} images ({summary['representation_dim']}-d) "
-          f"-> {args.out}; skipped {summary['n_skipped']} (see {summary['skipped_report']})")
+          f"-> {args.out}; skipped {summary['n_skipped']} (see {summary['skipped_report']})"
+          + (f"; vote fractions of the {summary['schema']} tree" if summary["has_fractions"] else ""))
     if not summary["has_fractions"]:
         print("note: this encoder has no Dirichlet head, so the *_fraction columns are NaN; "
               "search it without the morphology pre-filter")
@@ -71,7 +84,8 @@ def _run_dask(args, catalog, device: str) -> int:
     from ..embed_dask import ModelSpec, embed_catalog_dask, make_client
 
     spec = ModelSpec(str(args.model), arch=args.arch, device=device, input_size=args.input_size,
-                     trust_checkpoint=args.trust_checkpoint, backend=args.backend, precision=args.precision)
+                     trust_checkpoint=args.trust_checkpoint, backend=args.backend, precision=args.precision,
+                     schema=args.schema)
     client, cluster = make_client(args.dask, n_workers=args.dask_workers)
     try:
         print(f"Dask: {client}")

@@ -7,19 +7,27 @@ import argparse
 
 def register(sub) -> argparse.ArgumentParser:
     from ..contrastive import METHODS
+    from ..schema import SCHEMAS
     from ..train import OBJECTIVES
 
     p = sub.add_parser("train", help="train an encoder on Galaxy Zoo vote counts, without votes, or both",
                        description="Train (or retrain from --init) a timm encoder with an optional bottleneck. "
-                                   "--objective dirichlet (default): a Dirichlet head on GZ DESI vote counts "
-                                   "(Dirichlet-multinomial loss summed over questions). contrastive: no votes "
+                                   "--objective dirichlet (default): a Dirichlet head on Galaxy Zoo vote counts "
+                                   "(Dirichlet-multinomial loss summed over questions) of the tree --schema names "
+                                   "or the catalog's vote columns show (GZ DESI, a GZ DECaLS campaign, all DECaLS "
+                                   "campaigns, GZ2). contrastive: no votes "
                                    "needed; two augmented views of each galaxy, a projection head and a "
                                    "contrastive loss (--contrastive-method); the encoder has no Dirichlet head. "
                                    "hybrid: the Dirichlet loss on the galaxies with votes plus "
                                    "--contrastive-weight x the contrastive loss on all. Rerunning with the same "
                                    "--out resumes.")
     p.add_argument("--catalog", required=True,
-                   help="catalog with id_str, file_loc and (dirichlet, hybrid) the 34 vote-count columns")
+                   help="catalog with id_str, file_loc and (dirichlet, hybrid) vote-count columns of a Galaxy Zoo "
+                        "tree (e.g. smooth-or-featured_smooth, or smooth-or-featured-dr8_smooth)")
+    p.add_argument("--schema", metavar="NAME",
+                   help="Galaxy Zoo tree of the votes and the head: " + ", ".join(SCHEMAS)
+                        + " (default: inferred from the catalog's vote columns; an error lists the candidates "
+                          "when several fit)")
     p.add_argument("--out", required=True, help="folder for the model (best epoch), last/ (resume) and history.json")
     p.add_argument("--arch", default="efficientnet_b0", help="timm architecture (efficientnet_b0, maxvit_tiny_rw_224, …)")
     p.add_argument("--bottleneck", type=int, default=128, help="representation width; 0 for no bottleneck (128)")
@@ -70,13 +78,19 @@ def run(args) -> int:
                          workers=default_workers() if args.workers is None else args.workers, threads=args.threads,
                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init,
                          objective=args.objective, contrastive_method=args.contrastive_method,
-                         contrastive_weight=args.contrastive_weight, temperature=args.temperature)
+                         contrastive_weight=args.contrastive_weight, temperature=args.temperature,
+                         schema=args.schema)
     config.validate()  # before reading the catalog
+    if args.schema is not None:
+        from ..schema import get
+
+        config.schema = get(args.schema, param="schema").name
     catalog = read_catalog(args.catalog)
     summary = train(catalog, args.out, config, restart=args.restart)
     unit = " nats/galaxy" if args.objective == "dirichlet" else f" ({args.objective})"
     print(f"trained {summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f}{unit} "
           f"at epoch {summary['best_epoch']}; {summary['train_images_per_s']:.0f} img/s. Model in {args.out}/"
-          + ("" if summary["has_head"] else " (no Dirichlet head: it predicts no vote fractions)")
+          + (f" (head: the {summary['schema']} tree)" if summary["has_head"]
+             else " (no Dirichlet head: it predicts no vote fractions)")
           + f" (use: raregal embed CAT --model {args.out} --out reps.parquet)")
     return 0

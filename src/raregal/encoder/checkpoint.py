@@ -7,7 +7,8 @@ A raregal model is a folder holding
   the JSON below under the key ``raregal_config``, so the file alone is self-describing;
 * ``config.json``: ``{"format": "raregal-encoder", "format_version": 1, "model": {arch,
   bottleneck, input_size, channels, dropout, head, timm_kwargs}, "representation_dim",
-  "encoder_dim", "schema": {"name", "questions", "dependencies", "answers"}, "raregal_version",
+  "encoder_dim", "schema": {"name", "questions", "dependencies", "answers"} (the Galaxy Zoo tree
+  the head predicts, see :mod:`raregal.schema`; null without a head), "raregal_version",
   "training": {...} (how it was trained, when known)}``.
 
 Safetensors cannot execute code when read, so such a folder is safe to load from anyone.
@@ -33,14 +34,10 @@ CONFIG = "config.json"
 METADATA_KEY = "raregal_config"
 
 
-def schema_description() -> dict:
-    """The GZ DESI tree as stored in a checkpoint (to check a loaded head predicts our answers)."""
-    return {
-        "name": "gz-desi",
-        "questions": {k: list(v) for k, v in schema.QUESTIONS.items()},
-        "dependencies": dict(schema.DEPENDENCIES),
-        "answers": list(schema.ANSWERS),
-    }
+def schema_description(tree=None) -> dict:
+    """The Galaxy Zoo tree ``tree`` (a name or :class:`~raregal.schema.Schema`; None: GZ DESI) as a
+    checkpoint stores it: its name, questions, dependencies and answers (loading checks the answers)."""
+    return schema.get(tree).describe()
 
 
 def describe(model: GalaxyEncoder, training: dict | None = None) -> dict:
@@ -53,7 +50,7 @@ def describe(model: GalaxyEncoder, training: dict | None = None) -> dict:
         "model": model.config.to_dict(),
         "representation_dim": model.representation_dim,
         "encoder_dim": model.encoder_dim,
-        "schema": schema_description() if model.head is not None else None,
+        "schema": schema_description(model.schema) if model.head is not None else None,
         "raregal_version": __version__,
         "training": training or {},
     }
@@ -102,11 +99,35 @@ def safetensors_description(path: str | os.PathLike) -> dict | None:
     return json.loads(text) if text else None
 
 
-def check_description(description: dict, where: str) -> EncoderConfig:
-    """Validate a checkpoint description and return its :class:`EncoderConfig`.
+def stored_schema(description: dict, where: str) -> schema.Schema | None:
+    """The tree a description's head predicts, read from its ``schema`` entry (None: it records none).
 
-    Raises InputError naming ``where`` when the format is unknown or the stored schema's answers
-    differ from :data:`raregal.schema.ANSWERS` (a head for another tree cannot be used).
+    The answers decide (a description written before raregal knew several trees calls GZ DESI
+    ``gz-desi``); a name that disagrees with them, or answers of no known tree, is an InputError.
+    """
+    stored = description.get("schema") or {}
+    answers = stored.get("answers")
+    if answers is None:
+        return schema.get(stored["name"], param="schema") if stored.get("name") else None
+    found = schema.by_answers(answers)
+    if found is None:
+        extra = sorted(set(answers) - set(schema.ANSWERS))[:5]
+        lacking = sorted(set(schema.ANSWERS) - set(answers))[:5]
+        raise InputError(f"{where}: the head predicts another decision tree ({len(answers)} answers; not in GZ DESI: "
+                         f"{extra}; missing: {lacking}), none of raregal's: {', '.join(schema.SCHEMAS)}")
+    named = stored.get("name")
+    if named and schema.ALIASES.get(named, named) in schema.SCHEMAS and schema.get(named) is not found:
+        raise InputError(f"{where}: the description names the tree {named!r} but its answers are those of "
+                         f"{found.name!r}")
+    return found
+
+
+def check_description(description: dict, where: str, tree=None) -> EncoderConfig:
+    """Validate a checkpoint description and return its :class:`EncoderConfig`, schema included.
+
+    The schema is the one the description records (:func:`stored_schema`); ``tree`` (a name, e.g.
+    from ``--schema``) is used where it records none, and must agree with it where it does.
+    Raises InputError naming ``where`` when the format is unknown or the trees disagree.
     """
     if description.get("format") != FORMAT:
         raise InputError(f"{where}: not a raregal model description (format {description.get('format')!r})")
@@ -114,13 +135,14 @@ def check_description(description: dict, where: str) -> EncoderConfig:
         raise InputError(f"{where}: written by a newer raregal (format_version {description['format_version']}); upgrade raregal")
     if "model" not in description or "arch" not in description["model"]:
         raise InputError(f"{where}: description has no 'model.arch'")
-    config = EncoderConfig.from_dict(description["model"])
-    stored = (description.get("schema") or {}).get("answers")
-    if config.head and stored is not None and list(stored) != list(schema.ANSWERS):
-        extra = sorted(set(stored) - set(schema.ANSWERS))[:5]
-        lacking = sorted(set(schema.ANSWERS) - set(stored))[:5]
-        raise InputError(f"{where}: the head predicts another decision tree ({len(stored)} answers; "
-                         f"not in GZ DESI: {extra}; missing: {lacking})")
+    model = {k: v for k, v in description["model"].items() if k != "schema"}
+    config = EncoderConfig.from_dict(model)
+    found = stored_schema(description, where) if config.head else None
+    asked = schema.get(tree, param="schema") if tree is not None else None
+    if found is not None and asked is not None and found is not asked:
+        raise InputError(f"{where}: the model's head predicts the {found.name} tree ({len(found.answers)} answers), "
+                         f"not schema={asked.name}; leave schema out to use the model's own", param="schema")
+    config.schema = (found or asked or schema.DEFAULT).name
     return config
 
 

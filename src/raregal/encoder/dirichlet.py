@@ -1,4 +1,4 @@
-"""The Dirichlet head over the Galaxy Zoo DESI tree and its Dirichlet-multinomial loss.
+"""The Dirichlet head over a Galaxy Zoo tree (GZ DESI by default) and its Dirichlet-multinomial loss.
 
 As in Zoobot (Walmsley et al. 2022), the head predicts one Dirichlet concentration per answer,
 squeezed into (1, 101) by ``1 + 100 * sigmoid(x)``. Within each question the concentrations

@@ -173,15 +173,51 @@ def _arch_from_hparams(hparams: dict) -> str | None:
     return None
 
 
-def _config_from_state(state: dict, arch: str, input_size: int | None, channels: int) -> EncoderConfig:
+def _zoobot_answers(hparams: dict) -> list[str] | None:
+    """The answer columns a Zoobot checkpoint's ``question_answer_pairs`` name (``q + a``), or None."""
+    pairs = hparams.get("question_answer_pairs")
+    if not isinstance(pairs, dict) or not pairs:
+        return None
+    return [f"{q}{a}" if str(a).startswith("_") else f"{q}_{a}" for q, answers in pairs.items() for a in answers]
+
+
+def head_schema(width: int, hparams: dict | None = None, tree=None, where: str = "checkpoint") -> schema.Schema:
+    """The Galaxy Zoo tree of a head with ``width`` outputs.
+
+    ``tree`` (``--schema``) decides when given and must have ``width`` answers; else the tree the
+    checkpoint's Zoobot ``hyper_parameters`` name (``question_answer_pairs``), else the one tree of
+    that width (:func:`raregal.schema.by_width`: 34 is GZ DESI's, whose questions GZ DECaLS DR5 and
+    DR8 share; 30, DR1/2's or GZ2's, is ambiguous and an error naming ``--schema``).
+    """
+    if tree is not None:
+        chosen = schema.get(tree, param="schema")
+        if len(chosen.answers) != width:
+            raise InputError(f"{where}: the head predicts {width} answers, but schema={chosen.name} has "
+                             f"{len(chosen.answers)}", param="schema")
+        return chosen
+    answers = _zoobot_answers(hparams or {})
+    if answers is not None:
+        named = schema.by_answers(answers)
+        if named is not None and len(named.answers) == width:
+            return named
+        log.warning("%s: its question_answer_pairs (%d answers) are no tree raregal knows; matching the head "
+                    "by its width", where, len(answers))
+    try:
+        chosen = schema.by_width(width, param="schema")
+    except InputError as err:
+        raise InputError(f"{where}: {err}", param="schema") from err
+    log.info("%s: a head of %d answers, read as the %s tree (another with schema=NAME)", where, width, chosen.name)
+    return chosen
+
+
+def _config_from_state(state: dict, arch: str, input_size: int | None, channels: int, hparams: dict | None = None,
+                       tree=None, where: str = "checkpoint") -> EncoderConfig:
     keys = _normalise_keys(state)
     bottleneck = keys["bottleneck.weight"].shape[0] if "bottleneck.weight" in keys else None
     head_w = keys.get("head.1.0.weight")
-    if head_w is not None and head_w.shape[0] != len(schema.ANSWERS):
-        raise InputError(f"the checkpoint's head (head.1.0.weight {tuple(head_w.shape)}) predicts {head_w.shape[0]} "
-                         f"answers, not the {len(schema.ANSWERS)} of the GZ DESI tree")
+    chosen = head_schema(int(head_w.shape[0]), hparams, tree, where) if head_w is not None else schema.get(tree)
     return EncoderConfig(arch=arch, bottleneck=bottleneck, input_size=input_size or 224, channels=channels,
-                         head=head_w is not None)
+                         head=head_w is not None, schema=chosen.name)
 
 
 def _default_input_size(model: GalaxyEncoder) -> int:
@@ -220,7 +256,7 @@ def _hub_unreachable(spec: str) -> str | None:
         return f"no network: cannot resolve {host}: {err}"
 
 
-def _load_hub(spec: str, input_size: int | None, channels: int) -> GalaxyEncoder:
+def _load_hub(spec: str, input_size: int | None, channels: int, tree=None) -> GalaxyEncoder:
     reason = _hub_unreachable(spec)
     if reason:
         raise _hub_error(spec, reason)
@@ -231,19 +267,20 @@ def _load_hub(spec: str, input_size: int | None, channels: int) -> GalaxyEncoder
     except Exception as err:  # huggingface_hub / requests raise many kinds when offline
         raise _hub_error(spec, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
     arch = (getattr(backbone, "pretrained_cfg", None) or {}).get("architecture") or spec
-    config = EncoderConfig(arch=arch, bottleneck=None, input_size=input_size or 224, channels=channels, head=False)
+    config = EncoderConfig(arch=arch, bottleneck=None, input_size=input_size or 224, channels=channels, head=False,
+                           schema=schema.get(tree).name)
     model = GalaxyEncoder(config, backbone=backbone)
     if input_size is None:
         model.config.input_size = _default_input_size(model)
     return model
 
 
-def _load_raregal(path: Path) -> GalaxyEncoder:
+def _load_raregal(path: Path, tree=None) -> GalaxyEncoder:
     weights = path / checkpoint.WEIGHTS if path.is_dir() else path
     if path.suffix == ".json":
         weights = path.with_name(checkpoint.WEIGHTS)
     description = checkpoint.read_description(path)
-    config = checkpoint.check_description(description, str(path))
+    config = checkpoint.check_description(description, str(path), tree)
     model = GalaxyEncoder(config)
     state, _ = read_state_dict(weights)
     load_weights(model, state, str(weights))
@@ -251,21 +288,25 @@ def _load_raregal(path: Path) -> GalaxyEncoder:
 
 
 def load_model(spec: str | os.PathLike, arch: str | None = None, device: str | torch.device = "cpu", *,
-               input_size: int | None = None, channels: int = 3, trust_checkpoint: bool = False) -> GalaxyEncoder:
+               input_size: int | None = None, channels: int = 3, trust_checkpoint: bool = False,
+               schema: str | None = None) -> GalaxyEncoder:
     """Load a :class:`GalaxyEncoder` from ``spec`` (see the module docstring), in eval mode on ``device``.
 
     ``arch`` names the timm architecture where the file does not (plain state dicts, Lightning
     checkpoints without ``architecture_name``); ``input_size`` (pixels) overrides the model's input
     size, which otherwise comes from the raregal description or timm's default for ``arch``.
+    ``schema`` names the Galaxy Zoo tree the head predicts where the file does not say it: a
+    raregal model records it (and ``schema`` must then agree); a Zoobot checkpoint's head is
+    matched by its ``question_answer_pairs`` or its width (:func:`head_schema`).
     """
     spec_str = os.fspath(spec)
     if spec_str == "demo":
         path = demo_model_path()
         if not checkpoint.is_raregal_folder(path):
             raise InputError(f"the demo encoder is missing from this installation ({path})")
-        model = _load_raregal(path)
+        model = _load_raregal(path, schema)
     elif spec_str.startswith(HUB_PREFIX):
-        model = _load_hub(spec_str, input_size, channels)
+        model = _load_hub(spec_str, input_size, channels, schema)
     else:
         path = Path(spec_str).expanduser()
         if not path.exists():
@@ -276,23 +317,24 @@ def load_model(spec: str | os.PathLike, arch: str | None = None, device: str | t
                 found = sorted(p.name for p in path.iterdir())[:10]
                 raise InputError(f"{path}: folder is not a raregal model (needs {checkpoint.CONFIG} and "
                                  f"{checkpoint.WEIGHTS}; found {found})")
-            model = _load_raregal(path)
+            model = _load_raregal(path, schema)
         elif path.suffix == ".json" or (path.suffix == ".safetensors" and checkpoint.safetensors_description(path)):
-            model = _load_raregal(path)
+            model = _load_raregal(path, schema)
         else:
             state, extra = read_state_dict(path, trust_checkpoint)
-            arch = arch or _arch_from_hparams(extra.get("hyper_parameters", {}))
+            hparams = extra.get("hyper_parameters", {})
+            arch = arch or _arch_from_hparams(hparams)
             if not arch:
                 raise InputError(f"{path}: the file does not say its architecture; pass --arch "
                                  "(e.g. efficientnet_b0 or maxvit_tiny_rw_224)")
-            config = _config_from_state(state, arch, input_size, channels)
+            config = _config_from_state(state, arch, input_size, channels, hparams, schema, str(path))
             model = GalaxyEncoder(config)
             if input_size is None:
                 model.config.input_size = _default_input_size(model)
             load_weights(model, state, str(path))
     if input_size is not None:
         model.config.input_size = int(input_size)
-    log.info("model %s: %s, representation %d-d%s, input %d px", spec_str, model.config.arch,
-             model.representation_dim, "" if model.head is not None else ", no Dirichlet head",
-             model.config.input_size)
+    log.info("model %s: %s, representation %d-d, %s, input %d px", spec_str, model.config.arch,
+             model.representation_dim, f"{model.schema.name} tree ({len(model.schema.answers)} answers)"
+             if model.head is not None else "no Dirichlet head", model.config.input_size)
     return model.to(device).eval()

@@ -7,7 +7,9 @@
 * ``bottleneck``: an optional ``nn.Linear(encoder width, bottleneck)`` whose output is the
   representation (the paper squeezes it to 128 dimensions);
 * ``head``: Zoobot's Dirichlet head (:func:`raregal.encoder.dirichlet.dirichlet_head`) on the
-  representation, or ``None`` for an encoder without one (e.g. a Hugging Face hub encoder).
+  representation, one output per answer of the model's Galaxy Zoo tree (``EncoderConfig.schema``,
+  a name of :data:`raregal.schema.SCHEMAS`: 34 for GZ DESI, 98 for GZ DECaLS all campaigns), or
+  ``None`` for an encoder without one (e.g. a Hugging Face hub encoder).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class EncoderConfig:
     ``arch``: timm model name; ``bottleneck``: representation width or None (no bottleneck);
     ``input_size``: square input side in pixels; ``channels``: 3 (RGB) or 1; ``dropout``: head
     dropout probability; ``head``: whether the Dirichlet head exists; ``timm_kwargs``: extra
-    arguments to ``timm.create_model`` (e.g. ``drop_path_rate``).
+    arguments to ``timm.create_model`` (e.g. ``drop_path_rate``); ``schema``: the Galaxy Zoo tree
+    the head predicts (:func:`raregal.schema.get` name; its answer count is the head's width).
     """
 
     arch: str = "efficientnet_b0"
@@ -41,6 +44,10 @@ class EncoderConfig:
     dropout: float = 0.2
     head: bool = True
     timm_kwargs: dict = field(default_factory=dict)
+    schema: str = schema.DEFAULT.name
+
+    def __post_init__(self):
+        self.schema = schema.get(self.schema).name  # an alias (gz-desi, dr8) becomes the schema's own name
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,12 +97,13 @@ def backbone_width(backbone: nn.Module) -> int:
 
 
 class GalaxyEncoder(nn.Module):
-    """timm encoder -> optional bottleneck -> Dirichlet head over the GZ DESI tree.
+    """timm encoder -> optional bottleneck -> Dirichlet head over the tree ``config.schema``.
 
     ``embed(x)``: images (B, C, H, W) in 0..1 -> representation (B, D), D = ``representation_dim``
     (the bottleneck width if any, else the encoder's pooled width).
-    ``forward(x)``: images -> Dirichlet concentrations (B, 34) in (1, 101).
-    ``embed_and_predict(x)``: both, with one pass through the encoder; fractions (B, 34).
+    ``forward(x)``: images -> Dirichlet concentrations (B, A) in (1, 101), A the tree's answers.
+    ``embed_and_predict(x)``: both, with one pass through the encoder; fractions (B, A), in the
+    order of ``self.schema.fractions``.
     """
 
     def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None):
@@ -110,7 +118,9 @@ class GalaxyEncoder(nn.Module):
         else:
             self.bottleneck = None
             self.representation_dim = self.encoder_dim
-        self.head = dirichlet_head(self.representation_dim, len(schema.ANSWERS), config.dropout) if config.head else None
+        self.schema = schema.get(config.schema)
+        self.head = (dirichlet_head(self.representation_dim, len(self.schema.answers), config.dropout)
+                     if config.head else None)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Representation (B, D) of images (B, C, H, W)."""
@@ -118,14 +128,14 @@ class GalaxyEncoder(nn.Module):
         return self.bottleneck(z) if self.bottleneck is not None else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Dirichlet concentrations (B, 34) of images (B, C, H, W)."""
+        """Dirichlet concentrations (B, A) of images (B, C, H, W)."""
         if self.head is None:
             raise RuntimeError("this encoder has no Dirichlet head (it predicts no vote fractions)")
         return self.head(self.embed(x))
 
     def embed_and_predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(representation (B, D), predicted vote fractions (B, 34) or None without a head)."""
+        """(representation (B, D), predicted vote fractions (B, A) or None without a head)."""
         z = self.embed(x)
         if self.head is None:
             return z, None
-        return z, fractions_from_concentrations(self.head(z))
+        return z, fractions_from_concentrations(self.head(z), self.schema)

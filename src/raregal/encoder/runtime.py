@@ -1,7 +1,7 @@
 """Fast inference for a :class:`~raregal.encoder.GalaxyEncoder`: ONNX Runtime on CPU, mixed precision on GPU.
 
 :func:`make_runner` turns a model into a callable ``images (B, C, H, W) -> (representation (B, D),
-fractions (B, 34) or None)`` as float32 NumPy arrays, using one of two backends:
+fractions (B, A) or None)`` as float32 NumPy arrays, using one of two backends:
 
 * ``"onnx"``: the model exported once to ONNX (``torch.onnx.export``) and run by ONNX Runtime's
   CPU provider. On CPU this is the one that pays: on one quiet core, with decoding, 2.7× PyTorch
@@ -176,6 +176,7 @@ class OnnxRunner:
         graph = export_onnx(model.cpu())
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.has_head = model.head is not None
+        self.schema = model.schema
         self.representation_dim = model.representation_dim
         self.precision, self.int8_min_cosine = "fp32", None
         fraction = matmul_weight_fraction(graph) if precision == "auto" else None
@@ -201,7 +202,7 @@ class OnnxRunner:
     def __call__(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         out = self.session.run(None, {"images": np.ascontiguousarray(x.numpy(), dtype=np.float32)})
         z = out[0].astype(np.float32, copy=False)
-        frac = fractions_from_concentrations(out[1]).astype(np.float32) if self.has_head else None
+        frac = fractions_from_concentrations(out[1], self.schema).astype(np.float32) if self.has_head else None
         return z, frac
 
 
@@ -230,12 +231,13 @@ class TorchRunner:
                                                     enabled=self.dtype is not None):
             z = self.model.embed(x)
             conc = self.model.head(z).float() if self.model.head is not None else None
-        frac = None if conc is None else fractions_from_concentrations(conc).cpu().numpy()
+        frac = None if conc is None else fractions_from_concentrations(conc, self.model.schema).cpu().numpy()
         return z.float().cpu().numpy(), frac
 
 
 def make_runner(model, backend: str = "auto", precision: str = "auto"):
-    """A callable ``x (B, C, H, W) float32 in 0..1 -> (z (B, D) float32, fractions (B, 34) float32 or None)``.
+    """A callable ``x (B, C, H, W) float32 in 0..1 -> (z (B, D) float32, fractions (B, A) float32 or None)``,
+    A the answers of ``model.schema``.
 
     See the module docstring for ``backend`` (auto, torch, onnx) and ``precision`` (auto, fp32,
     bf16, fp16, int8). ``onnx`` needs a CPU model in fp32 or int8, ``int8`` needs onnx. The
