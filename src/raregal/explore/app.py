@@ -179,6 +179,7 @@ def make_document(doc, data, base_url: str | None = None) -> None:
         current["row"] = int(r)
         galaxy_div.text = panels.galaxy_panel(data, r)
         near, _ = data.similar(r, 12)
+        near = near[near < data.n]  # look-alikes the pre-filter dropped are not on the map
         picked.data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
                            size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
         if data.labels[r] >= 0:
