@@ -222,7 +222,8 @@ class SimilarityIndex:
     ``metric`` (cosine and correlation through :func:`metric_space`, so that every index kind ranks
     by the metric). Rows with a non-finite representation are left out (with a warning).
 
-    Build it with :meth:`from_run` (a run directory or a loaded :class:`~raregal.report.rundir.Run`)
+    ``table`` holds the table's other columns (``id_str`` among them; the representation is in ``X``,
+    one row per index position, ``rows`` maps positions to table rows). Build it with :meth:`from_run` (a run directory or a loaded :class:`~raregal.report.rundir.Run`)
     or from a table; ask it with :meth:`query`. ``index``/``nprobe``: see :class:`NeighbourSearch`;
     its search structure is made on the first query and kept for the next ones of the same kind.
     """
@@ -239,7 +240,9 @@ class SimilarityIndex:
         valid = np.isfinite(X).all(axis=1)
         if not valid.all():
             log.warning("similar: %d rows with NaN/inf features are left out", int((~valid).sum()))
-        self.table, self.features, self.metric, self.index, self.nprobe = table, features, metric, index, nprobe
+        # the table's other columns (the representation lives on only in X)
+        self.table = table.drop(columns=_representation_columns(table.columns, features))
+        self.features, self.metric, self.index, self.nprobe = features, metric, index, nprobe
         self.rows = np.flatnonzero(valid)  # index position -> table row
         self.X = metric_space(X[valid], metric)
         self._position = np.full(len(table), -1, np.int64)  # table row -> index position (-1: left out)
@@ -324,12 +327,17 @@ def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
     names = _parquet_names(path) if columns is not None else None
     if names is None:
         return read_table(path)
-    if features is None:
-        rep = feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation") if c in names]
-    else:
-        rep = [c for c in names if c == features or str(c).startswith(features)]
-    wanted = set([ID, *rep, *columns])
+    wanted = {ID, *_representation_columns(names, features), *columns}
     return read_table(path, columns=[c for c in names if c in wanted])
+
+
+def _representation_columns(names, features: str | None) -> list:
+    """The columns of ``names`` that may hold the representation :func:`~raregal.catalog.feature_matrix` takes."""
+    names = list(names)
+    if features is None:
+        return feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation")
+                                                                if c in names]
+    return [c for c in names if c == features or (str(c).startswith(features) and str(c)[len(features):].isdigit())]
 
 
 def _parquet_names(path) -> list[str] | None:
@@ -407,6 +415,12 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     found, clusters = _load(source, reps, features, index, nprobe)
     table = sky.with_coordinates(found.table, "the representation table")
     qids = _query_ids(clusters, found.ids, cluster, ids)
+    if cluster is not None:  # members the table lacks (it changed since the run) are left out, with a warning
+        inside = [i for i in qids if i in found.ids]
+        if len(inside) < len(qids):
+            log.warning("similar: %d members of cluster %s are not in the representation table; left out",
+                        len(qids) - len(inside), cluster)
+        qids = inside
     near = found.query(ids=qids, k=int(k), query=query, progress=progress)
     out = pd.DataFrame({ID: near.ids, "rank": np.arange(1, len(near.rows) + 1), "distance": near.distance,
                         "nearest_query": [found.ids[q] if q >= 0 else "" for q in near.nearest]})
