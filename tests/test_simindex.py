@@ -143,3 +143,15 @@ def test_correlation_metric_ranks_by_correlation():
     want[0] = np.inf
     np.testing.assert_array_equal(got.rows, np.argsort(want, kind="stable")[:10])
     np.testing.assert_allclose(got.distance, np.sort(want)[:10], rtol=1e-4, atol=1e-6)
+
+
+def test_unsupported_metric_is_said_not_ignored(tmp_path, caplog):
+    """A manhattan run: `similar` refuses with the reason, the explorer works without 'more like this'."""
+    from raregal.errors import InputError
+
+    run = _write_run(tmp_path, metric="manhattan")
+    with pytest.raises(InputError, match="manhattan"):
+        similar(run, ids=["q"], k=3, progress=False)
+    d = _explorer(run)
+    assert d.neighbours is None and "manhattan" in caplog.text
+    assert len(d.similar(0, 3)[0]) == 0

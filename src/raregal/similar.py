@@ -182,8 +182,7 @@ def metric_space(X: np.ndarray, metric: str) -> np.ndarray:
     rows the squared L2 distance is twice the metric's distance (:func:`metric_distance`).
     """
     if metric not in METRICS:
-        raise InputError(f"metric {metric!r}: nearest-neighbour search supports {', '.join(METRICS)}",
-                         param="metric")
+        raise InputError(f"metric {metric!r}: nearest-neighbour search supports {', '.join(METRICS)}")
     X = np.asarray(X, dtype=np.float32)
     if metric == "correlation":
         X = X - X.mean(axis=1, keepdims=True)
