@@ -43,7 +43,7 @@ import pandas as pd
 
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_catalog, read_table
 from .errors import InputError
-from .similar import METRICS, NeighbourSearch, rank_neighbours
+from .similar import METRICS, NeighbourSearch, metric_space, rank_neighbours
 
 log = logging.getLogger("raregal")
 
@@ -54,13 +54,10 @@ RECALL_DEFINITION = ("per class, half its members (at most max_queries) query ra
 
 
 def _prepare(X: np.ndarray, metric: str) -> np.ndarray:
-    """(N, D) float32; for ``cosine`` rows scaled to unit length (squared L2 = 2 × cosine distance)."""
+    """(N, D) float32 ranked by ``metric`` under Euclidean search (:func:`raregal.similar.metric_space`)."""
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    if metric == "cosine":
-        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    return X
+    return metric_space(X, metric)
 
 
 def _searcher(X: np.ndarray, metric: str, index: str, n_queries: int) -> NeighbourSearch:

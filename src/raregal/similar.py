@@ -12,6 +12,12 @@ class's own shape and, for a single query galaxy, is the ordinary distance. ``qu
 ranks by distance to the members' mean instead (one query, cheaper for very large sets).
 The query galaxies themselves are never returned.
 
+One index, :class:`SimilarityIndex`, answers both ``raregal similar`` and the explorer's "more like
+this": built from a run (:meth:`SimilarityIndex.from_run`), it covers every row of the run's
+representation table, takes the representation as the search took it (the run's ``features``)
+and ranks in the run's ``metric`` (cosine and correlation by Euclidean search over rescaled rows,
+:func:`metric_space`; distances are reported in the metric's own terms).
+
 Indexes: an exact brute-force search (scikit-learn) for small catalogs and small queries; an
 inverted-file index of faiss (``IndexIVFFlat``, approximate, ``nprobe`` lists searched) when the
 catalog has at least :data:`EXACT_BELOW` rows and the query needs at least :data:`IVF_WORTH`
@@ -28,13 +34,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import sky
-from .catalog import FILE_LOC, ID, feature_matrix, read_table, source_columns
+from .catalog import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
 from .errors import InputError
 
 log = logging.getLogger("raregal")
@@ -47,8 +54,18 @@ EXACT_BELOW = 200_000
 IVF_WORTH = 1_000_000_000
 INDEXES = ("auto", "exact", "flat", "ivf")
 QUERIES = ("nearest", "centroid")
-METRICS = ("euclidean", "cosine")
+#: Metrics the index ranks by (all through Euclidean search in :func:`metric_space`).
+METRICS = ("euclidean", "cosine", "correlation")
 _BATCH = 256  # query members searched per batch (bounds memory to batch x (k + n_query) pairs)
+
+
+def index_kind(kind: str, n_rows: int, n_queries: int) -> str:
+    """The index ``kind`` stands for: ``"auto"`` is ivf for a big query over a big catalog, else exact."""
+    if kind not in INDEXES:
+        raise InputError(f"unknown index {kind!r}; choose from {INDEXES}")
+    if kind == "auto":
+        return "ivf" if n_rows >= EXACT_BELOW and n_queries * n_rows >= IVF_WORTH else "exact"
+    return kind
 
 
 class NeighbourSearch:
@@ -62,13 +79,9 @@ class NeighbourSearch:
 
     def __init__(self, X: np.ndarray, kind: str = "auto", nlist: int | None = None, nprobe: int = 32,
                  seed: int = 0, n_queries: int = 1):
-        if kind not in INDEXES:
-            raise InputError(f"unknown index {kind!r}; choose from {INDEXES}")
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         n, d = self.X.shape
-        if kind == "auto":
-            kind = "ivf" if n >= EXACT_BELOW and n_queries * n >= IVF_WORTH else "exact"
-        self.kind = kind
+        self.kind = index_kind(kind, n, n_queries)
         if self.kind == "exact":
             from sklearn.neighbors import NearestNeighbors
 
@@ -162,28 +175,195 @@ def _cap_k(k: int, n_candidates: int) -> int:
     return min(k, n_candidates)
 
 
+def metric_space(X: np.ndarray, metric: str) -> np.ndarray:
+    """``X`` (N, D) as float32 rows whose Euclidean ranking is ``metric``'s ranking.
+
+    ``cosine``: rows scaled to unit length; ``correlation``: rows centred, then scaled. On such
+    rows the squared L2 distance is twice the metric's distance (:func:`metric_distance`).
+    """
+    if metric not in METRICS:
+        raise InputError(f"metric {metric!r}: nearest-neighbour search supports {', '.join(METRICS)}")
+    X = np.asarray(X, dtype=np.float32)
+    if metric == "correlation":
+        X = X - X.mean(axis=1, keepdims=True)
+    if metric in ("cosine", "correlation"):
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def metric_distance(dist: np.ndarray, metric: str) -> np.ndarray:
+    """Euclidean distances between rows of :func:`metric_space` as ``metric``'s own distances."""
+    return np.asarray(dist, np.float64) ** 2 / 2 if metric in ("cosine", "correlation") else dist
+
+
+@dataclass
+class Neighbours:
+    """The answer of :meth:`SimilarityIndex.query`, nearest first.
+
+    ``rows`` are rows of the index's ``table``, ``ids`` their ``id_str``, ``distance`` in the
+    metric's terms (cosine distance for a cosine run), ``nearest`` the table row of the query
+    galaxy each is closest to (-1 for ``query="centroid"``).
+    """
+
+    rows: np.ndarray
+    ids: np.ndarray
+    distance: np.ndarray
+    nearest: np.ndarray
+
+
+class SimilarityIndex:
+    """Nearest neighbours over every row of a representation table, in the run's metric.
+
+    The one index behind ``raregal similar`` (:func:`similar`) and the explorer's "more like
+    this". It holds all rows of the table (those the pre-filter dropped too), the representation
+    chosen as the search chose it (:func:`raregal.catalog.feature_matrix` with the run's
+    ``features``: ``feat_*`` columns, a prefix or a list column) and compares them in the run's
+    ``metric`` (cosine and correlation through :func:`metric_space`, so that every index kind ranks
+    by the metric). Rows with a non-finite representation are left out (with a warning).
+
+    ``table`` holds the table's other columns (``id_str`` among them; the representation is in ``X``,
+    one row per index position, ``rows`` maps positions to table rows). Build it with :meth:`from_run` (a run directory or a loaded :class:`~raregal.report.rundir.Run`)
+    or from a table; ask it with :meth:`query`. ``index``/``nprobe``: see :class:`NeighbourSearch`;
+    its search structure is made on the first query and kept for the next ones of the same kind.
+    """
+
+    def __init__(self, table: pd.DataFrame, features: str | None = None, metric: str = "euclidean",
+                 index: str = "auto", nprobe: int = 32):
+        if ID not in table.columns:
+            raise InputError(f"the representation table has no {ID!r} column")
+        index_kind(index, 0, 0)  # an unknown kind fails before any work
+        X = feature_matrix(table, features)
+        self.ids = pd.Index(table[ID].astype(str))
+        if not self.ids.is_unique:
+            raise InputError(f"id_str values are not unique, e.g. {self.ids[self.ids.duplicated()][:5].tolist()}")
+        valid = np.isfinite(X).all(axis=1)
+        if not valid.all():
+            log.warning("similar: %d rows with NaN/inf features are left out", int((~valid).sum()))
+        # the table's other columns (the representation lives on only in X)
+        self.table = table.drop(columns=_representation_columns(table.columns, features))
+        self.features, self.metric, self.index, self.nprobe = features, metric, index, nprobe
+        self.rows = np.flatnonzero(valid)  # index position -> table row
+        self.X = metric_space(X[valid], metric)
+        self._position = np.full(len(table), -1, np.int64)  # table row -> index position (-1: left out)
+        self._position[self.rows] = np.arange(len(self.rows))
+        self._searchers: dict[str, NeighbourSearch] = {}
+
+    @classmethod
+    def from_run(cls, run, reps=None, features: str | None = None, columns: list[str] | None = (),
+                 **kw) -> SimilarityIndex:
+        """The index of a run: its representation table (``summary["input"]``, or ``reps`` when it moved),
+        its ``features`` and ``metric`` parameters (``features`` given here wins).
+
+        ``run``: a run directory or a :class:`~raregal.report.rundir.Run`. ``columns``: table columns
+        to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
+        from a Parquet table.
+        """
+        path, summary = (Path(run), _summary(Path(run))) if isinstance(run, (str, os.PathLike)) \
+            else (Path(run.path), run.summary)
+        params = summary.get("parameters") or {}
+        table_path = reps or summary.get("input")
+        if not table_path or not Path(table_path).exists():
+            raise InputError(f"{path}: the run's representation table {table_path!r} is gone; give it with --reps")
+        features = features or params.get("features")
+        return cls(_read_representation(table_path, features, columns), features,
+                   params.get("metric") or "euclidean", **kw)
+
+    def covers(self, ids) -> np.ndarray:
+        """Whether each of ``ids`` is in the index (in the table, with a finite representation)."""
+        rows = self.ids.get_indexer(pd.Index([str(i) for i in ids]))
+        return (rows >= 0) & (self._position[np.maximum(rows, 0)] >= 0)
+
+    def table_rows(self, ids) -> np.ndarray:
+        """The table rows of ``ids``; InputError naming those not in the table."""
+        ids = [str(i) for i in ids]
+        rows = self.ids.get_indexer(pd.Index(ids))
+        if (rows < 0).any():
+            missing = [i for i, r in zip(ids, rows) if r < 0]
+            raise InputError(f"{len(missing)} id(s) not in the representation table: {', '.join(missing[:10])}")
+        return rows
+
+    def searcher(self, n_queries: int) -> NeighbourSearch:
+        """The search structure for a query of ``n_queries`` rows (made once per kind)."""
+        kind = index_kind(self.index, len(self.X), n_queries)
+        if kind not in self._searchers:
+            self._searchers[kind] = NeighbourSearch(self.X, kind, nprobe=self.nprobe)
+        return self._searchers[kind]
+
+    def query(self, rows=None, *, ids=None, k: int = 12, query: str = "nearest",
+              progress: bool = False) -> Neighbours:
+        """The ``k`` galaxies nearest the query galaxies (table ``rows``, or ``ids``), queries left out.
+
+        ``query``: ``"nearest"`` (distance to the nearest query galaxy) or ``"centroid"`` (to their
+        mean, in :func:`metric_space`). Query galaxies without a finite representation are skipped;
+        InputError when none is left, or for ids not in the table. ``k`` larger than the other
+        galaxies there are is capped, with a warning.
+        """
+        if (rows is None) == (ids is None):
+            raise InputError("give the query galaxies as rows or as ids, not both or neither")
+        rows = self.table_rows(ids) if ids is not None else np.asarray(rows, np.int64)
+        qpos = np.unique(self._position[rows])
+        qpos = qpos[qpos >= 0]
+        if len(qpos) == 0:
+            raise InputError("none of the query galaxies has a valid representation in the table")
+        k = _cap_k(int(k), len(self.X) - len(qpos))
+        searcher = self.searcher(1 if query == "centroid" else len(qpos))
+        log.debug("similar: %s index over %d galaxies, %d query galaxies", searcher.kind, len(self.X), len(qpos))
+        found, dist, who = rank_neighbours(self.X, qpos, k, query, searcher, progress=progress)
+        out = self.rows[found]
+        return Neighbours(rows=out, ids=self.ids[out].to_numpy(), distance=metric_distance(dist, self.metric),
+                          nearest=np.where(who >= 0, self.rows[np.maximum(who, 0)], -1))
+
+
+def _summary(run: Path) -> dict:
+    try:
+        return json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{run / 'summary.json'}: cannot read the run's summary: {err}") from err
+
+
+def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
+    """The table at ``path``: all columns, or for Parquet only ``id_str``, the representation and ``columns``."""
+    names = _parquet_names(path) if columns is not None else None
+    if names is None:
+        return read_table(path)
+    wanted = {ID, *_representation_columns(names, features), *columns}
+    return read_table(path, columns=[c for c in names if c in wanted])
+
+
+def _representation_columns(names, features: str | None) -> list:
+    """The columns of ``names`` that may hold the representation :func:`~raregal.catalog.feature_matrix` takes."""
+    names = list(names)
+    if features is None:
+        return feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation")
+                                                                if c in names]
+    return [c for c in names if c == features or (str(c).startswith(features) and str(c)[len(features):].isdigit())]
+
+
+def _parquet_names(path) -> list[str] | None:
+    """Column names of a Parquet table (file or folder of parts) without reading it; None for other formats."""
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetDataset(path).schema.names)
+    except Exception:  # not Parquet: read the whole table
+        return None
+
+
 def _is_run_dir(source) -> bool:
     return isinstance(source, (str, os.PathLike)) and (Path(source) / "summary.json").is_file() \
         and (Path(source) / "clusters.parquet").is_file()
 
 
-def _load(source, reps, features):
-    """(table, run clusters or None, features, metric) for a run directory, a table path or a DataFrame."""
-    if isinstance(source, pd.DataFrame):
-        return source, None, features, "euclidean"
+def _load(source, reps, features, index: str, nprobe: int) -> tuple[SimilarityIndex, pd.DataFrame | None]:
+    """(index over the whole table, run clusters or None) for a run directory, a table path or a DataFrame."""
+    kw = dict(index=index, nprobe=nprobe)
     if _is_run_dir(source):
-        run = Path(source)
-        summary = json.loads((run / "summary.json").read_text())
-        params = summary.get("parameters") or {}
-        table_path = reps or summary.get("input")
-        if not table_path or not Path(table_path).exists():
-            raise InputError(f"{run}: the run's representation table {table_path!r} is gone; "
-                             f"give it with --reps")
-        clusters = read_table(run / "clusters.parquet")
-        return read_table(table_path), clusters, features or params.get("features"), params.get("metric", "euclidean")
+        return (SimilarityIndex.from_run(source, reps, features, columns=None, **kw),
+                read_table(Path(source) / "clusters.parquet"))
     if reps is not None:
         raise InputError("--reps is only for a run directory; give the table itself as the source")
-    return read_table(source), None, features, "euclidean"
+    table = source if isinstance(source, pd.DataFrame) else read_table(source)
+    return SimilarityIndex(table, features, **kw), None
 
 
 def _query_ids(clusters, table_ids: pd.Index, cluster, ids) -> list[str]:
@@ -197,11 +377,7 @@ def _query_ids(clusters, table_ids: pd.Index, cluster, ids) -> list[str]:
             raise InputError(f"no cluster {cluster} in this run; it has clusters "
                              f"{found[0] if found else 'none'}..{found[-1] if found else ''}")
         return clusters.loc[clusters["cluster"] == int(cluster), ID].astype(str).tolist()
-    ids = [str(i) for i in ids]
-    missing = [i for i in ids if i not in table_ids]
-    if missing:
-        raise InputError(f"{len(missing)} id(s) not in the representation table: {', '.join(missing[:10])}")
-    return list(dict.fromkeys(ids))
+    return list(dict.fromkeys(str(i) for i in ids))
 
 
 def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=None,
@@ -212,8 +388,8 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     Parameters
     ----------
     source : a run directory (``raregal search`` output: its input table is searched, all rows,
-        also those the pre-filter dropped), a representation table path, or a DataFrame with
-        ``id_str`` and the representation.
+        also those the pre-filter dropped, in the run's metric), a representation table path, or a
+        DataFrame with ``id_str`` and the representation (Euclidean).
     cluster : a cluster of the run, used as the query (its members); or
     ids : ids (``id_str``) of the query galaxies.
     k : number of candidates to return.
@@ -224,7 +400,7 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
 
     Returns
     -------
-    DataFrame with ``id_str``, ``rank`` (1 = most similar), ``distance`` (in representation units;
+    DataFrame with ``id_str``, ``rank`` (1 = most similar), ``distance`` (in the run's metric:
     cosine distance for a run made with ``metric="cosine"``), ``nearest_query`` (the closest query
     galaxy; empty for ``query="centroid"``), and when known ``cluster``/``kept`` (from the run),
     where the image is (``file_loc``, or ``image_shard``/``image_row`` for a catalog with the
@@ -233,38 +409,20 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     """
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
-    table, clusters, features, metric = _load(source, reps, features)
-    table = sky.with_coordinates(table, "the representation table")
-    if metric not in METRICS:
-        raise InputError(f"similar() supports metric {METRICS}, but the run used {metric!r}")
-    if ID not in table.columns:
-        raise InputError(f"the representation table has no {ID!r} column")
-    X = feature_matrix(table, features)
-    valid = np.isfinite(X).all(axis=1)
-    if not valid.all():
-        log.warning("similar: %d rows with NaN/inf features are left out", int((~valid).sum()))
-    table_ids = pd.Index(table[ID].astype(str))
-    if not table_ids.is_unique:
-        raise InputError(f"id_str values are not unique, e.g. {table_ids[table_ids.duplicated()][:5].tolist()}")
-    qids = _query_ids(clusters, table_ids, cluster, ids)
-    rows_all = np.flatnonzero(valid)
-    X = X[valid]
-    if metric == "cosine":  # on unit vectors, squared L2 = 2 × cosine distance
-        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    pos = pd.Series(np.arange(len(rows_all)), index=table_ids[rows_all])
-    qpos = pos.reindex(qids).dropna().astype(np.int64).to_numpy()
-    if len(qpos) == 0:
-        raise InputError("none of the query galaxies has a valid representation in the table")
-    k = _cap_k(int(k), len(X) - len(np.unique(qpos)))
-    searcher = NeighbourSearch(X, index, nprobe=nprobe, n_queries=1 if query == "centroid" else len(qpos))
-    log.debug("similar: %s index over %d galaxies, %d query galaxies", searcher.kind, len(X), len(qpos))
-    found, dist, nearest = rank_neighbours(X, qpos, int(k), query, searcher, progress=progress)
-    if metric == "cosine":
-        dist = dist ** 2 / 2
-    src_rows = rows_all[found]
-    out = pd.DataFrame({ID: table_ids[src_rows].to_numpy(), "rank": np.arange(1, len(found) + 1),
-                        "distance": dist,
-                        "nearest_query": [table_ids[rows_all[q]] if q >= 0 else "" for q in nearest]})
+    if query not in QUERIES:
+        raise InputError(f"unknown query rule {query!r}; choose from {QUERIES}")
+    found, clusters = _load(source, reps, features, index, nprobe)
+    table = sky.with_coordinates(found.table, "the representation table")
+    qids = _query_ids(clusters, found.ids, cluster, ids)
+    if cluster is not None:  # members the table lacks (it changed since the run) are left out, with a warning
+        inside = [i for i in qids if i in found.ids]
+        if len(inside) < len(qids):
+            log.warning("similar: %d members of cluster %s are not in the representation table; left out",
+                        len(qids) - len(inside), cluster)
+        qids = inside
+    near = found.query(ids=qids, k=int(k), query=query, progress=progress)
+    out = pd.DataFrame({ID: near.ids, "rank": np.arange(1, len(near.rows) + 1), "distance": near.distance,
+                        "nearest_query": [found.ids[q] if q >= 0 else "" for q in near.nearest]})
     if clusters is not None:
         extra = clusters.set_index(clusters[ID].astype(str))
         for col in ("cluster", "kept"):
@@ -273,7 +431,7 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     _attach_images(out, table, clusters)
     for col in ("true_class", sky.RA, sky.DEC):
         if col in table.columns:
-            out[col] = table[col].to_numpy()[src_rows]
+            out[col] = table[col].to_numpy()[near.rows]
         elif clusters is not None and col in clusters.columns:
             out[col] = clusters.set_index(clusters[ID].astype(str))[col].reindex(out[ID]).to_numpy()
     out.attrs["query_ids"] = qids

@@ -81,21 +81,14 @@ def cluster_table(data):
     return table_src, table
 
 
-def make_document(doc, data, base_url: str | None = None) -> None:
-    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData).
-
-    ``base_url`` is where SAMP applications on this machine reach the explorer
-    (``http://127.0.0.1:PORT/``); without it the SAMP buttons are left out.
-    """
-    from bokeh.events import RangesUpdate, SelectionGeometry, Tap
-    from bokeh.layouts import column, row
-    from bokeh.models import (ColumnDataSource, CustomJS, Div, HoverTool, InlineStyleSheet, LabelSet,
-                              LassoSelectTool, Range1d, TabPanel, Tabs, TextInput)
+def _map_figure(data):
+    """The map: whole-map overview, the view's raster, hoverable markers and the focus, lasso and picked
+    layers; returns the figure and its sources (``img``, ``pts``, ``focus``, ``lasso``, ``picked``)."""
+    from bokeh.models import ColumnDataSource, Range1d
     from bokeh.plotting import figure
 
     from ..report.maps import shade
 
-    sheet = InlineStyleSheet(css=panels.CSS)
     (x0, x1), (y0, y1) = data.x_range, data.y_range
     p = figure(frame_width=FRAME_W, frame_height=FRAME_H, x_range=Range1d(x0, x1), y_range=Range1d(y0, y1),
                tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
@@ -104,18 +97,27 @@ def make_document(doc, data, base_url: str | None = None) -> None:
     # the whole map once, under the view's own (opaque) raster: shows at once while a new view renders
     overview = shade(data.x, data.y, data.labels, FRAME_W, FRAME_H, (x0, x1), (y0, y1), colors=data.colors)
     p.image_rgba(image=[overview], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, global_alpha=0.6)
-    img = ColumnDataSource(dict(image=[], x=[], y=[], dw=[], dh=[]))
-    p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=img)
-    pts = ColumnDataSource(dict(x=[], y=[], row=[], id_str=[], cluster=[], prob=[], color=[], alpha=[]))
-    markers = p.scatter("x", "y", source=pts, size=6, fill_color="color", fill_alpha="alpha", line_color=None,
+    layers = {"img": ("image", "x", "y", "dw", "dh"),
+              "pts": ("x", "y", "row", "id_str", "cluster", "prob", "color", "alpha"),
+              "focus": ("x", "y"), "lasso": ("x", "y"), "picked": ("x", "y", "size", "color")}
+    src = {name: ColumnDataSource({c: [] for c in cols}) for name, cols in layers.items()}
+    p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=src["img"])
+    markers = p.scatter("x", "y", source=src["pts"], size=6, fill_color="color", fill_alpha="alpha", line_color=None,
                         hover_fill_color="color", hover_fill_alpha=1.0, hover_line_color="black",
                         selection_fill_alpha="alpha", nonselection_fill_alpha="alpha", name="points")
-    focus = ColumnDataSource(dict(x=[], y=[]))
-    p.scatter("x", "y", source=focus, size=8, fill_color=None, line_color="#111", line_width=1.2, line_alpha=0.8)
-    lasso = ColumnDataSource(dict(x=[], y=[]))
-    p.scatter("x", "y", source=lasso, marker="x", size=7, line_color="#111", line_width=1.2)
-    picked = ColumnDataSource(dict(x=[], y=[], size=[], color=[]))
-    p.scatter("x", "y", source=picked, size="size", fill_color=None, line_color="color", line_width=2.5)
+    p.scatter("x", "y", source=src["focus"], size=8, fill_color=None, line_color="#111", line_width=1.2,
+              line_alpha=0.8)
+    p.scatter("x", "y", source=src["lasso"], marker="x", size=7, line_color="#111", line_width=1.2)
+    p.scatter("x", "y", source=src["picked"], size="size", fill_color=None, line_color="color", line_width=2.5)
+    _cluster_labels(p, data)
+    _map_tools(p, markers)
+    return p, src
+
+
+def _cluster_labels(p, data) -> None:
+    """Each cluster's number at its members' median position, in its colour."""
+    from bokeh.models import ColumnDataSource, LabelSet
+
     med = data.medians
     labels = ColumnDataSource(dict(x=[v[0] for v in med.values()], y=[v[1] for v in med.values()],
                                    text=[str(k) for k in med], color=[data.colors[k] for k in med]))
@@ -123,115 +125,161 @@ def make_document(doc, data, base_url: str | None = None) -> None:
                           text_font_style="bold", y_offset=8, text_align="center", text_baseline="bottom",
                           background_fill_color="white", background_fill_alpha=0.75,
                           border_line_color="color", border_line_alpha=0.6))
+
+
+def _map_tools(p, markers) -> None:
+    """Hover (thumbnails of the few markers nearest the pointer) and lasso, both on the markers."""
+    from bokeh.models import CustomJS, HoverTool, LassoSelectTool
+
     nearest_only = CustomJS(args=dict(nearest=HOVER_NEAREST), code=HOVER_FILTER)
     p.add_tools(HoverTool(renderers=[markers], tooltips=HOVER, attachment="right", filters={"@row": nearest_only},
                           sort_by="$rg_rank"))
     p.add_tools(LassoSelectTool(renderers=[markers]))
 
-    status = Div(text="", styles={"font-size": "12.5px", "color": "#5b6472"}, width=FRAME_W + 60)
-    title = Div(text=(f"<b style='font-size:17px'>raregal explore</b> &nbsp; "
-                      f"<span style='color:#5b6472'>{panels.escape(data.run.path.resolve().name)}: "
-                      f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
 
-    table_src, table = cluster_table(data)
-    find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
+def _side_tabs(data):
+    """The Cluster, Galaxy and Selection panels in tabs; returns (tabs, {"cluster"|"galaxy"|"selection": Div})."""
+    from bokeh.models import Div, InlineStyleSheet, TabPanel, Tabs
+
+    sheet = InlineStyleSheet(css=panels.CSS)
 
     def panel_div(text, name):
         return Div(text=text, width=560, name=name, stylesheets=[sheet],
                    styles={"overflow-y": "auto", "max-height": "560px"})
 
-    cluster_div = panel_div('<div class="rg muted">Click a cluster in the table, or a galaxy on the map.</div>',
-                            "cluster_panel")
-    galaxy_div = panel_div('<div class="rg muted">Click a galaxy on the map (or find it by id) to see it and '
-                           'the galaxies most like it.</div>', "galaxy_panel")
-    selection_div = panel_div(panels.selection_panel(data, np.zeros(0, np.int64), None), "selection_panel")
-    tabs = Tabs(tabs=[TabPanel(child=cluster_div, title="Cluster"), TabPanel(child=galaxy_div, title="Galaxy"),
-                      TabPanel(child=selection_div, title="Selection")], width=580, name="tabs")
+    divs = {"cluster": panel_div('<div class="rg muted">Click a cluster in the table, or a galaxy on the map.</div>',
+                                 "cluster_panel"),
+            "galaxy": panel_div('<div class="rg muted">Click a galaxy on the map (or find it by id) to see it and '
+                                'the galaxies most like it.</div>', "galaxy_panel"),
+            "selection": panel_div(panels.selection_panel(data, np.zeros(0, np.int64), None), "selection_panel")}
+    tabs = Tabs(tabs=[TabPanel(child=divs["cluster"], title="Cluster"), TabPanel(child=divs["galaxy"], title="Galaxy"),
+                      TabPanel(child=divs["selection"], title="Selection")], width=580, name="tabs")
+    return tabs, divs
 
-    def render(x0, x1, y0, y1):
-        t0 = time.perf_counter()
-        width, height = FRAME_W, FRAME_H
-        rgba = shade(data.x, data.y, data.labels, width, height, (x0, x1), (y0, y1), colors=data.colors,
+
+class _Session:
+    """One browser tab's state and server callbacks: the view, the picked galaxy, cluster and selection."""
+
+    def __init__(self, data, p, src, tabs, divs, status, table_src):
+        self.data, self.p, self.src, self.tabs, self.divs = data, p, src, tabs, divs
+        self.status, self.table_src = status, table_src
+        self.current = {"rows": None, "cluster": None, "row": None}  # what the SAMP buttons send
+
+    def render(self, x0, x1, y0, y1):
+        """The view's raster and markers (all galaxies in view when few enough), and the status line."""
+        from ..report.maps import shade
+
+        data, t0 = self.data, time.perf_counter()
+        rgba = shade(data.x, data.y, data.labels, FRAME_W, FRAME_H, (x0, x1), (y0, y1), colors=data.colors,
                      background="white")
-        img.data = dict(image=[rgba], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+        self.src["img"].data = dict(image=[rgba], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
         rows, total = data.in_view(x0, x1, y0, y1)
         full = total <= data.max_points
-        pts.data = dict(x=data.x[rows], y=data.y[rows], row=rows, id_str=data.ids[rows].tolist(),
-                        cluster=data.labels[rows], prob=data.prob[rows], color=data.color_of[rows].tolist(),
-                        alpha=np.full(len(rows), 0.85 if full else 0.0))
-        status.text = (f"{total:,} galaxies in view; " + (
+        self.src["pts"].data = dict(x=data.x[rows], y=data.y[rows], row=rows, id_str=data.ids[rows].tolist(),
+                                    cluster=data.labels[rows], prob=data.prob[rows],
+                                    color=data.color_of[rows].tolist(), alpha=np.full(len(rows), 0.85 if full else 0.0))
+        self.status.text = (f"{total:,} galaxies in view; " + (
             "all shown as points." if full else
             f"shown as a density image (hover works on {len(rows):,} of them; zoom in to see every galaxy).")
             + " Drag to pan, scroll to zoom, lasso (toolbar) to select, click a galaxy for more like it.")
         log.debug("explore: view with %d galaxies (%d markers) prepared in %.3f s", total, len(rows),
                   time.perf_counter() - t0)
 
-    current = {"rows": None, "cluster": None, "row": None}  # what the SAMP buttons send
-
-    def show_cluster(k):
-        current["cluster"] = int(k)
-        cluster_div.text = panels.cluster_panel(data, k)
+    def show_cluster(self, k):
+        data = self.data
+        self.current["cluster"] = int(k)
+        self.divs["cluster"].text = panels.cluster_panel(data, k)
         rows = data.members(k, 5000)
-        focus.data = dict(x=data.x[rows], y=data.y[rows])
-        tabs.active = 0
+        self.src["focus"].data = dict(x=data.x[rows], y=data.y[rows])
+        self.tabs.active = 0
 
-    def show_galaxy(r):
-        current["row"] = int(r)
-        galaxy_div.text = panels.galaxy_panel(data, r)
+    def show_galaxy(self, r):
+        data = self.data
+        self.current["row"] = int(r)
+        self.divs["galaxy"].text = panels.galaxy_panel(data, r)
         near, _ = data.similar(r, 12)
-        picked.data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
-                           size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
+        near = near[near < data.n]  # look-alikes the pre-filter dropped are not on the map
+        self.src["picked"].data = dict(x=np.r_[data.x[r], data.x[near]], y=np.r_[data.y[r], data.y[near]],
+                                       size=[18] + [11] * len(near), color=["#e11d48"] + ["#f59e0b"] * len(near))
         if data.labels[r] >= 0:
-            current["cluster"] = int(data.labels[r])
-            cluster_div.text = panels.cluster_panel(data, int(data.labels[r]))
-        tabs.active = 1
+            self.current["cluster"] = int(data.labels[r])
+            self.divs["cluster"].text = panels.cluster_panel(data, int(data.labels[r]))
+        self.tabs.active = 1
 
-    def on_ranges(event):
+    def on_ranges(self, event):
         if None in (event.x0, event.x1, event.y0, event.y1):
             return
-        render(event.x0, event.x1, event.y0, event.y1)
+        self.render(event.x0, event.x1, event.y0, event.y1)
 
-    def on_tap(event):
-        xr, yr = p.x_range, p.y_range
-        r = data.nearest(event.x, event.y, 10 * (xr.end - xr.start) / FRAME_W, 10 * (yr.end - yr.start) / FRAME_H)
+    def on_tap(self, event):
+        xr, yr = self.p.x_range, self.p.y_range
+        r = self.data.nearest(event.x, event.y, 10 * (xr.end - xr.start) / FRAME_W,
+                              10 * (yr.end - yr.start) / FRAME_H)
         if r is not None:
-            show_galaxy(r)
+            self.show_galaxy(r)
 
-    def on_lasso(event):
+    def on_lasso(self, event):
         geom = event.geometry or {}
         if not event.final or geom.get("type") != "poly":
             return
+        data = self.data
         rows = data.in_polygon(geom.get("x", []), geom.get("y", []))
-        current["rows"] = rows
+        self.current["rows"] = rows
         token = data.remember(rows) if len(rows) else None
-        selection_div.text = panels.selection_panel(data, rows, token)
+        self.divs["selection"].text = panels.selection_panel(data, rows, token)
         shown = rows[:20000]
-        lasso.data = dict(x=data.x[shown], y=data.y[shown])
-        pts.selected.indices = []
-        tabs.active = 2
+        self.src["lasso"].data = dict(x=data.x[shown], y=data.y[shown])
+        self.src["pts"].selected.indices = []
+        self.tabs.active = 2
 
-    def on_table(attr, old, new):
+    def on_table(self, attr, old, new):
         if new:
-            show_cluster(int(table_src.data["cluster"][new[0]]))
+            self.show_cluster(int(self.table_src.data["cluster"][new[0]]))
 
-    def on_find(attr, old, new):
-        hits = np.flatnonzero(data.ids == new.strip())
+    def on_find(self, attr, old, new):
+        hits = np.flatnonzero(self.data.ids == new.strip())
         if len(hits):
-            show_galaxy(int(hits[0]))
+            self.show_galaxy(int(hits[0]))
         else:
-            galaxy_div.text = f'<div class="rg">No kept galaxy has id_str {panels.escape(new)!s}.</div>'
-            tabs.active = 1
+            self.divs["galaxy"].text = f'<div class="rg">No kept galaxy has id_str {panels.escape(new)!s}.</div>'
+            self.tabs.active = 1
 
-    p.on_event(RangesUpdate, on_ranges)
-    p.on_event(Tap, on_tap)
-    p.on_event(SelectionGeometry, on_lasso)
-    table_src.selected.on_change("indices", on_table)
-    find.on_change("value", on_find)
-    render(x0, x1, y0, y1)
+    def connect(self, find) -> None:
+        """Wire the callbacks to the map's events, the cluster table and the find box."""
+        from bokeh.events import RangesUpdate, SelectionGeometry, Tap
+
+        self.p.on_event(RangesUpdate, self.on_ranges)
+        self.p.on_event(Tap, self.on_tap)
+        self.p.on_event(SelectionGeometry, self.on_lasso)
+        self.table_src.selected.on_change("indices", self.on_table)
+        find.on_change("value", self.on_find)
+
+
+def make_document(doc, data, base_url: str | None = None) -> None:
+    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData).
+
+    ``base_url`` is where SAMP applications on this machine reach the explorer
+    (``http://127.0.0.1:PORT/``); without it the SAMP buttons are left out.
+    """
+    from bokeh.layouts import column, row
+    from bokeh.models import Div, TextInput
+
+    p, src = _map_figure(data)
+    status = Div(text="", styles={"font-size": "12.5px", "color": "#5b6472"}, width=FRAME_W + 60)
+    title = Div(text=(f"<b style='font-size:17px'>raregal explore</b> &nbsp; "
+                      f"<span style='color:#5b6472'>{panels.escape(data.run.path.resolve().name)}: "
+                      f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
+    table_src, table = cluster_table(data)
+    find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
+    tabs, divs = _side_tabs(data)
+    session = _Session(data, p, src, tabs, divs, status, table_src)
+    session.connect(find)
+    (x0, x1), (y0, y1) = data.x_range, data.y_range
+    session.render(x0, x1, y0, y1)
     right = [table, find, tabs]
     if base_url is not None:
         from .sampbar import samp_controls
 
-        right.insert(2, samp_controls(doc, data, base_url, current))
+        right.insert(2, samp_controls(doc, data, base_url, session.current))
     doc.add_root(row(column(title, p, status), column(*right), name="explorer"))
     doc.title = f"raregal explore: {data.run.path.resolve().name}"

@@ -21,14 +21,18 @@ from .. import sky
 from ..catalog import image_sources
 from ..errors import InputError
 from ..report import maps, morphology, thumbs
-from ..report.rundir import Run, input_columns, input_path, read_input
-from .neighbours import NeighbourIndex
+from ..report.rundir import Run
+from ..similar import SimilarityIndex
 
 log = logging.getLogger("raregal")
 
 
 class ExplorerData:
-    """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row)."""
+    """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row).
+
+    Rows ``n..n_all-1`` are the galaxies the pre-filter dropped: not on the map, but they have ids
+    (:attr:`all_ids`) and thumbnails, and can be "more like this" answers (:meth:`similar`).
+    """
 
     def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True,
                  sky_layer: str = sky.DEFAULT_LAYER):
@@ -38,15 +42,19 @@ class ExplorerData:
             raise InputError(f"{run.path}: the run has no 2-D map (it was searched with --no-2d), which the explorer "
                              "draws; search again without --no-2d to explore it")
         self.run = run
-        kept = run.kept.reset_index(drop=True)
+        # kept galaxies first (rows 0..n-1: the map), then those the pre-filter dropped (look-alikes only)
+        every = run.clusters.iloc[np.argsort(~run.clusters["kept"].to_numpy(bool), kind="stable")]
+        every = every.reset_index(drop=True)
+        kept = every.iloc[:int(run.clusters["kept"].sum())]
         self.table = kept
-        self.n = len(kept)
+        self.n, self.n_all = len(kept), len(every)
+        self.all_ids = every["id_str"].astype(str).to_numpy()
         self.x = kept["umap2_0"].to_numpy(np.float64)
         self.y = kept["umap2_1"].to_numpy(np.float64)
         self.labels = kept["cluster"].to_numpy(np.int64)
         self.prob = kept["probability"].to_numpy(np.float64)
-        self.ids = kept["id_str"].astype(str).to_numpy()
-        self.sources = image_sources(kept)  # file paths, or images read from the catalog's shards on demand
+        self.ids = self.all_ids[:self.n]
+        self.sources = image_sources(every)  # file paths, or images read from the catalog's shards on demand
         # sky positions in degrees (NaN: unknown), checked by load_run (raregal.sky.with_coordinates)
         self.has_sky = sky.has_coordinates(kept)
         self.ra, self.dec = ((kept[sky.RA].to_numpy(np.float64), kept[sky.DEC].to_numpy(np.float64)) if self.has_sky
@@ -81,29 +89,17 @@ class ExplorerData:
             return {}
         return morphology.cluster_morphology(morphology.aligned(self.table, frac), self.labels, self.info["cluster"])
 
-    def _neighbour_index(self) -> NeighbourIndex | None:
-        from ..catalog import feature_columns, feature_matrix, read_table
-
-        names = input_columns(self.run)
-        feats = None
+    def _neighbour_index(self) -> SimilarityIndex | None:
+        """The run's similarity index (:meth:`raregal.similar.SimilarityIndex.from_run`), or None when there is
+        none to be had (said with a warning): 'more like this' is then off, the rest of the explorer works."""
         try:
-            if names is not None:  # Parquet: read only id_str + feat_*
-                cols = feature_columns(pd.DataFrame(columns=names))
-                feats = read_input(self.run, cols) if cols else None
-            elif input_path(self.run) is not None:
-                whole = read_table(input_path(self.run))
-                cols = feature_columns(whole)
-                feats = whole[["id_str"] + cols] if cols and "id_str" in whole.columns else None
-        except Exception as err:  # a damaged input table should not stop the explorer
-            log.warning("explore: cannot read the representation: %s", err)
-            feats = None
-        if feats is None:
-            log.warning("explore: no representation found in %s; 'more like this' is off",
-                        self.run.summary.get("input"))
+            index = SimilarityIndex.from_run(self.run)
+        except Exception as err:  # a missing or damaged input table should not stop the explorer
+            log.warning("explore: no usable representation in %s (%s); 'more like this' is off",
+                        self.run.summary.get("input"), err)
             return None
-        aligned = self.table[["id_str"]].merge(feats.drop_duplicates("id_str"), on="id_str", how="left")
-        X = feature_matrix(aligned.drop(columns=["id_str"]))
-        return NeighbourIndex(X, valid=np.isfinite(X).all(axis=1))
+        self._row_of = pd.Index(self.all_ids).get_indexer(index.ids)  # index table row -> explorer row
+        return index
 
     # ---- queries ---------------------------------------------------------------------------
     def in_view(self, x0: float, x1: float, y0: float, y1: float, cap: int | None = None) -> tuple[np.ndarray, int]:
@@ -147,10 +143,16 @@ class ExplorerData:
         return rows if n is None else rows[:n]
 
     def similar(self, row: int, k: int = 12) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest other galaxies in representation space: (rows, distances)."""
-        if self.neighbours is None:
+        """The ``k`` nearest other galaxies in representation space, kept or not: (rows, distances).
+
+        Rows ``>= n`` are galaxies the pre-filter dropped (not on the map; :attr:`all_ids`, :meth:`thumbnail`).
+        Distances are in the run's metric (:attr:`SimilarityIndex.metric`).
+        """
+        if self.neighbours is None or not self.neighbours.covers([self.all_ids[row]])[0]:
             return np.zeros(0, np.int64), np.zeros(0)
-        return self.neighbours.query(row, k)
+        found = self.neighbours.query(ids=[self.all_ids[row]], k=k)
+        rows = self._row_of[found.rows]
+        return rows[rows >= 0], found.distance[rows >= 0]
 
     def remember(self, rows: np.ndarray, name: str = "selection") -> str:
         """Keep a selection for export under ``name``; returns its token (the last 20 selections are kept)."""
@@ -189,7 +191,7 @@ class ExplorerData:
 
     def _thumbnail(self, row: int, size: int = 96) -> bytes:
         """JPEG bytes of galaxy ``row``'s image fitted to ``size`` px (a placeholder when unreadable)."""
-        im, why = thumbs.preview_of(self.sources, row, size) if 0 <= row < self.n else (None, "no such row")
+        im, why = thumbs.preview_of(self.sources, row, size) if 0 <= row < self.n_all else (None, "no such row")
         if im is None:
             log.debug("explore: image of row %d unreadable: %s", row, why)
             im = thumbs.placeholder(size)

@@ -42,7 +42,7 @@ class ThumbHandler(_Base):
     async def get(self, row):
         size = _size(self.get_argument("s", "96"))
         row = _number(row, "galaxy")
-        if not 0 <= row < self.data.n:
+        if not 0 <= row < self.data.n_all:  # the map's galaxies, and filtered ones shown as look-alikes
             raise HTTPError(404, reason=f"no galaxy {row}")
         body = await IOLoop.current().run_in_executor(None, self.data.thumbnail, row, size)
         self.set_header("Content-Type", "image/jpeg")

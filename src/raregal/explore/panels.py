@@ -78,13 +78,21 @@ def galaxy_panel(data, row: int, n_similar: int = 12) -> str:
         similar = '<div class="muted">No representation table found: "more like this" is not available.</div>'
     else:
         rows, dist = data.similar(row, n_similar)
-        tiles = "".join(tile(i, data.ids[i], f"d = {d:.2f}" + ("" if data.labels[i] < 0 else f" · c{data.labels[i]}"))
-                        for i, d in zip(rows, dist))
+        tiles = "".join(tile(i, data.all_ids[i], f"d = {d:.2f}" + _where(data, i)) for i, d in zip(rows, dist))
         similar = (f'<h3>More like this</h3><div class="muted">The {len(rows)} nearest galaxies in representation '
-                   f'space (Euclidean distance d; c = cluster):</div><div class="grid" id="similar">{tiles}</div>')
+                   f'space, of all the run\'s galaxies ({escape(data.neighbours.metric)} distance d; c = cluster; '
+                   f'filtered = dropped by the pre-filter, not on the map):</div>'
+                   f'<div class="grid" id="similar">{tiles}</div>')
     return (f'<div class="rg" id="galaxy-panel" data-row="{int(row)}"><div class="hero">'
             f'<a href="/thumb/{int(row)}?s=424" target="_blank"><img src="/thumb/{int(row)}?s=160" alt="galaxy"></a>'
             f'<table>{table}</table></div>{similar}</div>')
+
+
+def _where(data, row: int) -> str:
+    """A look-alike tile's note after its distance: its cluster, or that the pre-filter dropped it."""
+    if row >= data.n:
+        return " · filtered"
+    return "" if data.labels[row] < 0 else f" · c{data.labels[row]}"
 
 
 def _sky_facts(data, row: int) -> list[tuple[str, str]]:
