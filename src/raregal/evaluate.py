@@ -281,32 +281,27 @@ def _background(labels: np.ndarray, background: str | None) -> tuple[str, str]:
     return str(background), "--background"
 
 
-def _run_metric(run) -> str:
-    """The metric a search run used (its summary.json), euclidean when it does not say."""
-    import json
+def _read_run(run):
+    """The search run ``run`` (:func:`raregal.runmodel.read_run`); InputError naming --run when it is not one."""
+    from .runmodel import is_run_dir, read_run
 
-    path = Path(run) / "summary.json"
-    try:
-        params = json.loads(path.read_text()).get("parameters") or {}
-    except (OSError, ValueError):
-        return "euclidean"  # _run_scores names the missing run
-    return str(params.get("metric") or "euclidean")
+    if not is_run_dir(run):
+        raise InputError(f"--run {run}: not a search run directory (needs clusters.parquet and summary.json)")
+    return read_run(run)
 
 
 def _run_scores(run, ids: np.ndarray, labels: np.ndarray, background: str) -> dict:
     """The run's recovery of the classes: score_clusters over the labelled galaxies (not in the run: -1)."""
     from .metrics import score_clusters
 
-    path = Path(run) / "clusters.parquet"
-    if not path.is_file():
-        raise InputError(f"--run {run}: not a search run directory (no clusters.parquet)")
-    clusters = read_table(path, columns=[ID, "cluster"])
+    clusters = run.clusters
     cluster = clusters.set_index(clusters[ID].astype(str))["cluster"].reindex(ids)
     missing = int(cluster.isna().sum())
     if missing:
-        log.warning("evaluate: %d labelled galaxies are not in the run %s; they count as unclustered", missing, run)
+        log.warning("evaluate: %d labelled galaxies are not in the run %s; they count as unclustered", missing,
+                    run.path)
     scores = score_clusters(labels, cluster.fillna(-1).astype(np.int64).to_numpy(), bulk=background)
-    return {"dir": str(run), "n_not_in_run": missing, "scores": scores}
+    return {"dir": str(run.path), "n_not_in_run": missing, "scores": scores}
 
 
 def _pixels(frame: pd.DataFrame, width: int, y, codes, k, metric, index, is_query, classes, background,
@@ -359,8 +354,9 @@ def evaluate(reps, labels="true_class", k: int = 10, *, catalog=None, features: 
     reason}, or ``skipped``; None without images) and ``run`` (``dir``, ``n_not_in_run``,
     ``scores``: :func:`raregal.metrics.score_clusters`; None without a run).
     """
+    run = _read_run(run) if run is not None else None
     if metric is None:
-        metric = _run_metric(run) if run is not None else "euclidean"
+        metric = str((run.parameters or {}).get("metric") or "euclidean") if run is not None else "euclidean"
     _prepare(np.zeros((0, 1)), metric)  # an unknown metric fails before any work
     frame, X, where = _load(reps, labels, catalog, features)
     labelled = frame["_label"].notna().to_numpy()

@@ -31,7 +31,6 @@ true top k has at most ``k - 1`` non-query galaxies closer to its nearest query 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import pandas as pd
 from . import sky
 from .catalog import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
 from .errors import InputError
+from .runmodel import is_run_dir, read_run
 
 log = logging.getLogger("raregal")
 
@@ -254,13 +254,12 @@ class SimilarityIndex:
         """The index of a run: its representation table (``summary["input"]``, or ``reps`` when it moved),
         its ``features`` and ``metric`` parameters (``features`` given here wins).
 
-        ``run``: a run directory or a :class:`~raregal.report.rundir.Run`. ``columns``: table columns
+        ``run``: a run directory or a :class:`~raregal.runmodel.Run`. ``columns``: table columns
         to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
         from a Parquet table.
         """
-        path, summary = (Path(run), _summary(Path(run))) if isinstance(run, (str, os.PathLike)) \
-            else (Path(run.path), run.summary)
-        params = summary.get("parameters") or {}
+        run = read_run(run) if isinstance(run, (str, os.PathLike)) else run
+        path, summary, params = Path(run.path), run.summary, run.parameters or {}
         table_path = reps or summary.get("input")
         if not table_path or not Path(table_path).exists():
             raise InputError(f"{path}: the run's representation table {table_path!r} is gone; give it with --reps")
@@ -314,13 +313,6 @@ class SimilarityIndex:
                           nearest=np.where(who >= 0, self.rows[np.maximum(who, 0)], -1))
 
 
-def _summary(run: Path) -> dict:
-    try:
-        return json.loads((run / "summary.json").read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{run / 'summary.json'}: cannot read the run's summary: {err}") from err
-
-
 def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
     """The table at ``path``: all columns, or for Parquet only ``id_str``, the representation and ``columns``."""
     names = _parquet_names(path) if columns is not None else None
@@ -349,17 +341,12 @@ def _parquet_names(path) -> list[str] | None:
         return None
 
 
-def _is_run_dir(source) -> bool:
-    return isinstance(source, (str, os.PathLike)) and (Path(source) / "summary.json").is_file() \
-        and (Path(source) / "clusters.parquet").is_file()
-
-
 def _load(source, reps, features, index: str, nprobe: int) -> tuple[SimilarityIndex, pd.DataFrame | None]:
     """(index over the whole table, run clusters or None) for a run directory, a table path or a DataFrame."""
     kw = dict(index=index, nprobe=nprobe)
-    if _is_run_dir(source):
-        return (SimilarityIndex.from_run(source, reps, features, columns=None, **kw),
-                read_table(Path(source) / "clusters.parquet"))
+    if is_run_dir(source):
+        run = read_run(source)
+        return SimilarityIndex.from_run(run, reps, features, columns=None, **kw), run.clusters
     if reps is not None:
         raise InputError("--reps is only for a run directory; give the table itself as the source")
     table = source if isinstance(source, pd.DataFrame) else read_table(source)
