@@ -16,6 +16,9 @@ from pathlib import Path
 from .cluster import BACKENDS
 from .errors import InputError
 
+#: UMAP layouts: umap-learn's (one thread with a seed), or raregal's thread-count-independent one.
+LAYOUTS = ("umap-learn", "deterministic")
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -39,7 +42,8 @@ class SearchConfig:
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
     cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
-    (:mod:`raregal.merge`).
+    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper) uses an exact k-NN graph and
+    :mod:`raregal.layout`'s parallel optimiser: the same seed gives the same bits at any thread count.
     """
 
     n_neighbors: int = 50
@@ -69,6 +73,7 @@ class SearchConfig:
     unstable_below: float = 0.6
     merge_max_tree_distance: int = 2
     merge_max_centroid_ratio: float = 0.25
+    layout: str = "umap-learn"  # "deterministic": exact k-NN and a layout independent of the thread count
 
     def validate(self) -> "SearchConfig":
         """Check ranges and choices; raise :class:`InputError` naming the key."""
@@ -96,7 +101,7 @@ class SearchConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
                 raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
-                   "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda")}
+                   "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda"), "layout": LAYOUTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -106,14 +111,17 @@ class SearchConfig:
         """Keyword arguments of :class:`raregal.search.RareClassSearch` for these settings."""
         names = ("n_neighbors", "n_components", "min_samples", "min_cluster_size", "cluster_selection_method",
                  "metric", "umap_init", "umap_n_epochs", "umap_min_dist", "map_2d", "map_2d_epochs",
-                 "hdbscan_backend", "device")
+                 "hdbscan_backend", "device", "layout")
         return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
 
     def to_dict(self) -> dict:
-        """The settings as a dict (``campaign`` only when set, so a GZ DESI run's record is as before)."""
+        """The settings as a dict (``campaign`` and ``layout`` only when not the default, so a GZ DESI
+        run's record is as before)."""
         out = dataclasses.asdict(self)
         if out["campaign"] is None:
             del out["campaign"]
+        if out["layout"] == "umap-learn":
+            del out["layout"]
         return out
 
 

@@ -34,9 +34,9 @@ from . import runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
 from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
-from .config import SearchConfig, config_from_dict
+from .config import LAYOUTS, SearchConfig, config_from_dict
 from .errors import InputError
-from .reduce import knn_graph, pca_init, umap_embed
+from .reduce import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from .runmodel import BASE_INFO, Run, write_run
 from .timing import StageTimer
 from .select import campaign_columns, paper_cuts, prefilter
@@ -72,6 +72,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         (scikit-learn's ``check_random_state``; an int is used as it is).
     device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
         ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
+    layout : ``"umap-learn"`` (default; with a seed its layout runs on one thread and NN-descent's
+        graph depends on the thread count), or ``"deterministic"``: exact k-NN graph and the
+        parallel optimiser of :mod:`raregal.layout`, the same bits at any thread count.
     verbose : log each stage's seconds and peak memory as it finishes.
 
     Attributes after ``fit(X)`` with X of shape (N, D)
@@ -94,13 +97,14 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         "umap_n_epochs": [*_positive(), None], "umap_min_dist": [Interval(Real, 0, None, closed="left")],
         "map_2d": ["boolean"], "map_2d_epochs": [*_positive(), None],
         "hdbscan_backend": [StrOptions(set(BACKENDS))], "random_state": ["random_state"],
-        "device": [StrOptions({"cpu", "cuda"})], "verbose": ["verbose"],
+        "device": [StrOptions({"cpu", "cuda"})], "layout": [StrOptions(set(LAYOUTS))], "verbose": ["verbose"],
     }
 
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
                  umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
-                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", verbose=False):
+                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="umap-learn",
+                 verbose=False):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.min_samples = min_samples
@@ -115,12 +119,19 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.hdbscan_backend = hdbscan_backend
         self.random_state = random_state
         self.device = device
+        self.layout = layout
         self.verbose = verbose
 
     def backends(self) -> tuple[str, str]:
         """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
+        if self.layout == "deterministic" and self.metric not in EXACT_METRICS:
+            raise InputError(f"layout='deterministic' computes an exact k-NN graph for {', '.join(EXACT_METRICS)}, "
+                             f"not metric={self.metric!r}", param=("layout", "metric"))
         if self.device != "cuda":
-            return "umap-learn", self.hdbscan_backend
+            return ("deterministic" if self.layout == "deterministic" else "umap-learn"), self.hdbscan_backend
+        if self.layout == "deterministic":
+            raise InputError("layout='deterministic' runs on the CPU; device='cuda' runs cuML's UMAP: choose one",
+                             param=("device", "layout"))
         if self.hdbscan_backend == "hdbscan":
             raise InputError("device='cuda' runs HDBSCAN on cuML; hdbscan_backend='hdbscan' runs on the CPU: "
                              "choose one", param=("device", "hdbscan_backend"))
@@ -151,7 +162,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         seed = self._seed()
         timer = StageTimer(echo=bool(self.verbose))
         with timer.stage("knn"):
-            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed)
+            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed, exact=self.layout == "deterministic")
         self._fit_layout(X, self.knn_, seed, timer)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return self
@@ -170,7 +181,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                 if self.n_components == 2:
                     self.embedding_2d_ = self.embedding_.copy()
                 else:
-                    kw2 = {**umap_kw, "init": pca_init(self.embedding_, 2), "n_epochs": self.map_2d_epochs}
+                    init2 = pca_init(self.embedding_, 2, single_thread=umap_backend == "deterministic")
+                    kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
                     self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
             result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,

@@ -1,0 +1,64 @@
+"""numba kernels of :func:`raregal.reduce.exact_knn`: candidate heaps and their exact, ordered refinement."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(nogil=True, inline="always", cache=True)
+def _replace_top(hd, hi, d, idx):
+    """Replace the largest of a max-heap (``hd`` distances, ``hi`` indices) by ``(d, idx)``."""
+    m = hd.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= m:
+            break
+        if child + 1 < m and hd[child + 1] > hd[child]:
+            child += 1
+        if hd[child] <= d:
+            break
+        hd[pos], hi[pos] = hd[child], hi[child]
+        pos = child
+    hd[pos], hi[pos] = d, idx
+
+
+@numba.njit(nogil=True, cache=True)
+def scan_tile(gram, sq_q, sq_r, offset, heap_d, heap_i):
+    """Offer every column of a (queries x tile) Gram matrix to each query's heap, in column order."""
+    for r in range(gram.shape[0]):
+        hd, hi = heap_d[r], heap_i[r]
+        for c in range(gram.shape[1]):
+            d = sq_q[r] + sq_r[c] - np.float32(2.0) * gram[r, c]
+            if d < hd[0]:
+                _replace_top(hd, hi, d, offset + c)
+
+
+@numba.njit(nogil=True, cache=True)
+def refine(P, start, heap_i):
+    """Exact float64 squared distances of each query's candidates, sorted by (distance, index), self first."""
+    n, m = heap_i.shape
+    out_i = np.empty((n, m), dtype=np.int64)
+    out_d = np.empty((n, m), dtype=np.float64)
+    for r in range(n):
+        q = start + r
+        for c in range(m):
+            j = heap_i[r, c]
+            acc = 0.0
+            for d in range(P.shape[1]):
+                diff = np.float64(P[q, d]) - np.float64(P[j, d])
+                acc += diff * diff
+            out_i[r, c] = j
+            out_d[r, c] = -1.0 if j == q else acc  # self first, even among duplicates
+        order = np.argsort(out_d[r] + 0.0, kind="mergesort")  # stable: equal distances keep index order
+        ri, rd = out_i[r][order], out_d[r][order]
+        # the heap holds candidates in no index order; sort ties by index
+        for c in range(1, m):
+            x_i, x_d, p = ri[c], rd[c], c
+            while p > 0 and rd[p - 1] == x_d and ri[p - 1] > x_i:
+                ri[p], rd[p] = ri[p - 1], rd[p - 1]
+                p -= 1
+            ri[p], rd[p] = x_i, x_d
+        out_i[r], out_d[r] = ri, np.maximum(rd, 0.0)
+    return out_i, out_d

@@ -1,0 +1,114 @@
+"""layout="deterministic": exact k-NN, raregal.layout's parallel optimiser, bit-identical at any thread count."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raregal import layout, reduce
+from raregal.errors import InputError
+from raregal.search import RareClassSearch
+
+# above reduce.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent)
+N_ROWS = 9000
+
+_FIT = """
+import json, sys
+import numpy as np
+from raregal.datasets import make_planted
+from raregal.search import RareClassSearch
+n, out, seeds = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+X = make_planted(n=n, dim=16, seed=3).filter(like="feat_").to_numpy(np.float32)
+arrays = {}
+for seed in seeds:
+    est = RareClassSearch(n_neighbors=15, min_samples=40, umap_n_epochs=40, map_2d_epochs=10,
+                          random_state=seed, layout="deterministic").fit(X)
+    arrays.update({f"{k}_{seed}": v for k, v in dict(knn_i=est.knn_[0], knn_d=est.knn_[1], emb=est.embedding_,
+                                                     emb2=est.embedding_2d_, labels=est.labels_).items()})
+np.savez(out, **arrays)
+"""
+
+
+def _fit_in_subprocess(tmp_path: Path, threads: int, seeds) -> dict:
+    out = tmp_path / f"fit_{threads}.npz"
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    subprocess.run([sys.executable, "-c", _FIT, str(N_ROWS), str(out), json.dumps(seeds)], env=env, check=True,
+                   timeout=300)
+    with np.load(out) as data:
+        return dict(data)
+
+
+@pytest.mark.timeout(600)
+def test_one_and_two_threads_give_the_same_bits(tmp_path):
+    assert N_ROWS > reduce.EXACT_KNN_BELOW
+    one = _fit_in_subprocess(tmp_path, 1, [0, 1])
+    two = _fit_in_subprocess(tmp_path, 2, [0])
+    for key in ("knn_i_0", "knn_d_0", "emb_0", "emb2_0", "labels_0"):
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+    assert one["labels_0"].max() >= 1  # clusters were found, so equal labels say something
+    # another seed: the same graph, another layout
+    np.testing.assert_array_equal(one["knn_i_0"], one["knn_i_1"])
+    assert not np.array_equal(one["emb_0"], one["emb_1"])
+
+
+def _blobs(n=300, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(0, 0.2, (n, d)), rng.normal(4, 0.2, (n, d))]).astype(np.float32)
+
+
+def test_exact_knn_matches_brute_force_and_lists_self_first():
+    from sklearn.neighbors import NearestNeighbors
+
+    X = _blobs()
+    X[5] = X[4]  # a duplicate: each copy still lists itself first
+    idx, dist = reduce.exact_knn(X, 10, block=128, tile=200)
+    assert idx.dtype == np.int32 and dist.dtype == np.float32
+    np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
+    ref_d, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
+    np.testing.assert_allclose(dist, ref_d, atol=1e-5)
+    cos_i, cos_d = reduce.exact_knn(X, 10, metric="cosine")
+    ref_cd, _ = NearestNeighbors(n_neighbors=10, metric="cosine").fit(X).kneighbors(X)
+    np.testing.assert_allclose(cos_d, ref_cd, atol=1e-5)
+    with pytest.raises(ValueError, match="exact k-NN supports"):
+        reduce.exact_knn(X, 10, metric="manhattan")
+
+
+def test_deterministic_layout_repeats_and_separates_blobs():
+    X = _blobs()
+    knn = reduce.exact_knn(X, 10)
+    a = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
+    b = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
+    c = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=2, backend="deterministic")
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    y = np.repeat([0, 1], 300)
+    gap = np.linalg.norm(a[y == 0].mean(0) - a[y == 1].mean(0))
+    assert gap > 3 * max(a[y == 0].std(0).max(), a[y == 1].std(0).max())
+
+
+def test_layout_choice_is_validated():
+    X = _blobs()
+    with pytest.raises(Exception, match="layout"):
+        RareClassSearch(layout="fast", min_samples=20).fit(X)
+    with pytest.raises(InputError, match="metric='manhattan'"):
+        RareClassSearch(layout="deterministic", metric="manhattan", min_samples=20).fit(X)
+    with pytest.raises(InputError, match="choose one"):
+        RareClassSearch(layout="deterministic", device="cuda").backends()
+
+
+def test_config_and_cli_carry_the_layout():
+    from raregal.cli.search import _FLAGS
+    from raregal.config import SearchConfig, config_from_dict
+
+    assert "layout" not in SearchConfig().to_dict()  # default runs record what they did before
+    config = config_from_dict({"layout": "deterministic"})
+    assert config.estimator_params()["layout"] == "deterministic" and config.to_dict()["layout"] == "deterministic"
+    with pytest.raises(InputError, match="layout"):
+        config_from_dict({"layout": "hogwild"})
+    assert any(flag == "--layout" for flag, *_ in _FLAGS)
