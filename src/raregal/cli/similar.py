@@ -36,9 +36,9 @@ def register(subparsers) -> None:
 
 def _default_out(args) -> Path:
     from ..errors import InputError
-    from ..similar import _is_run_dir
+    from ..runmodel import is_run_dir
 
-    if not _is_run_dir(args.source):
+    if not is_run_dir(args.source):
         raise InputError("--out is needed when the source is a table, not a run directory")
     if args.cluster is not None:
         name = f"cluster_{args.cluster}"

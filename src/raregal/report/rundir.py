@@ -39,6 +39,11 @@ class Run:
     merges: pd.DataFrame | None = None  # merge suggestions (raregal.merge.COLUMNS), None when not computed
 
     @property
+    def parameters(self) -> dict:
+        """The search parameters the run used (``summary["parameters"]``, as :class:`raregal.runmodel.Run`)."""
+        return self.summary.get("parameters") or {}
+
+    @property
     def kept(self) -> pd.DataFrame:
         """Rows that passed the pre-filter (the points of the map and of the condensed tree)."""
         return self.clusters[self.clusters["kept"]]
