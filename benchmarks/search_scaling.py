@@ -6,6 +6,8 @@ representations with planted groups (0.1-1% each) is searched with the paper's p
 
 * ``raregal``: :class:`raregal.search.RareClassSearch` (one k-NN graph for both UMAPs, PCA
   init, the 2-D map started from the 5-D layout, fast_hdbscan);
+* ``raregal-det``: the same with ``layout="deterministic"`` (exact k-NN graph and
+  :mod:`raregal.layout`'s parallel optimiser: the same bits at any thread count);
 * ``paper``: ``umap.UMAP(n_neighbors=50, n_components=5)`` and ``n_components=2`` each fitted
   from scratch, then ``hdbscan.HDBSCAN(min_samples=300, min_cluster_size=10,
   cluster_selection_method="leaf")`` with its defaults.
@@ -19,7 +21,8 @@ counted again for every N. Results: ``benchmarks/results/search_scaling.json`` a
 with every thread pool (numba, OpenMP, BLAS) set to one thread. Both then get exactly the same
 resources, and the paper stack's multi-hour run at 632k does not double the benchmark's wall time.
 
-    python benchmarks/search_scaling.py [--sizes 20000 50000] [--stacks raregal paper] [--one-core-each]
+    python benchmarks/search_scaling.py [--sizes 20000 50000] [--stacks raregal raregal-det paper]
+        [--seeds 0 1] [--one-core-each]
 """
 
 from __future__ import annotations
@@ -55,10 +58,11 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
     del frame
     timer = StageTimer(echo=True)
     t0 = time.perf_counter()
-    if stack == "raregal":
+    if stack in ("raregal", "raregal-det"):
         from raregal.search import RareClassSearch
 
-        est = RareClassSearch(**PAPER, random_state=seed, verbose=True).fit(X)
+        layout = "deterministic" if stack == "raregal-det" else "umap-learn"
+        est = RareClassSearch(**PAPER, random_state=seed, layout=layout, verbose=True).fit(X)
         labels = est.labels_
         timer.seconds.update(est.timings_)
     elif stack == "paper":
@@ -76,7 +80,7 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
         raise ValueError(stack)
     wall = time.perf_counter() - t0
     scores = score_clusters(truth, labels)
-    return {"stack": stack, "n": n, "wall_seconds": round(wall, 1),
+    return {"stack": stack, "n": n, "seed": seed, "wall_seconds": round(wall, 1),
             "seconds": {k: round(v, 1) for k, v in timer.seconds.items()},
             "peak_memory_mib": round(peak_rss_mib(), 0), "n_clusters": int(labels.max() + 1),
             "fraction_clustered": round(float((labels >= 0).mean()), 4),
@@ -93,16 +97,17 @@ def machine() -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Machine: {meta['machine']}; date {meta['date']}; {meta.get('mode', 'all cores')}.", "",
-             "| N | stack | wall s | kNN s | UMAP 5-D s | UMAP 2-D s | HDBSCAN s | peak MiB | clusters | "
+             "| N | seed | stack | wall s | kNN s | UMAP 5-D s | UMAP 2-D s | HDBSCAN s | peak MiB | clusters | "
              "recovered / planted | raregal ÷ paper |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    walls = {(r["stack"], r["n"]): r["wall_seconds"] for r in rows}
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    walls = {(r["stack"], r["n"], r.get("seed", 0)): r["wall_seconds"] for r in rows}
     for r in rows:
         s = r["seconds"]
         ratio = ""
-        if r["stack"] == "raregal" and ("paper", r["n"]) in walls:
-            ratio = f"{r['wall_seconds'] / walls[('paper', r['n'])]:.2f}"
-        lines.append(f"| {r['n']:,} | {r['stack']} | {r['wall_seconds']:.0f} | {s.get('knn', 0):.0f} | "
+        paper = ("paper", r["n"], r.get("seed", 0))
+        if r["stack"] != "paper" and paper in walls:
+            ratio = f"{r['wall_seconds'] / walls[paper]:.2f}"
+        lines.append(f"| {r['n']:,} | {r.get('seed', 0)} | {r['stack']} | {r['wall_seconds']:.0f} | {s.get('knn', 0):.0f} | "
                      f"{s.get('umap5', 0):.0f} | {s.get('umap2', 0):.0f} | {s.get('hdbscan', 0):.0f} | "
                      f"{r['peak_memory_mib']:.0f} | {r['n_clusters']} | {r['recovered']} / {r['planted']} | {ratio} |")
     lines.append("")
@@ -117,10 +122,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "search_scaling"))
     parser.add_argument("--one-core-each", action="store_true",
                         help="run the stacks of each N concurrently, each on its own core with one thread")
-    parser.add_argument("--one", nargs=2, metavar=("STACK", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="table and search seeds")
+    parser.add_argument("--one", nargs=3, metavar=("STACK", "N", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]))))
+        print(json.dumps(one(args.one[0], int(args.one[1]), int(args.one[2]))))
         return 0
     env = {**os.environ, "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(HERE.parent / ".cache" / "numba"))}
     meta = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "groups": GROUPS, "parameters": PAPER}
@@ -128,23 +134,23 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stack in args.stacks:  # warm numba's disk cache once per stack, uncounted
-        subprocess.run([sys.executable, __file__, "--one", stack, "3000"], env=env, capture_output=True)
+        subprocess.run([sys.executable, __file__, "--one", stack, "3000", "0"], env=env, capture_output=True)
     n_cores = len(os.sched_getaffinity(0))
     threads = os.environ.get("NUMBA_NUM_THREADS")
     meta["mode"] = ("stacks concurrently, each pinned to its own core, one thread each" if args.one_core_each
                     else f"stacks one after another on {n_cores} core{'s' * (n_cores > 1)}"
                     + (f", {threads} thread(s) each" if threads else ""))
-    for n in args.sizes:
+    for n, seed in ((n, seed) for n in args.sizes for seed in args.seeds):
         procs = []
         for k, stack in enumerate(args.stacks):
-            cmd = [sys.executable, __file__, "--one", stack, str(n)]
+            cmd = [sys.executable, __file__, "--one", stack, str(n), str(seed)]
             if args.one_core_each:
                 cores = sorted(os.sched_getaffinity(0))
                 cmd = ["taskset", "-c", str(cores[k % len(cores)])] + cmd
                 run_env = {**env, **{v: "1" for v in THREAD_VARS}}
             else:
                 run_env = env
-            log_path = out.parent / f"{out.name}_{stack}_{n}.log"
+            log_path = out.parent / f"{out.name}_{stack}_{n}_{seed}.log"
             with open(log_path, "w") as log_file:  # the child's stage lines, readable while it runs
                 proc = subprocess.Popen(cmd, env=run_env, stdout=subprocess.PIPE, stderr=log_file, text=True)
             procs.append((stack, proc, log_path))
@@ -157,7 +163,7 @@ def main(argv=None) -> int:
                 continue
             row = json.loads(stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{stack:8s} N={n:>7,}: {row['wall_seconds']:7.1f} s, peak {row['peak_memory_mib']:6.0f} MiB, "
+            print(f"{stack:11s} N={n:>7,} seed {seed}: {row['wall_seconds']:7.1f} s, peak {row['peak_memory_mib']:6.0f} MiB, "
                   f"{row['n_clusters']} clusters, recovered {row['recovered']}/{row['planted']}", flush=True)
             (out.with_suffix(".json")).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
             (out.with_suffix(".md")).write_text(markdown(rows, meta))

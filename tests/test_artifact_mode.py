@@ -56,3 +56,20 @@ def test_without_keep_artifacts_there_are_no_artifact_classes(reps, tmp_path):
     assert len(merges) == len(summary["merge_suggestions"])
     assert merges[["cluster_a", "cluster_b"]].values.tolist() == \
         [[m["cluster_a"], m["cluster_b"]] for m in summary["merge_suggestions"]]
+
+
+def test_the_artifact_check_reads_the_campaign_the_search_names(reps, tmp_path):
+    """A table with DR5 and DR8 fractions: the artifact classes are those of the campaign given."""
+    frame = pd.read_parquet(reps)
+    fractions = [c for c in frame.columns if c.endswith("_fraction")]
+    dr5 = frame[fractions].rename(columns=lambda c: c.split("_")[0] + "-dr5_" + c.split("_", 1)[1])
+    dr8 = dr5.rename(columns=lambda c: c.replace("-dr5_", "-dr8_")).assign(
+        **{"smooth-or-featured-dr8_artifact_fraction": 0.0})
+    both = tmp_path / "both.parquet"
+    pd.concat([frame.drop(columns=fractions), dr5, dr8], axis=1).to_parquet(both)
+    assert "smooth-or-featured-dr5_artifact_fraction" in dr5.columns
+    flagged = {}
+    for campaign in ("dr5", "dr8"):
+        summary = run_search(both, tmp_path / campaign, keep_artifacts=True, campaign=campaign, **PARAMS)
+        flagged[campaign] = summary["artifact_classes"]
+    assert len(flagged["dr5"]) == 1 and flagged["dr8"] == []

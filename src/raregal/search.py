@@ -418,7 +418,8 @@ def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, ov
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,
-                            merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer)
+                            merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
+                            artifact_column=campaign_columns(frame.columns, config.campaign)["artifact"])
     table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
     summary = {**_search_summary(reps, frame, X, counts, est), **entries}
     if "true_class" in frame.columns:
