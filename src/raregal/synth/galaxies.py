@@ -84,6 +84,29 @@ def bar_axis(pa_disk: float, q_disk: float, phi_deg: float) -> float:
     return float(pa_disk + np.rad2deg(np.arctan2(np.sin(phi) * q_disk, np.cos(phi))))
 
 
+def _arm_components(rng: np.random.Generator, geometry: dict, *, mag_r: float, g_r: float,
+                    clump_mag_r: float | None, n_clumps, sharpness, amplitudes, lengths, wobble) -> tuple[list, int]:
+    """The spiral arms of :func:`disk_galaxy` (``geometry``: centre, orientation, pitch, radii) and,
+    when ``clump_mag_r`` is given, star-forming clumps along them; returns (components, clumps)."""
+    m = geometry["m"]
+    arm = dict(kind="arms", **geometry,
+               r_out=float(geometry["h"] * rng.uniform(3.2, 4.5)),
+               sharpness=float(rng.uniform(8.0, 20.0)) if sharpness is None else sharpness,
+               amplitudes=list(rng.uniform(0.75, 1.0, m)) if amplitudes is None else amplitudes,
+               lengths=list(rng.uniform(0.75, 1.0, m)) if lengths is None else lengths,
+               wobble=float(rng.uniform(0.0, 0.25)) if wobble is None else wobble,
+               wobble_freq=float(rng.uniform(1.0, 3.0)), wobble_phase=float(rng.uniform(0, 6.283)),
+               mag_r=mag_r, g_r=g_r, r_z=float(rng.normal(0.3, 0.04)))
+    if clump_mag_r is None:
+        return [arm], 0
+    n_c = int(rng.integers(6, 30)) if n_clumps is None else int(n_clumps)
+    shape = {k: v for k, v in arm.items() if k not in ("mag_r", "g_r", "r_z")}
+    clumps = dict(kind="clumps", shape=shape, n=n_c, sigma=float(rng.uniform(0.1, 0.2)),
+                  seed=int(rng.integers(2**31)), mag_r=clump_mag_r,
+                  g_r=float(rng.normal(0.2, 0.06)), r_z=float(rng.normal(0.1, 0.05)))
+    return [arm, clumps], n_c
+
+
 def disk_galaxy(rng: np.random.Generator, *, x=0.0, y=0.0, r50=None, mu_e=None, q=None, pa=None,
                 bulge_frac=None, n_arms=None, pitch=None, bar=None, arm_frac=None, knot_frac=None,
                 n_knots=None, n_clumps=None, g_r_disk=None, arm_sharpness=None, wobble=None, arm_lengths=None,
@@ -139,24 +162,12 @@ def disk_galaxy(rng: np.random.Generator, *, x=0.0, y=0.0, r50=None, mu_e=None, 
     n_knots_total = 0
     if n_arms:
         r_in = float(max(bar_len if bar else 0.0, 1.6 * r50_b, 0.35 * h))
-        arm = dict(kind="arms", x=x, y=y, pa=pa, q=q, h=h, m=n_arms, pitch=pitch,
-                   phase=float(np.deg2rad(phi)), sense=sense, r_in=r_in,
-                   r_out=float(h * rng.uniform(3.2, 4.5)),
-                   sharpness=float(rng.uniform(8.0, 20.0)) if arm_sharpness is None else arm_sharpness,
-                   amplitudes=list(rng.uniform(0.75, 1.0, n_arms)) if arm_amplitudes is None else arm_amplitudes,
-                   lengths=list(rng.uniform(0.75, 1.0, n_arms)) if arm_lengths is None else arm_lengths,
-                   wobble=float(rng.uniform(0.0, 0.25)) if wobble is None else wobble,
-                   wobble_freq=float(rng.uniform(1.0, 3.0)), wobble_phase=float(rng.uniform(0, 6.283)),
-                   mag_r=split_mag(mag, disk_frac * arm_frac), g_r=float(g_r_disk - 0.12),
-                   r_z=float(rng.normal(0.3, 0.04)))
-        comps.append(arm)
-        if knot_frac > 0:
-            n_c = int(rng.integers(6, 30)) if n_clumps is None else int(n_clumps)
-            n_knots_total += n_c
-            shape = {k: v for k, v in arm.items() if k not in ("mag_r", "g_r", "r_z")}
-            comps.append(dict(kind="clumps", shape=shape, n=n_c, sigma=float(rng.uniform(0.1, 0.2)),
-                              seed=int(rng.integers(2**31)), mag_r=split_mag(mag, disk_frac * knot_frac * 0.6),
-                              g_r=float(rng.normal(0.2, 0.06)), r_z=float(rng.normal(0.1, 0.05))))
+        arms, n_knots_total = _arm_components(
+            rng, dict(x=x, y=y, pa=pa, q=q, h=h, m=n_arms, pitch=pitch, phase=float(np.deg2rad(phi)), sense=sense,
+                      r_in=r_in), mag_r=split_mag(mag, disk_frac * arm_frac), g_r=float(g_r_disk - 0.12),
+            clump_mag_r=split_mag(mag, disk_frac * knot_frac * 0.6) if knot_frac > 0 else None, n_clumps=n_clumps,
+            sharpness=arm_sharpness, amplitudes=arm_amplitudes, lengths=arm_lengths, wobble=wobble)
+        comps += arms
     nk = int(n_knots) if n_knots is not None else int(rng.integers(8, 40))
     if knot_frac > 0 and nk > 0:
         n_knots_total += nk

@@ -151,16 +151,7 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
     pandas.DataFrame
         The catalog, one row per galaxy in index order (also written to ``catalog.parquet``).
     """
-    from tqdm.auto import tqdm
-
-    if int(n_galaxies) < 1:
-        raise InputError(f"--n-galaxies must be positive, got {n_galaxies}")
-    if int(size) < 16:
-        raise InputError(f"--size must be at least 16 pixels, got {size}")
-    if fmt.lower() not in FORMATS:
-        raise InputError(f"--format must be png or jpg, got {fmt!r}")
-    if not pixel_scale > 0:
-        raise InputError(f"pixel scale must be positive, got {pixel_scale}")
+    _check_args(n_galaxies, size, fmt, pixel_scale)
     fmt = FORMATS[fmt.lower()]
     n_galaxies, size, seed = int(n_galaxies), int(size), int(seed)
     class_counts(n_galaxies, class_fractions)  # validates the fractions and n_galaxies
@@ -179,9 +170,47 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
     args = (seed, size, float(pixel_scale), fmt, str(out_dir))
 
     t0 = time.perf_counter()
+    results, rendered = _render_chunks(chunks, labels, args, n_workers, progress)
+    seconds = time.perf_counter() - t0
+
+    catalog = pd.DataFrame([row for k in range(len(chunks)) for row in results[k]])
+    catalog = _order_columns(catalog)
+    write_parquet(out_dir / CATALOG_NAME, catalog)
+    rate = rendered / seconds if seconds > 0 and rendered else float("nan")
+    log.info("synth: %d galaxies (%d rendered, %d already on disk) in %.1f s (%.0f galaxies/s, %d workers)",
+             n_galaxies, rendered, n_galaxies - rendered, seconds, rate, n_workers)
+    log.info("synth: catalog %s; images in %s", out_dir / CATALOG_NAME, out_dir / "images")
+    if preview:
+        from .preview import write_preview
+
+        path = write_preview(catalog, out_dir, out_dir / "preview.png")
+        log.info("synth: preview %s", path)
+    return catalog
+
+
+def _check_args(n_galaxies, size, fmt: str, pixel_scale) -> None:
+    """InputError naming the flag of the first bad argument of :func:`make_survey`."""
+    if int(n_galaxies) < 1:
+        raise InputError(f"--n-galaxies must be positive, got {n_galaxies}")
+    if int(size) < 16:
+        raise InputError(f"--size must be at least 16 pixels, got {size}")
+    if fmt.lower() not in FORMATS:
+        raise InputError(f"--format must be png or jpg, got {fmt!r}")
+    if not pixel_scale > 0:
+        raise InputError(f"pixel scale must be positive, got {pixel_scale}")
+
+
+def _render_chunks(chunks: list[list[int]], labels, args: tuple, n_workers: int,
+                   progress: bool) -> tuple[dict[int, list[dict]], int]:
+    """Render every chunk of galaxy indices (in this process, or on ``n_workers`` spawned ones).
+
+    Returns the catalog rows by chunk number and how many images were rendered (not found on disk).
+    """
+    from tqdm.auto import tqdm
+
     results: dict[int, list[dict]] = {}
     rendered = 0
-    bar = tqdm(total=n_galaxies, desc="synth", unit="gal", disable=not progress)
+    bar = tqdm(total=sum(map(len, chunks)), desc="synth", unit="gal", disable=not progress)
     try:
         if n_workers == 1 or len(chunks) == 1:
             for k, idx in enumerate(chunks):
@@ -201,21 +230,7 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
                     bar.update(len(rows))
     finally:
         bar.close()
-    seconds = time.perf_counter() - t0
-
-    catalog = pd.DataFrame([row for k in range(len(chunks)) for row in results[k]])
-    catalog = _order_columns(catalog)
-    write_parquet(out_dir / CATALOG_NAME, catalog)
-    rate = rendered / seconds if seconds > 0 and rendered else float("nan")
-    log.info("synth: %d galaxies (%d rendered, %d already on disk) in %.1f s (%.0f galaxies/s, %d workers)",
-             n_galaxies, rendered, n_galaxies - rendered, seconds, rate, n_workers)
-    log.info("synth: catalog %s; images in %s", out_dir / CATALOG_NAME, out_dir / "images")
-    if preview:
-        from .preview import write_preview
-
-        path = write_preview(catalog, out_dir, out_dir / "preview.png")
-        log.info("synth: preview %s", path)
-    return catalog
+    return results, rendered
 
 
 def _order_columns(catalog: pd.DataFrame) -> pd.DataFrame:
