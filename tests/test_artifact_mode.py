@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.artifacts import artifact_classes
+from raregal.artifact_classes import artifact_classes
 from raregal.datasets import make_planted
 from raregal.runmodel import read_run
 from raregal.search import run_search

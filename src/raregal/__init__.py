@@ -6,9 +6,10 @@ The pipeline, in the order a survey goes through it (ARCHITECTURE.md has the who
                 Parquet shards), images + pixels + colour (decoding), sky (ra/dec), schema (GZ trees)
     model       encoder (timm + 128-d bottleneck + Dirichlet head), train, contrastive, pca
     represent   embed, embed_dask
-    search      select (pre-filter) -> reduce (UMAP) -> cluster (HDBSCAN leaves), as the estimator
-                in search; stability, merge, artifacts and diagnostics check its clusters;
-                config holds its parameters
+    search      prefilter -> reduce (UMAP; layout: the deterministic parallel optimiser) -> cluster
+                (HDBSCAN leaves), as the estimator in search; stability, merge, artifact_classes and
+                diagnostics check its clusters; config holds its parameters; jitcache keeps the
+                compiled numba kernels between processes
     the run     runmodel (the run's files: Run, write_run, read_run), runfolder (ownership marker,
                 write lock), report.rundir (a run with its images, for report and explore)
     look        report (HTML), explore (Bokeh server), similar, samp (TOPCAT/Aladin)

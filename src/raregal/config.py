@@ -32,9 +32,9 @@ class SearchConfig:
     Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
     ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``). Beyond the paper,
     ``keep_disturbed`` (off: None) keeps smooth galaxies whose predicted disturbance + merger
-    fractions reach it (shells, streams), see :func:`raregal.select.paper_cuts`. ``campaign``
+    fractions reach it (shells, streams), see :func:`raregal.prefilter.paper_cuts`. ``campaign``
     (``dr12``, ``dr5``, ``dr8``, ``gz2``) picks whose fraction columns the cuts read, see
-    :func:`raregal.select.campaign_columns`.
+    :func:`raregal.prefilter.campaign_columns`.
     UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .artifacts import artifact_classes
+from .artifact_classes import artifact_classes
 from .merge import merge_suggestions
 from .runmodel import typed_info
 from .stability import Stability, cluster_stability
@@ -36,7 +36,7 @@ class ClusterChecks:
 
     stability: Stability | None  # None unless stability repeats were asked for
     merges: pd.DataFrame  # see raregal.merge.COLUMNS
-    artifacts: pd.DataFrame | None  # see raregal.artifacts.artifact_classes; None without the column
+    artifacts: pd.DataFrame | None  # see raregal.artifact_classes.artifact_classes; None without the column
 
     def per_cluster(self) -> pd.DataFrame:
         """One row per cluster id with the checks that ran: ``stability`` (4 decimals) and ``unstable``,
@@ -101,7 +101,7 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
     frame, kept : the input table and the (len(frame),) mask of its rows in X, for the
         predicted artifact fraction (skipped when absent).
     artifact_column : the fraction column read (None: that of the pre-filter's default campaign,
-        :func:`raregal.select.campaign_columns`: GZ DESI's, else the newest campaign the table has).
+        :func:`raregal.prefilter.campaign_columns`: GZ DESI's, else the newest campaign the table has).
     """
     from contextlib import nullcontext
 
@@ -121,7 +121,7 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
         log.info("%d pair(s) of clusters may be one class (summary.json: merge_suggestions)", len(merges))
     artifacts = None
     if frame is not None and artifact_column is None:
-        from .select import campaign_columns
+        from .prefilter import campaign_columns
 
         artifact_column = campaign_columns(frame.columns)["artifact"]
     if frame is not None and artifact_column in frame.columns:

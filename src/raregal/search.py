@@ -39,7 +39,7 @@ from .errors import InputError
 from .reduce import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from .runmodel import BASE_INFO, Run, write_run
 from .timing import StageTimer
-from .select import campaign_columns, paper_cuts, prefilter
+from .prefilter import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
