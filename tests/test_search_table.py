@@ -107,3 +107,4 @@ def test_bad_tables_and_settings_fail_before_the_fit(frame, monkeypatch):
         search_table(frame.assign(feat_0=np.where(np.arange(len(frame)) == 5, np.nan, frame["feat_0"])), SMALL)
     with pytest.raises(InputError, match="reps.parquet: .*duplicate"):
         search_table(pd.concat([frame, frame.iloc[:1]]), SMALL, source="reps.parquet")
+
