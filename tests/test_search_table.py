@@ -108,3 +108,28 @@ def test_bad_tables_and_settings_fail_before_the_fit(frame, monkeypatch):
     with pytest.raises(InputError, match="reps.parquet: .*duplicate"):
         search_table(pd.concat([frame, frame.iloc[:1]]), SMALL, source="reps.parquet")
 
+
+
+def test_metric_and_cluster_selection_reach_umap_and_hdbscan(frame, monkeypatch):
+    import raregal.search as search
+
+    calls = {"umap": [], "hdbscan": [], "knn": []}
+
+    def spy(name, real):
+        def wrapped(*args, **kw):
+            calls[name].append((args, kw))
+            return real(*args, **kw)
+        return wrapped
+
+    monkeypatch.setattr(search, "umap_embed", spy("umap", search.umap_embed))
+    monkeypatch.setattr(search, "leaf_clusters", spy("hdbscan", search.leaf_clusters))
+    monkeypatch.setattr(search, "knn_graph", spy("knn", search.knn_graph))
+    result = search_table(frame, {**SMALL, "metric": "cosine", "cluster_selection_method": "eom"})
+    assert result.estimator.get_params()["metric"] == "cosine"
+    (args, _), = calls["knn"]
+    assert args[2] == "cosine"  # the k-NN graph in representation space
+    assert [kw["metric"] for _, kw in calls["umap"]] == ["cosine", "cosine"]  # the 5-D and the 2-D layout
+    (args, _), = calls["hdbscan"]
+    assert args[1:3] == (5, 10) and args[4] == "eom"  # min_samples, min_cluster_size, selection
+    assert result.run.parameters["metric"] == "cosine"
+    assert result.run.parameters["cluster_selection_method"] == "eom"
