@@ -68,10 +68,14 @@ def test_a_run_interrupted_before_its_summary_is_no_run(tmp_path, monkeypatch):
     run = runmodel.Run(clusters=pd.DataFrame({"id_str": ["a", "b"], "cluster": [0, -1], "probability": [1.0, 0.0],
                                               "kept": [True, True]}))
 
-    def stop(path, obj):
-        raise Interrupted
+    real = atomic.write_json
 
-    monkeypatch.setattr(runmodel.atomic, "write_json", stop)  # summary.json is written last
+    def stop_at_summary(path, obj):
+        if str(path).endswith(runmodel.SUMMARY):
+            raise Interrupted
+        return real(path, obj)
+
+    monkeypatch.setattr(atomic, "write_json", stop_at_summary)  # summary.json is written last
     with pytest.raises(Interrupted):
         runmodel.write_run(run, tmp_path / "run")
     assert not runmodel.is_run_dir(tmp_path / "run")  # no reader takes the half-written folder for a run
