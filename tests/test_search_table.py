@@ -24,10 +24,12 @@ def frame():
 @pytest.fixture(scope="module")
 def result(frame, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cwd")
+    before = frame.copy()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
         out = search_table(frame, SMALL)
     assert not list(cwd.iterdir())  # nothing written anywhere
+    pd.testing.assert_frame_equal(frame, before)  # nor the caller's table changed
     return out
 
 

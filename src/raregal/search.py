@@ -252,8 +252,8 @@ def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.nd
     return valid
 
 
-def representations(frame: pd.DataFrame, features: str | None = None,
-                    where: str = "the table") -> tuple[pd.DataFrame, np.ndarray]:
+def check_table(frame: pd.DataFrame, features: str | None = None,
+                where: str = "the table") -> tuple[pd.DataFrame, np.ndarray]:
     """Check a representation table and return ``(table, X)`` with X of shape (N, D) float32.
 
     Checks that it has rows and unique ``id_str`` values, and its ``ra``/``dec``
@@ -267,11 +267,6 @@ def representations(frame: pd.DataFrame, features: str | None = None,
     if X.shape[1] == 0 or len(X) == 0:
         raise InputError(f"{where}: the representation is empty (shape {X.shape})")
     return frame, X
-
-
-def load_representations(path, features: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a representation table from ``path`` and check it (:func:`representations`)."""
-    return representations(read_table(path), features, where=str(path))
 
 
 def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
@@ -431,7 +426,7 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
 
 def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> SearchResult:
     with timer.stage("read"):
-        frame, X = representations(frame, config.features, where="the table" if source is None else str(source))
+        frame, X = check_table(frame, config.features, where="the table" if source is None else str(source))
         valid = _valid_rows(frame, X, config.drop_invalid)
     log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
     with timer.stage("prefilter"):
