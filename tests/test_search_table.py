@@ -71,9 +71,12 @@ def test_its_run_round_trips_through_write_run_and_read_run(result, tmp_path):
         write_run({"clusters": []}, tmp_path / "bad")
 
 
-def test_labels_equal_run_search_for_the_same_table_and_seed(result, frame, tmp_path):
+def test_labels_equal_run_search_for_the_same_table_and_seed(result, frame, tmp_path, caplog):
     frame.to_parquet(tmp_path / "reps.parquet")
-    summary = run_search(tmp_path / "reps.parquet", tmp_path / "run", SMALL)
+    with caplog.at_level("INFO", logger="raregal"):
+        summary = run_search(tmp_path / "reps.parquet", tmp_path / "run", SMALL)
+    stages = [r.getMessage().split()[0] for r in caplog.records if "peak memory" in r.getMessage()]
+    assert stages.count("read") == 1 and stages.index("read") < stages.index("prefilter")  # one line per stage
     on_disk = read_run(tmp_path / "run")
     np.testing.assert_array_equal(on_disk.clusters["cluster"].to_numpy(), result.labels)
     np.testing.assert_array_equal(on_disk.clusters["probability"].to_numpy(), result.run.clusters["probability"])

@@ -472,7 +472,7 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     config = _config(config, params)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
-    with timer.stage("read"):
+    with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
         frame = read_table(reps)
     created = not out_dir.exists()
     try:
