@@ -49,13 +49,21 @@ def test_keep_artifacts_labels_the_artifact_group(reps, tmp_path):
 
 def test_without_keep_artifacts_there_are_no_artifact_classes(reps, tmp_path):
     summary = run_search(reps, tmp_path / "run", **PARAMS)
-    assert summary["artifact_classes"] == []
-    assert all(c["artifact_class"] is False for c in summary["clusters"])
+    run, frame = read_run(tmp_path / "run"), pd.read_parquet(reps)
+    planted = run.clusters["true_class"] == "planted_artifact"
+    assert planted.any() and not run.clusters.loc[planted, "kept"].any()  # the pre-filter dropped them
+    assert summary["artifact_classes"] == [] and not run.cluster_info["artifact_class"].any()
+    # the check still ran: each cluster's mean predicted artifact fraction is its members' mean in the input
+    member_mean = frame["smooth-or-featured_artifact_fraction"].groupby(run.clusters["cluster"]).mean()
+    info = run.cluster_info.set_index("cluster")
+    np.testing.assert_allclose(info["mean_artifact_fraction"], member_mean.loc[info.index], atol=1e-6)  # stored to 6 places
+    assert (info["mean_artifact_fraction"] < 0.3).all()
     assert not (tmp_path / "run" / "merge_suggestions.csv").exists()  # summary.json holds the only copy
-    merges = read_run(tmp_path / "run").merges
-    assert len(merges) == len(summary["merge_suggestions"])
-    assert merges[["cluster_a", "cluster_b"]].values.tolist() == \
-        [[m["cluster_a"], m["cluster_b"]] for m in summary["merge_suggestions"]]
+    sizes = run.clusters[run.clusters["cluster"] >= 0]["cluster"].value_counts()
+    assert len(run.merges) >= 1  # the bulk splits into leaves, which the tree suggests merging
+    for m in run.merges.itertuples():  # each suggestion names two real clusters with their real sizes
+        assert m.cluster_a != m.cluster_b and {m.cluster_a, m.cluster_b} <= set(info.index)
+        assert (m.size_a, m.size_b) == (sizes[m.cluster_a], sizes[m.cluster_b])
 
 
 def test_the_artifact_check_reads_the_campaign_the_search_names(reps, tmp_path):

@@ -73,8 +73,18 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
     from raregal.synth import RARE_CLASSES
 
     assert set(on_disk["metrics"]["classes"]) == set(RARE_CLASSES) and len(RARE_CLASSES) == 10
-    for entry in on_disk["metrics"]["classes"].values():
-        assert 0.0 <= entry["recall"] <= 1.0 and 0.0 <= entry["purity"] <= 1.0
+    import pandas as pd
+
+    from raregal.metrics import score_clusters
+
+    for mode, entry in on_disk["modes"].items():  # the demo's scores are those of its run directory
+        rows = pd.read_parquet(Path(entry["run_dir"]) / "clusters.parquet")
+        scores = score_clusters(rows["true_class"].astype(str).to_numpy(), rows["cluster"].to_numpy())
+        for name, c in entry["metrics"]["classes"].items():
+            assert c["recall"] == pytest.approx(scores["classes"][name]["recall"]), (mode, name)
+            assert c["purity"] == pytest.approx(scores["classes"][name]["purity"]), (mode, name)
+            assert c["n_kept"] == int(rows.loc[rows["true_class"] == name, "kept"].sum()), (mode, name)
+        assert entry["n_recovered"] == scores["n_recovered"]
     # both filter modes ran, each into its own run directory, and both are printed
     assert set(on_disk["modes"]) == {"paper", "keep_artifacts"}
     paper, art = on_disk["modes"]["paper"], on_disk["modes"]["keep_artifacts"]
@@ -84,13 +94,32 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
     assert on_disk["n_recovered"] == paper["n_recovered"] and on_disk["metrics"] == paper["metrics"]
     for entry in (paper, art):
         assert set(entry["passing_filter"]) <= set(entry["metrics"]["classes"])
-        assert 0 <= entry["n_recovered_passing"] <= len(entry["passing_filter"])
+        assert entry["n_recovered_passing"] == sum(entry["metrics"]["classes"][c]["recovered"]
+                                                   for c in entry["passing_filter"])
         for c in entry["metrics"]["classes"].values():
             assert 0 <= c["n_kept"] <= c["n_true"] and c["passes_filter"] == (c["n_kept"] >= 0.5 * c["n_true"])
     text = format_summary(summary)
     assert text.count("PLANTED RARE CLASSES") == 2 and "--keep-artifacts" in text and "ring" in text
-    # a rerun re-uses the survey and the embedding
-    again = run_demo(tmp_path / "demo", config, progress=False)
-    assert again["timing"]["seconds"]["embed"] < summary["timing"]["seconds"]["embed"] + 5
+    assert paper["report"] is None and art["report"] is None  # search_extra report=False: none built
+    # a rerun re-uses the survey and the embedding (the encoder is not even loaded), and builds the reports
+    import raregal.embed
+    import raregal.report
+
+    images = sorted((tmp_path / "demo" / "survey").rglob("*.png"))
+    assert len(images) >= 200
+    stamps = {p: p.stat().st_mtime_ns for p in (*images[::20], tmp_path / "demo" / "reps.parquet")}
+    monkeypatch.setattr(raregal.embed, "load_model", lambda *a, **k: pytest.fail("embedded again"))
+    reported = []
+
+    def fake_report(run_dir, progress=True):  # the report's own tests build real ones
+        reported.append(Path(run_dir).name)
+        (Path(run_dir) / "report").mkdir(exist_ok=True)
+        (Path(run_dir) / "report" / "index.html").write_text("<html></html>")
+
+    monkeypatch.setattr(raregal.report, "report_after_search", fake_report)
+    again = run_demo(tmp_path / "demo", DemoConfig(**{**config.__dict__, "search_extra": {}}), progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert reported == ["search", "search_artifacts"]
+    assert again["report"] == str((tmp_path / "demo" / "search" / "report" / "index.html").resolve())
     assert again["n_clusters"] == summary["n_clusters"]
     assert again["modes"]["keep_artifacts"]["n_clusters"] == summary["modes"]["keep_artifacts"]["n_clusters"]

@@ -163,10 +163,18 @@ def test_catalog_option_and_rebuild(tiny_run_dir, tmp_path):
 def test_cli_report(tiny_run_dir, tmp_path, capsys):
     from raregal.cli import main
 
+    from raregal.runmodel import read_run
+
     assert main(["report", str(tiny_run_dir), "--out", str(tmp_path / "r")]) == 0
-    assert "open " in capsys.readouterr().out
-    assert (tmp_path / "r" / "index.html").is_file()
+    index = tmp_path / "r" / "index.html"
+    assert capsys.readouterr().out.strip() == f"raregal report: open {index}"
+    run, info = read_run(tiny_run_dir), json.loads((tmp_path / "r" / "report.json").read_text())
+    assert info["run"] == str(tiny_run_dir.resolve()) and info["n_clusters"] == len(run.cluster_info)
+    assert info["n_kept"] == int(run.clusters["kept"].sum())
+    assert info["n_clustered"] == int((run.clusters["cluster"] >= 0).sum())
+    assert info["gallery_tiles"] > 0 and set(info["montage"].values()) <= set(run.cluster_info["cluster"])
     assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
 
 
 def test_previews_of_fits_and_jpeg(tmp_path):

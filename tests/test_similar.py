@@ -83,8 +83,21 @@ def test_cli_cluster_query_writes_table_and_gallery(run_dir, capsys):
     assert len(out) == 12 and out["rank"].tolist() == list(range(1, 13))
     members = set(table.loc[table["cluster"] == k, "id_str"])
     assert not set(out["id_str"]) & members and set(out["nearest_query"]) <= members
-    assert (run_dir / "similar" / f"cluster_{k}.png").stat().st_size > 0
-    assert str(csv) in capsys.readouterr().out
+    # the CSV is what the Python API returns for the same query
+    api = similar(run_dir, cluster=k, k=12, progress=False)
+    assert out["id_str"].tolist() == api["id_str"].tolist()
+    np.testing.assert_allclose(out["distance"], api["distance"], rtol=1e-6)
+    printed = capsys.readouterr().out
+    assert f"table: {csv}" in printed and f"gallery: {csv.with_suffix('.png')}" in printed
+    assert printed.split("\n")[2].split()[:2] == ["1", out["id_str"].iloc[0]]  # rank 1 first in the printout
+    from PIL import Image
+
+    from raregal.report.similar_gallery import write_similar_gallery
+
+    with Image.open(run_dir / "similar" / f"cluster_{k}.png") as im:  # the same picture the API's result gives
+        shown = np.asarray(im.convert("RGB"))
+    with Image.open(write_similar_gallery(api, run_dir / "api.png")[0]) as im:
+        np.testing.assert_array_equal(shown, np.asarray(im.convert("RGB")))
 
 
 def test_clear_errors(frame, run_dir):

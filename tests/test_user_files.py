@@ -231,7 +231,8 @@ def test_no_2d_with_the_report_on_gives_a_report_without_a_map(tmp_path):
     Image.new("RGB", (16, 16), (40, 80, 120)).save(img)
     frame["file_loc"] = str(img)
     frame.to_parquet(tmp_path / "r.parquet")
-    run_search(tmp_path / "r.parquet", tmp_path / "run", **{**SMALL, "report": True})
+    assert main(["search", str(tmp_path / "r.parquet"), "--out", str(tmp_path / "run"), "--no-2d",  # builds the report
+                 "--n-neighbors", "10", "--min-samples", "5", "--min-cluster-size", "10"]) == 0
     html = (tmp_path / "run" / "report" / "index.html").read_text()
     assert "No 2-D map: the run was searched with --no-2d." in html
     assert not (tmp_path / "run" / "report" / "map.png").exists()

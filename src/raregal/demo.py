@@ -107,6 +107,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
     from .config import SearchConfig
     from .embed import embed_catalog, load_model
     from .encoder.loading import demo_model_path
+    from .report import report_after_search
     from .search import run_search
     from .synth import RARE_CLASSES, make_survey
 
@@ -145,7 +146,9 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
                                      seed=config.seed, **config.search_extra)
         run_dir = out / RUN_DIRS[mode]
         with timer.stage(f"search_{mode}"):
-            search = run_search(reps, run_dir, search_config, overwrite=True)  # and RUN_DIR/report/
+            search = run_search(reps, run_dir, search_config, overwrite=True)
+            if search_config.report:
+                report_after_search(run_dir, progress=progress)  # RUN_DIR/report/
         modes[mode] = _mode_summary(search, run_dir, keep)
 
     paper = modes["paper"]

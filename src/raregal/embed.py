@@ -44,7 +44,7 @@ from .errors import InputError
 from .encoder.loading import load_model
 from .encoder.runtime import make_runner
 from .images import ImageDataset, collate_images, eval_transform
-from .train import default_workers
+from .workers import default_workers
 
 log = logging.getLogger("raregal")
 

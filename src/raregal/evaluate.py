@@ -308,7 +308,7 @@ def _pixels(frame: pd.DataFrame, width: int, y, codes, k, metric, index, is_quer
             seed, workers, progress) -> dict:
     """The raw-pixel baseline's class table plus what it read; ``skipped`` when too few images read."""
     if workers is None:
-        from .train import default_workers  # imports torch, which the images need anyway
+        from .workers import default_workers
 
         workers = default_workers()
     Z, failed = pixel_baseline(frame[FILE_LOC].tolist(), width, seed=seed, workers=workers, progress=progress)

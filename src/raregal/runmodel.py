@@ -211,9 +211,12 @@ def read_run(run_dir: str | os.PathLike) -> Run:
                path=path)
 
 
-def write_run(run: Run, out_dir: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = (),
+def write_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False, inputs: tuple = (),
               command: str = "raregal search", timer=None) -> Run:
     """Write ``run`` into the folder ``out_dir``; return the Run as written (its ``path`` set).
+
+    ``run`` is a :class:`Run`, or a :class:`raregal.search.SearchResult` (its ``run`` is written):
+    ``write_run(search_table(frame, config), out_dir)`` is the table-to-folder job.
 
     :mod:`raregal.runfolder` decides whether the folder may be written (``overwrite``, ``inputs``:
     see :func:`~raregal.runfolder.check_output_folder`), marks it and holds its lock; with
@@ -222,6 +225,9 @@ def write_run(run: Run, out_dir: str | os.PathLike, *, overwrite: bool = False, 
     :class:`~raregal.timing.StageTimer`, the tables are written as its ``write`` stage and the
     returned (and written) timings are the timer's (:meth:`~raregal.timing.StageTimer.totals`).
     """
+    run = run if isinstance(run, Run) else getattr(run, "run", run)  # a SearchResult: its Run
+    if not isinstance(run, Run):
+        raise TypeError(f"write_run takes a Run or a SearchResult, not {type(run).__name__}")
     out_dir = Path(out_dir)
     with runfolder.WriteLock(out_dir, command):
         runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=inputs, flag="out_dir")

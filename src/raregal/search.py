@@ -1,16 +1,20 @@
 """The rare-class search: pre-filter → UMAP → HDBSCAN leaf clusters.
 
-Two ways in:
+Three ways in, from the array to the folder:
 
-* :class:`RareClassSearch`, a scikit-learn style estimator on a plain array of
-  representations (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``,
-  ``embedding_`` (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
-* :func:`run_search`, the table-to-run-directory job behind ``raregal search``: read and
-  check the table, pre-filter on the predicted morphology, fit, run the checks of
-  :mod:`raregal.diagnostics` (stability with ``stability`` > 0, merge suggestions, artifact
-  classes), and write the result as a :class:`raregal.runmodel.Run` with
-  :func:`raregal.runmodel.write_run` (``clusters.parquet``, ``condensed_tree.parquet``,
-  ``summary.json``, ``config.toml``).
+* :class:`RareClassSearch`, a scikit-learn estimator on a plain array of representations
+  (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``, ``embedding_``
+  (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
+* :func:`search_table`, the pure core on an in-memory table: check it, pre-filter on the
+  predicted morphology, fit, run the checks of :mod:`raregal.diagnostics` (stability with
+  ``stability`` > 0, merge suggestions, artifact classes); returns a :class:`SearchResult`
+  (the fitted estimator and the :class:`raregal.runmodel.Run`), writes nothing;
+* :func:`run_search`, the file-to-folder convenience behind ``raregal search``: read the table,
+  :func:`search_table`, :func:`raregal.runmodel.write_run` (``clusters.parquet``,
+  ``condensed_tree.parquet``, ``summary.json``, ``config.toml``).
+
+No report is built here (this module does not import :mod:`raregal.report`): the CLI and the
+demo build it after the run is written.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -31,7 +36,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import runfolder, sky
-from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table, source_columns
+from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
 from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
 from .config import LAYOUTS, SearchConfig, config_from_dict
@@ -247,16 +252,20 @@ def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.nd
     return valid
 
 
-def load_representations(path, features: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a representation table and return ``(table, X)`` with X of shape (N, D) float32."""
-    frame = read_table(path)
+def check_table(frame: pd.DataFrame, features: str | None = None,
+                where: str = "the table") -> tuple[pd.DataFrame, np.ndarray]:
+    """Check a representation table and return ``(table, X)`` with X of shape (N, D) float32.
+
+    Checks that it has rows and unique ``id_str`` values, and its ``ra``/``dec``
+    (:func:`raregal.sky.with_coordinates`: bad rows named, set to NaN); ``where`` names the table in errors.
+    """
     if len(frame) == 0:
-        raise InputError(f"{path}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
-    check_ids(frame, str(path))
-    frame = sky.with_coordinates(frame, str(path))  # ra/dec checked once, here (bad rows named, set to NaN)
+        raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
+    check_ids(frame, str(where))
+    frame = sky.with_coordinates(frame, str(where))  # ra/dec checked once, here
     X = feature_matrix(frame, features)
     if X.shape[1] == 0 or len(X) == 0:
-        raise InputError(f"{path}: the representation is empty (shape {X.shape})")
+        raise InputError(f"{where}: the representation is empty (shape {X.shape})")
     return frame, X
 
 
@@ -346,12 +355,12 @@ def _check_kept(est: RareClassSearch, counts: dict, cuts) -> None:
     est.check_size(n_kept)
 
 
-def _search_summary(reps, frame, X, counts, est) -> dict:
+def _search_summary(source, frame, X, counts, est) -> dict:
     """What summary.json says besides the tables, the parameters and the timing (see raregal.runmodel)."""
     n_kept = counts["kept"]
     n_clustered = int((est.labels_ >= 0).sum())
     return {
-        "input": str(Path(reps).resolve()),
+        "input": None if source is None else str(Path(source).resolve()),
         "n_rows": len(frame),
         "n_features": int(X.shape[1]),
         "counts": counts,
@@ -370,48 +379,64 @@ def _config(config, params) -> SearchConfig:
     return config.validate()
 
 
-def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
-               overwrite: bool = False, **params) -> dict:
-    """Search a representation table and write a run directory; return the summary dict.
+@dataclass(eq=False)
+class SearchResult:
+    """What :func:`search_table` returns: the fitted estimator and the run, nothing written yet.
 
-    ``config`` (a :class:`SearchConfig` or dict) and keyword ``params`` override the paper's
-    defaults. Everything is checked before the first expensive step: the parameters, that
-    ``out_dir`` is new, empty or (with ``overwrite``) an earlier raregal run and not inside the
-    input (:mod:`raregal.runfolder`), the representation and the pre-filter's result. The folder
-    is locked while it is written; each output file is written atomically, so an interrupted run
-    leaves complete files or none; a rerun with ``overwrite`` removes the earlier run's files first.
+    estimator : the fitted :class:`RareClassSearch` (on the kept rows: ``estimator.labels_[i]`` is
+        row ``np.flatnonzero(kept)[i]`` of the table).
+    run : the :class:`raregal.runmodel.Run`; ``raregal.runmodel.write_run(result, out_dir)`` (or
+        ``write_run(result.run, out_dir)``) writes it.
+    config : the validated settings. kept : (N,) bool, the rows the pre-filter kept.
+    counts : galaxies through each stage (``input``, ``valid``, ``after_<cut>``, ``kept``).
     """
-    config = _config(config, params)
-    out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
-    timer = StageTimer()
-    with timer.stage("read"):
-        frame, X = load_representations(reps, config.features)
-        valid = _valid_rows(frame, X, config.drop_invalid)
-    log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], reps)
 
+    estimator: RareClassSearch
+    run: Run
+    config: SearchConfig
+    kept: np.ndarray
+    counts: dict
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) cluster of every input row (-1: unclustered or not kept), in the table's order."""
+        return self.run.clusters["cluster"].to_numpy()
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.estimator.n_clusters_)
+
+
+def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None, *,
+                 source: str | os.PathLike | None = None) -> SearchResult:
+    """Search an in-memory representation table; return the fitted estimator and the run (no file I/O).
+
+    ``frame`` has ``id_str`` and the representation (``feat_<i>`` columns, or the list column or
+    prefix ``config.features`` names); optionally the predicted ``*_fraction`` columns the
+    pre-filter reads, ``ra``/``dec``, ``file_loc`` and ``true_class`` (then the run's summary has
+    ``metrics``). ``config``: a :class:`SearchConfig` or a dict of its keys (default: the paper's).
+    The table is checked, pre-filtered (:mod:`raregal.select`), the kept rows fitted with
+    :class:`RareClassSearch` (``config.estimator_params()``) and the clusters checked
+    (:mod:`raregal.diagnostics`). ``source``, the file the table came from, is recorded as the
+    run's input (the report finds images inside a catalog through it) and named in errors.
+    Raises :class:`InputError`, naming the parameter, before the fit when the table cannot be searched.
+    """
+    return _search_table(frame, _config(config, {}), source, StageTimer())
+
+
+def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> SearchResult:
+    with timer.stage("read"):
+        frame, X = check_table(frame, config.features, where="the table" if source is None else str(source))
+        valid = _valid_rows(frame, X, config.drop_invalid)
+    log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
     with timer.stage("prefilter"):
         cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
                           config.keep_disturbed, campaign_columns(frame.columns, config.campaign))
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-
     est = RareClassSearch(**config.estimator_params(), verbose=True)
     _check_kept(est, counts, cuts)
     check_representation(X[kept], frame[ID].to_numpy()[kept], config)
-    created = not out_dir.exists()
-    try:
-        with runfolder.WriteLock(out_dir, "raregal search"):
-            runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
-            summary = _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, overwrite)
-    except BaseException:
-        if created:
-            _remove_if_empty(out_dir)
-        raise
-    log.info("results in %s", out_dir.resolve())
-    return summary
-
-
-def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, overwrite) -> dict:
     est.fit(X[kept])
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
@@ -421,16 +446,46 @@ def _fit_and_write(reps, out_dir, frame, X, kept, counts, config, est, timer, ov
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
                             artifact_column=campaign_columns(frame.columns, config.campaign)["artifact"])
     table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
-    summary = {**_search_summary(reps, frame, X, counts, est), **entries}
+    summary = {**_search_summary(source, frame, X, counts, est), **entries}
     if "true_class" in frame.columns:
         summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
     run = Run(clusters=table, cluster_info=info, tree=est.condensed_tree_, merges=checks.merges,
-              parameters=config.to_dict(), summary=summary)
-    run = write_run(run, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer of the run
+              parameters=config.to_dict(), timings=timer.totals(), summary=summary)
     log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, summary["n_clustered"],
              counts["kept"], 100 * summary["fraction_clustered"])
-    if config.report and source_columns(frame):  # images known: file_loc, or inside the catalog's shards
-        _report(out_dir)
+    return SearchResult(estimator=est, run=run, config=config, kept=kept, counts=counts)
+
+
+def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
+               overwrite: bool = False, **params) -> dict:
+    """Search the representation table in the file ``reps`` and write a run directory; return the summary dict.
+
+    The convenience behind ``raregal search``: read the table, :func:`search_table`,
+    :func:`raregal.runmodel.write_run`. ``config`` (a :class:`SearchConfig` or dict) sets the
+    parameters; keyword ``params`` (config keys) are a shorthand that overrides it. It builds no
+    report (``raregal search`` and the demo do, with :func:`raregal.report.report_after_search`).
+    Before the first expensive step it checks the parameters and that ``out_dir`` is new, empty
+    or (with ``overwrite``) an earlier raregal run and not inside the input (:mod:`raregal.runfolder`);
+    :func:`search_table` checks the table and the pre-filter's result before the fit. The folder is
+    locked while it is written; each output file is written atomically, so an interrupted run
+    leaves complete files or none; a rerun with ``overwrite`` removes the earlier run's files first.
+    """
+    config = _config(config, params)
+    out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
+    timer = StageTimer()
+    with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
+        frame = read_table(reps)
+    created = not out_dir.exists()
+    try:
+        with runfolder.WriteLock(out_dir, "raregal search"):
+            runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
+            result = _search_table(frame, config, reps, timer)
+            run = write_run(result, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer
+    except BaseException:
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+    log.info("results in %s", out_dir.resolve())
     return run.to_summary()
 
 
@@ -441,17 +496,6 @@ def _remove_if_empty(folder: Path) -> None:
             shutil.rmtree(folder)
     except OSError:
         pass
-
-
-def _report(out_dir: Path) -> None:
-    """Build the report when images are known; a failing report never loses the search."""
-    from .report import build_report
-
-    try:
-        path = build_report(out_dir)
-        log.info("report in %s", path)
-    except Exception as err:  # noqa: BLE001 - the clusters are written; say what went wrong
-        log.warning("the search finished but its report failed: %s (run `raregal report %s`)", err, out_dir)
 
 
 def _score(true_class: np.ndarray, labels: np.ndarray) -> dict:

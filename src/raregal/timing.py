@@ -32,14 +32,18 @@ class StageTimer:
         self.started = time.perf_counter()
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str, echo: bool | None = None) -> Iterator[None]:
+        """Time the block as stage ``name`` (a stage timed twice adds up); ``echo`` overrides :attr:`echo`.
+
+        The log line gives the stage's seconds so far, so a stage split in two (``raregal search``
+        reads the file quietly, then checks the table) logs once, with its whole time.
+        """
         t0 = time.perf_counter()
         yield
-        dt = time.perf_counter() - t0
-        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
         self.peak_mib[name] = peak_rss_mib()
-        if self.echo:
-            log.info("%-10s %8.1f s   peak memory %7.0f MiB", name, dt, self.peak_mib[name])
+        if self.echo if echo is None else echo:
+            log.info("%-10s %8.1f s   peak memory %7.0f MiB", name, self.seconds[name], self.peak_mib[name])
 
     def as_dict(self) -> dict:
         return {

@@ -58,37 +58,9 @@ from .catalog import image_sources, source_columns
 from .contrastive import METHODS
 from .errors import InputError
 from .images import ImageDataset, collate_images, eval_transform, train_transform
+from .workers import default_threads, default_workers
 
 log = logging.getLogger("raregal")
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def default_workers() -> int:
-    """Image-decoding worker processes: half the CPU cores, at most 4 (the rest run the model)."""
-    return max(0, min(4, usable_cores() // 2))
-
-
-def default_threads(workers: int) -> int:
-    """Torch threads for the model: the cores that neither the decoding workers nor other running
-    programs (the 1-minute load average) occupy, at least 1.
-
-    More threads than free cores is far worse than fewer: OpenMP threads spin-wait for each
-    other, and on a 2-core machine busy with other work, 2 threads trained 9 img/s where 1 thread
-    trained 450 img/s (mobilenetv3_small_050, 64 px, batch 64).
-    """
-    cores = usable_cores()
-    try:
-        busy = int(round(os.getloadavg()[0]))
-    except (AttributeError, OSError):  # pragma: no cover - Windows
-        busy = 0
-    return max(1, min(cores - workers, cores - busy))
 
 
 @dataclass

@@ -30,14 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"raregal {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:  # a stage not built into this install
-            if err.name == f"{__name__}.{name}":
-                continue
-            raise
-        module.register(sub)
+    for name in COMMANDS:  # every command is built in: a missing module is a broken install, and says so
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 

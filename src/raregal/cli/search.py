@@ -67,6 +67,10 @@ def run(args) -> int:
     base = load_config(args.config) if args.config else SearchConfig()
     config = config_from_dict(overrides(args), base=base)
     summary = run_search(args.reps, args.out, config, overwrite=args.overwrite)
+    if config.report:  # the report is the CLI's, not the search's (raregal.search builds none)
+        from ..report import report_after_search
+
+        report_after_search(args.out)
     print(f"{summary['n_clusters']} clusters; {summary['n_clustered']} of {summary['counts']['kept']} kept "
           f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
     metrics = summary.get("metrics")

@@ -65,7 +65,8 @@ def run(args) -> int:
 
     from ..catalog import read_catalog
     from ..errors import InputError
-    from ..train import TrainConfig, default_workers, train
+    from ..train import TrainConfig, train
+    from ..workers import default_workers
 
     if args.bottleneck < 0 or args.input_size < 8 or args.epochs < 1 or args.batch_size < 2:
         raise InputError("--bottleneck must be >= 0, --input-size >= 8, --epochs >= 1, --batch-size >= 2")

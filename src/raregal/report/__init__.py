@@ -1,6 +1,6 @@
 """Show a run's clusters: a self-contained HTML report folder (``RUN_DIR/report/``).
 
-:func:`build_report` writes ``index.html`` with an overview (counts through each stage,
+:func:`build_report` (``raregal report``; after a search, :func:`report_after_search`) writes ``index.html`` with an overview (counts through each stage,
 clusters, parameters), the 2-D UMAP map (:mod:`.maps`, datashader), a Fig.-1-style montage
 (:mod:`.montage`), the condensed tree (:mod:`.tree`), and per cluster a gallery of its most
 confident members (:mod:`.gallery`), its distinctive predicted morphology in words
@@ -18,12 +18,13 @@ from pathlib import Path
 
 from .. import atomic, runfolder, sky
 from ..atomic import write_json, write_text
+from ..catalog import source_columns
 from ..timing import StageTimer
 from .rundir import Run, load_run
 
 log = logging.getLogger("raregal")
 
-__all__ = ["build_report", "load_run", "Run"]
+__all__ = ["build_report", "report_after_search", "load_run", "Run"]
 
 _COUNT_LABELS = {"input": "input galaxies", "after_smooth": "not smooth", "after_edge_on": "not edge-on",
                  "after_artifact": "not artifacts", "kept": "kept for clustering",
@@ -97,9 +98,34 @@ def build_report(run_dir: str | os.PathLike, catalog: str | os.PathLike | None =
     with other files in it, or the run folder itself, is refused with an InputError before any
     work. The run folder is locked while its report is written.
     """
-    timer = StageTimer(echo=False)
     sky.check_layer(sky_layer)
-    run = load_run(run_dir, catalog)
+    return _report_of(load_run(run_dir, catalog), out, progress, sky_layer)
+
+
+def report_after_search(run_dir: str | os.PathLike, progress: bool = True) -> Path | None:
+    """The report ``raregal search`` (and the demo) builds once its run is written; None when not built.
+
+    Built into ``run_dir/report`` when the run says where its images are (``file_loc``, or
+    images inside the catalog its representation table came from); a failing report is logged
+    as a warning and never loses the search (``raregal report RUN_DIR`` tries again).
+    """
+    try:
+        run = load_run(run_dir)
+        if not source_columns(run.clusters):
+            log.debug("no report: the representation table says where no image is (add file_loc, "
+                     "or run `raregal report %s --catalog CATALOG`)", run_dir)
+            return None
+        path = _report_of(run, None, progress, sky.DEFAULT_LAYER)
+    except Exception as err:  # noqa: BLE001 - the clusters are written; say what went wrong
+        log.warning("the search finished but its report failed: %s (run `raregal report %s`)", err, run_dir)
+        return None
+    log.info("report in %s", path)
+    return path
+
+
+def _report_of(run, out, progress: bool, sky_layer: str) -> Path:
+    """:func:`build_report` of a loaded run."""
+    timer = StageTimer(echo=False)
     out = Path(out) if out is not None else run.path / "report"
     runfolder.check_output_folder(out, "report", overwrite=True, flag="out")
     if not os.access(run.path, os.W_OK):  # a read-only run (shared, archived) reported elsewhere: nothing to lock

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 from ..atomic import atomic_path, write_json, write_parquet
 from ..errors import InputError
 from ..schema import ANSWERS, TREE
+from ..workers import usable_cores
 from .bands import BANDS, PIXEL_SCALE, to_rgb
 from .classes import DEFAULT_FRACTIONS, assign_classes, class_counts, galaxy_rng, sample_galaxy
 from .galaxies import INFO_DEFAULTS
@@ -111,14 +111,6 @@ def _check_config(out_dir: Path, config: dict) -> None:
     write_json(path, config)
 
 
-def default_workers() -> int:
-    """CPU cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZE, fmt: str = "png",
                 class_fractions: dict[str, float] | None = None, n_workers: int | None = None,
                 preview: bool = False, progress: bool = True, pixel_scale: float = PIXEL_SCALE,
@@ -164,7 +156,7 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
     _check_config(out_dir, config)
 
     labels = assign_classes(n_galaxies, seed, class_fractions)
-    n_workers = default_workers() if n_workers is None else max(1, int(n_workers))
+    n_workers = usable_cores() if n_workers is None else max(1, int(n_workers))
     chunk = chunk_size or int(np.clip(n_galaxies // (n_workers * 8) or 1, 1, 100))
     chunks = [list(range(i, min(i + chunk, n_galaxies))) for i in range(0, n_galaxies, chunk)]
     args = (seed, size, float(pixel_scale), fmt, str(out_dir))
