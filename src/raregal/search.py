@@ -415,7 +415,7 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
     prefix ``config.features`` names); optionally the predicted ``*_fraction`` columns the
     pre-filter reads, ``ra``/``dec``, ``file_loc`` and ``true_class`` (then the run's summary has
     ``metrics``). ``config``: a :class:`SearchConfig` or a dict of its keys (default: the paper's).
-    The table is checked, pre-filtered (:mod:`raregal.select`), the kept rows fitted with
+    The table is checked, pre-filtered (:mod:`raregal.prefilter`), the kept rows fitted with
     :class:`RareClassSearch` (``config.estimator_params()``) and the clusters checked
     (:mod:`raregal.diagnostics`). ``source``, the file the table came from, is recorded as the
     run's input (the report finds images inside a catalog through it) and named in errors.
