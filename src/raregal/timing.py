@@ -59,11 +59,24 @@ class StageTimer:
                 "peak_memory_mib": round(peak_rss_mib(), 1)}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler on whatever ``sys.stderr`` is when a line is written, not when it was made
+    (a caller or a test harness that swaps stderr, then closes the old one, still gets the lines)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property always answers sys.stderr
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Log raregal's messages to stderr as plain lines (idempotent)."""
     logger = logging.getLogger("raregal")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
