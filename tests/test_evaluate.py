@@ -1,6 +1,7 @@
 """Encoder benchmark (`raregal evaluate`): kNN purity, held-back recall, pixel baseline, run scores."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -165,3 +166,14 @@ def test_run_recovery_equals_score_clusters(tiny_run_dir, tmp_path, capsys):
     assert result["pixels"] is None
     # the planted groups are tight in the representation: pure, and found again by `similar`
     assert result["encoder"]["mean_purity"] > 0.9 and result["encoder"]["mean_recall"] > 0.9
+
+
+def test_a_run_metric_evaluate_cannot_rank_by_names_the_run_not_a_flag_never_given(tiny_run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["parameters"]["metric"] = "manhattan"
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["evaluate", summary["input"], "--labels", "true_class", "--run", str(run), "--no-pixels"]) == 2
+    err = capsys.readouterr().err
+    assert "the run's metric 'manhattan'" in err and "pass --metric" in err

@@ -128,3 +128,16 @@ def test_annotate_pairs_results_with_clusters_by_id():
     assert by_id.loc[2, "mean_artifact_fraction"] == 0.8 and np.isnan(by_id.loc[1, "mean_artifact_fraction"])
     assert new_info["unstable"].dtype == bool and new_info["artifact_class"].dtype == bool
     assert entries["artifact_classes"] == [2] and entries["stability"]["n_unstable"] == 2
+
+
+def test_a_galaxy_without_a_cluster_number_is_unclustered_not_cluster_0():
+    run = full_run()
+    clusters = run.clusters.assign(cluster=run.clusters["cluster"].astype(float))
+    clusters.loc[clusters.index[0], "cluster"] = np.nan
+    assert replace_clusters(run, clusters).clusters["cluster"].iloc[0] == -1
+
+
+def replace_clusters(run: Run, clusters) -> Run:
+    from dataclasses import replace
+
+    return replace(run, clusters=clusters)

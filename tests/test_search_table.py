@@ -138,3 +138,25 @@ def test_metric_and_cluster_selection_reach_umap_and_hdbscan(frame, monkeypatch)
     assert args[1:3] == (5, 10) and args[4] == "eom"  # min_samples, min_cluster_size, selection
     assert result.run.parameters["metric"] == "cosine"
     assert result.run.parameters["cluster_selection_method"] == "eom"
+
+
+def test_clashing_choices_fail_before_the_table_is_read(tmp_path):
+    with pytest.raises(InputError, match="layout='deterministic' computes an exact k-NN graph") as err:
+        run_search(tmp_path / "no_such_table.parquet", tmp_path / "run", {"layout": "deterministic",
+                                                                            "metric": "manhattan"})
+    assert err.value.param == ("layout", "metric") and not (tmp_path / "run").exists()
+
+
+def test_the_similarity_index_of_a_run_not_yet_written(result, frame, tmp_path):
+    from raregal.similar import SimilarityIndex
+
+    path = tmp_path / "reps.parquet"
+    frame.to_parquet(path)
+    from dataclasses import replace
+
+    run = replace(result.run, summary={**result.run.summary, "input": str(path)})
+    assert run.path is None
+    for source in (run, replace(result, run=run)):  # a Run with no folder yet, and the SearchResult holding it
+        index = SimilarityIndex.from_run(source)
+        found = index.query(ids=[frame["id_str"].iloc[0]], k=3)
+        assert len(found.ids) == 3 and frame["id_str"].iloc[0] not in found.ids

@@ -338,7 +338,7 @@ def evaluate(reps, labels="true_class", k: int = 10, *, catalog=None, features: 
     k : neighbours of the kNN purity (1..N-1).
     catalog : image catalog joined on ``id_str``: gives columns ``reps`` lacks, and ``file_loc``.
     features : representation column(s) (default ``feat_*``).
-    metric : ``euclidean`` or ``cosine`` (default: the run's metric with ``run``, else euclidean).
+    metric : ``euclidean``, ``cosine`` or ``correlation`` (default: the run's metric with ``run``, else euclidean).
     background : the ordinary class (default: the most common label).
     run : a ``raregal search`` run directory whose clusters are scored against the labels.
     pixels : compute the raw-pixel baseline when ``file_loc`` is known.
@@ -355,8 +355,12 @@ def evaluate(reps, labels="true_class", k: int = 10, *, catalog=None, features: 
     ``scores``: :func:`raregal.metrics.score_clusters`; None without a run).
     """
     run = _read_run(run) if run is not None else None
-    if metric is None:
-        metric = str((run.parameters or {}).get("metric") or "euclidean") if run is not None else "euclidean"
+    if metric is None and run is not None:
+        metric = str((run.parameters or {}).get("metric") or "euclidean")
+        if metric not in METRICS:
+            raise InputError(f"--run {run.path}: the run's metric {metric!r} is not one evaluate ranks by "
+                             f"({', '.join(METRICS)}); pass --metric")
+    metric = metric or "euclidean"
     _prepare(np.zeros((0, 1)), metric)  # an unknown metric fails before any work
     frame, X, where = _load(reps, labels, catalog, features)
     labelled = frame["_label"].notna().to_numpy()

@@ -15,7 +15,9 @@ changes a result: a cached kernel is the same machine code as a freshly compiled
 Two small umap-learn kernels with explicit signatures (``umap.utils.tau_rand_int``,
 ``tau_rand``) compile when umap is imported, before this can reach them: ~0.5 s a process.
 Functions numba cannot cache (closures over dynamic globals) stay uncached; numba then warns
-when it tries to save them, which :func:`cache_kernels` silences for those alone.
+when it tries to save them. :func:`cache_kernels` silences that one warning ("Cannot cache
+compiled function", numba's, for the rest of the process: it is a note that a kernel compiles
+anew next time, never a wrong result).
 """
 
 from __future__ import annotations

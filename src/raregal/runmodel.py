@@ -45,7 +45,7 @@ INFO_DTYPES = {"cluster": "int64", "size": "int64", "persistence": "float64", "t
                "artifact_class": "bool", "mean_artifact_fraction": "float64"}
 BASE_INFO = ("cluster", "size", "persistence", "tree_node", "mean_probability")
 #: Value of a missing int (a cluster of an older run without a tree node).
-_INT_FILL = {"tree_node": -1}
+_INT_FILL = {"tree_node": -1, "cluster": -1}  # a galaxy without a cluster is unclustered, never cluster 0
 MERGE_DTYPES = {c: ("str" if c == "reason" else "int64" if c in ("cluster_a", "cluster_b", "size_a", "size_b",
                                                                   "tree_distance") else "float64")
                 for c in MERGE_COLUMNS}
@@ -57,7 +57,7 @@ def typed(frame: pd.DataFrame, dtypes: dict) -> pd.DataFrame:
     """A copy of ``frame`` with each column named in ``dtypes`` cast to its dtype.
 
     A missing bool is False (older runs left some entries without the key), a missing int the
-    column's fill (``tree_node``: -1, else 0); floats keep NaN. Other columns are left as they are.
+    column's fill (``tree_node`` and ``cluster``: -1, else 0); floats keep NaN. Other columns are left as they are.
     """
     out = frame.copy()
     for col, dtype in dtypes.items():
@@ -229,6 +229,8 @@ def write_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False, input
     if not isinstance(run, Run):
         raise TypeError(f"write_run takes a Run or a SearchResult, not {type(run).__name__}")
     out_dir = Path(out_dir)
+    # refused before the lock too, so a refusal leaves no new folder or lock file behind
+    runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=inputs, flag="out_dir")
     with runfolder.WriteLock(out_dir, command):
         runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=inputs, flag="out_dir")
         runfolder.mark(out_dir, "run", command)

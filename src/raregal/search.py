@@ -376,7 +376,9 @@ def _config(config, params) -> SearchConfig:
         config = config_from_dict(dict(config or {}))
     if params:
         config = config_from_dict(params, base=config)
-    return config.validate()
+    config.validate()
+    RareClassSearch(**config.estimator_params()).backends()  # clashing choices fail before the table is read
+    return config
 
 
 @dataclass(eq=False)

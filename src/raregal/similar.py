@@ -222,7 +222,7 @@ class SimilarityIndex:
     by the metric). Rows with a non-finite representation are left out (with a warning).
 
     ``table`` holds the table's other columns (``id_str`` among them; the representation is in ``X``,
-    one row per index position, ``rows`` maps positions to table rows). Build it with :meth:`from_run` (a run directory or a loaded :class:`~raregal.report.rundir.Run`)
+    one row per index position, ``rows`` maps positions to table rows). Build it with :meth:`from_run` (a run directory or a loaded run)
     or from a table; ask it with :meth:`query`. ``index``/``nprobe``: see :class:`NeighbourSearch`;
     its search structure is made on the first query and kept for the next ones of the same kind.
     """
@@ -254,12 +254,13 @@ class SimilarityIndex:
         """The index of a run: its representation table (``summary["input"]``, or ``reps`` when it moved),
         its ``features`` and ``metric`` parameters (``features`` given here wins).
 
-        ``run``: a run directory or a :class:`~raregal.runmodel.Run`. ``columns``: table columns
+        ``run``: a run directory, a :class:`~raregal.runmodel.Run` (also one not yet written, or a
+        :class:`~raregal.search.SearchResult`) or the report's :class:`~raregal.report.rundir.Run`. ``columns``: table columns
         to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
         from a Parquet table.
         """
-        run = read_run(run) if isinstance(run, (str, os.PathLike)) else run
-        path, summary, params = Path(run.path), run.summary, run.parameters or {}
+        run = read_run(run) if isinstance(run, (str, os.PathLike)) else getattr(run, "run", run)  # SearchResult
+        path, summary, params = run.path or "the run", run.summary, run.parameters or {}
         table_path = reps or summary.get("input")
         if not table_path or not Path(table_path).exists():
             raise InputError(f"{path}: the run's representation table {table_path!r} is gone; give it with --reps")

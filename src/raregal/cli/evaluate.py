@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("-k", "--k", dest="k", type=int, default=10, help="neighbours of the kNN purity (default 10)")
     p.add_argument("--catalog", help="image catalog joined on id_str: labels REPS lacks, and file_loc")
     p.add_argument("--features", help="list column, or column prefix, holding the representation (default feat_*)")
-    p.add_argument("--metric", choices=("euclidean", "cosine"), default=None,
+    p.add_argument("--metric", choices=("euclidean", "cosine", "correlation"), default=None,
                    help="distance in representation space (default: the --run's metric, else euclidean)")
     p.add_argument("--background", metavar="LABEL",
                    help="the ordinary class: reported, not averaged, no recall (default: the most common label)")

@@ -75,6 +75,7 @@ class ExplorerData:
         self._kdtree = cKDTree(np.c_[self.x[finite], self.y[finite]]) if finite.any() else None
         self.medians = maps.label_positions(self.x[finite], self.y[finite], self.labels[finite])
         self.morph = self._morphology()
+        self.neighbours_off = "" if neighbours else "turned off"  # why 'more like this' is off, when it is
         self.neighbours = self._neighbour_index() if neighbours else None
         self.selections: dict[str, np.ndarray] = {}
         self.selection_names: dict[str, str] = {}
@@ -95,6 +96,7 @@ class ExplorerData:
         try:
             index = SimilarityIndex.from_run(self.run)
         except Exception as err:  # a missing or damaged input table should not stop the explorer
+            self.neighbours_off = str(err)
             log.warning("explore: no usable representation in %s (%s); 'more like this' is off",
                         self.run.summary.get("input"), err)
             return None

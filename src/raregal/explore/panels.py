@@ -75,7 +75,8 @@ def galaxy_panel(data, row: int, n_similar: int = 12) -> str:
     facts.append(("map position", f"{data.x[row]:.3f}, {data.y[row]:.3f}"))
     table = "".join(f"<tr><td class='muted'>{a}</td><td>{b}</td></tr>" for a, b in facts)
     if data.neighbours is None:
-        similar = '<div class="muted">No representation table found: "more like this" is not available.</div>'
+        why = escape(data.neighbours_off or "no representation table")
+        similar = f'<div class="muted">"More like this" is not available: {why}.</div>'
     else:
         rows, dist = data.similar(row, n_similar)
         tiles = "".join(tile(i, data.all_ids[i], f"d = {d:.2f}" + _where(data, i)) for i, d in zip(rows, dist))
