@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .distances import METRICS, metric_space
 from .jitcache import cache_kernels
 
 log = logging.getLogger("raregal")
@@ -51,7 +52,7 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
 
 
 #: Metrics the exact, thread-independent k-NN (:func:`exact_knn`) computes.
-EXACT_METRICS = ("euclidean", "cosine", "correlation")
+EXACT_METRICS = METRICS
 
 
 def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block: int = 1024,
@@ -74,7 +75,7 @@ def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block:
 
     if metric not in EXACT_METRICS:
         raise ValueError(f"the exact k-NN supports {', '.join(EXACT_METRICS)}, not {metric!r}")
-    P = _knn_rows(X, metric)
+    P = metric_space(X, metric)
     sq = np.einsum("ij,ij->i", P, P, dtype=np.float32)  # elementwise per row: no thread-dependent sums
     m = min(n_neighbors + margin, len(P))
     starts = range(0, len(P), block)
@@ -84,17 +85,6 @@ def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block:
     d2 = np.concatenate([p[1] for p in parts])[:, :n_neighbors]
     dist = d2 / 2.0 if metric != "euclidean" else np.sqrt(d2)  # unit rows: |u - v|^2 = 2 (1 - cos)
     return indices.astype(np.int32), dist.astype(np.float32)
-
-
-def _knn_rows(X: np.ndarray, metric: str) -> np.ndarray:
-    """The rows whose euclidean neighbours are ``metric``'s: as given, or centred and/or unit length."""
-    P = np.ascontiguousarray(X, dtype=np.float32)
-    if metric == "correlation":
-        P = P - P.mean(axis=1, keepdims=True)
-    if metric in ("cosine", "correlation"):
-        norms = np.sqrt(np.einsum("ij,ij->i", P, P, dtype=np.float64))
-        P = np.ascontiguousarray(P / np.where(norms > 0, norms, 1.0)[:, None], dtype=np.float32)
-    return P
 
 
 def _knn_block(P, sq, start, stop, m, tile):

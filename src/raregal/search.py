@@ -431,9 +431,10 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
         frame, X = check_table(frame, config.features, where="the table" if source is None else str(source))
         valid = _valid_rows(frame, X, config.drop_invalid)
     log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
+    columns = campaign_columns(frame.columns, config.campaign)  # the fraction columns of the campaign searched
     with timer.stage("prefilter"):
         cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
-                          config.keep_disturbed, campaign_columns(frame.columns, config.campaign))
+                          config.keep_disturbed, columns)
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     est = RareClassSearch(**config.estimator_params(), verbose=True)
@@ -446,7 +447,7 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
-                            artifact_column=campaign_columns(frame.columns, config.campaign)["artifact"])
+                            artifact_column=columns["artifact"])
     table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
     summary = {**_search_summary(source, frame, X, counts, est), **entries}
     if "true_class" in frame.columns:

@@ -41,6 +41,7 @@ import pandas as pd
 
 from . import sky
 from .catalog import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
+from .distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
 from .errors import InputError
 from .runmodel import is_run_dir, read_run
 
@@ -54,8 +55,6 @@ EXACT_BELOW = 200_000
 IVF_WORTH = 1_000_000_000
 INDEXES = ("auto", "exact", "flat", "ivf")
 QUERIES = ("nearest", "centroid")
-#: Metrics the index ranks by (all through Euclidean search in :func:`metric_space`).
-METRICS = ("euclidean", "cosine", "correlation")
 _BATCH = 256  # query members searched per batch (bounds memory to batch x (k + n_query) pairs)
 
 
@@ -173,27 +172,6 @@ def _cap_k(k: int, n_candidates: int) -> int:
         log.warning("similar: k=%d is more than the %d galaxies there are besides the query galaxies; "
                     "returning all %d", k, n_candidates, n_candidates)
     return min(k, n_candidates)
-
-
-def metric_space(X: np.ndarray, metric: str) -> np.ndarray:
-    """``X`` (N, D) as float32 rows whose Euclidean ranking is ``metric``'s ranking.
-
-    ``cosine``: rows scaled to unit length; ``correlation``: rows centred, then scaled. On such
-    rows the squared L2 distance is twice the metric's distance (:func:`metric_distance`).
-    """
-    if metric not in METRICS:
-        raise InputError(f"metric {metric!r}: nearest-neighbour search supports {', '.join(METRICS)}")
-    X = np.asarray(X, dtype=np.float32)
-    if metric == "correlation":
-        X = X - X.mean(axis=1, keepdims=True)
-    if metric in ("cosine", "correlation"):
-        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(X, dtype=np.float32)
-
-
-def metric_distance(dist: np.ndarray, metric: str) -> np.ndarray:
-    """Euclidean distances between rows of :func:`metric_space` as ``metric``'s own distances."""
-    return np.asarray(dist, np.float64) ** 2 / 2 if metric in ("cosine", "correlation") else dist
 
 
 @dataclass
