@@ -1,4 +1,4 @@
-"""layout="deterministic": exact k-NN, raregal.layout's parallel optimiser, bit-identical at any thread count."""
+"""layout="deterministic": thread-independent k-NN graphs, raregal.layout's parallel optimiser, bit-identical at any thread count."""
 
 import json
 import os
@@ -13,7 +13,8 @@ from raregal import layout, reduce
 from raregal.errors import InputError
 from raregal.search import RareClassSearch
 
-# above reduce.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent)
+# above reduce.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
+# deterministic one to raregal.partitioned_knn
 N_ROWS = 9000
 
 _FIT = """
@@ -52,8 +53,8 @@ def test_one_and_two_threads_give_the_same_bits(tmp_path):
     for key in ("knn_i_0", "knn_d_0", "emb_0", "emb2_0", "labels_0"):
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)
     assert one["labels_0"].max() >= 1  # clusters were found, so equal labels say something
-    # another seed: the same graph, another layout
-    np.testing.assert_array_equal(one["knn_i_0"], one["knn_i_1"])
+    # another seed: another partition of the k-NN search (nearly the same graph) and another layout
+    assert 0.95 < np.mean(one["knn_i_0"] == one["knn_i_1"]) < 1
     assert not np.array_equal(one["emb_0"], one["emb_1"])
 
 

@@ -74,7 +74,7 @@ def test_knn_graph_below_its_threshold_gives_the_true_nearest_neighbours(metric)
     np.testing.assert_allclose(dist, true_dist, atol=1e-5)
     # the same graph for any seed, and the thread-independent exact k-NN agrees with it
     np.testing.assert_array_equal(reduce.knn_graph(X, 12, metric=metric, random_state=9)[0], idx)
-    ex_idx, ex_dist = reduce.knn_graph(X, 12, metric=metric, exact=True)
+    ex_idx, ex_dist = reduce.knn_graph(X, 12, metric=metric, deterministic=True)
     np.testing.assert_array_equal(ex_idx, idx)
     np.testing.assert_allclose(ex_dist, dist, atol=1e-5)
 

@@ -1,4 +1,5 @@
-"""numba kernels of :func:`raregal.reduce.exact_knn`: candidate heaps and their exact, ordered refinement."""
+"""numba kernels of the thread-independent k-NN graphs (:func:`raregal.reduce.exact_knn`,
+:func:`raregal.partitioned_knn.partitioned_knn`): candidate heaps and their exact, ordered refinement."""
 
 from __future__ import annotations
 
@@ -25,31 +26,43 @@ def _replace_top(hd, hi, d, idx):
 
 
 @numba.njit(nogil=True, cache=True)
-def scan_tile(gram, sq_q, sq_r, offset, heap_d, heap_i):
-    """Offer every column of a (queries x tile) Gram matrix to each query's heap, in column order."""
+def scan_tile(gram, sq_q, sq_r, ref, heap_d, heap_i, heap_rows):
+    """Offer every column of a (queries x tile) Gram matrix to each query's heap, in column order.
+
+    ``ref`` (tile,) holds the row index of each column, ``heap_rows`` (queries,) the heap of each
+    Gram row (``sq_q`` is indexed like the heaps).
+    """
     for r in range(gram.shape[0]):
-        hd, hi = heap_d[r], heap_i[r]
+        h = heap_rows[r]
+        hd, hi = heap_d[h], heap_i[h]
         for c in range(gram.shape[1]):
-            d = sq_q[r] + sq_r[c] - np.float32(2.0) * gram[r, c]
+            d = sq_q[h] + sq_r[c] - np.float32(2.0) * gram[r, c]
             if d < hd[0]:
-                _replace_top(hd, hi, d, offset + c)
+                _replace_top(hd, hi, d, ref[c])
 
 
 @numba.njit(nogil=True, cache=True)
-def refine(P, start, heap_i):
-    """Exact float64 squared distances of each query's candidates, sorted by (distance, index), self first."""
+def refine(Q, R, self_index, heap_i):
+    """Exact float64 squared distances of each query's candidates, sorted by (distance, index), self first.
+
+    ``Q`` (n, D) are the queries, ``R`` the rows the heaps ``heap_i`` (n, m) index into, and
+    ``self_index`` (n,) each query's own row in ``R`` (-2: none); unfilled slots (-1) sort last.
+    """
     n, m = heap_i.shape
     out_i = np.empty((n, m), dtype=np.int64)
     out_d = np.empty((n, m), dtype=np.float64)
     for r in range(n):
-        q = start + r
+        q = self_index[r]
         for c in range(m):
             j = heap_i[r, c]
-            acc = 0.0
-            for d in range(P.shape[1]):
-                diff = np.float64(P[q, d]) - np.float64(P[j, d])
-                acc += diff * diff
             out_i[r, c] = j
+            if j < 0:
+                out_d[r, c] = np.inf
+                continue
+            acc = 0.0
+            for d in range(Q.shape[1]):
+                diff = np.float64(Q[r, d]) - np.float64(R[j, d])
+                acc += diff * diff
             out_d[r, c] = -1.0 if j == q else acc  # self first, even among duplicates
         order = np.argsort(out_d[r] + 0.0, kind="mergesort")  # stable: equal distances keep index order
         ri, rd = out_i[r][order], out_d[r][order]
@@ -62,3 +75,4 @@ def refine(P, start, heap_i):
             ri[p], rd[p] = x_i, x_d
         out_i[r], out_d[r] = ri, np.maximum(rd, 0.0)
     return out_i, out_d
+

@@ -42,7 +42,7 @@ class SearchConfig:
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
     cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
-    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper) uses an exact k-NN graph and
+    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper) uses a thread-independent k-NN graph and
     :mod:`raregal.layout`'s parallel optimiser: the same seed gives the same bits at any thread count.
     """
 
@@ -73,7 +73,7 @@ class SearchConfig:
     unstable_below: float = 0.6
     merge_max_tree_distance: int = 2
     merge_max_centroid_ratio: float = 0.25
-    layout: str = "umap-learn"  # "deterministic": exact k-NN and a layout independent of the thread count
+    layout: str = "umap-learn"  # "deterministic": k-NN graph and layout independent of the thread count
 
     def validate(self) -> "SearchConfig":
         """Check ranges and choices; raise :class:`InputError` naming the key."""

@@ -25,15 +25,21 @@ EXACT_KNN_BELOW = 8192
 
 
 def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random_state: int = 0,
-              low_memory: bool = True, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              low_memory: bool = True, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of each row of ``X`` (N, D), in the form umap-learn uses.
 
     Exact for fewer than :data:`EXACT_KNN_BELOW` rows, else approximate (NN-descent, seeded).
-    ``exact=True``: always exact and the same whatever the thread count (:func:`exact_knn`).
+    ``deterministic=True``: the same bits at any thread count, exact below the threshold
+    (:func:`exact_knn`), above it a seeded inverted-file search
+    (:func:`raregal.partitioned_knn.partitioned_knn`; recall@50 about 0.99).
     Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
     """
-    if exact:
-        return exact_knn(X, n_neighbors, metric)
+    if deterministic:
+        if len(X) < EXACT_KNN_BELOW:
+            return exact_knn(X, n_neighbors, metric)
+        from .partitioned_knn import partitioned_knn
+
+        return partitioned_knn(X, n_neighbors, metric, random_state=random_state)
     if len(X) < EXACT_KNN_BELOW:
         from sklearn.neighbors import NearestNeighbors
 
@@ -67,35 +73,46 @@ def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block:
     Cost: N^2 D multiply-adds (about 1.5 s for 20k x 128 on one core). Returns
     ``(indices int32, distances float32)`` as :func:`knn_graph`.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numba
-
-    from .layout import single_blas_thread
-
     if metric not in EXACT_METRICS:
         raise ValueError(f"the exact k-NN supports {', '.join(EXACT_METRICS)}, not {metric!r}")
     P = metric_space(X, metric)
     sq = np.einsum("ij,ij->i", P, P, dtype=np.float32)  # elementwise per row: no thread-dependent sums
     m = min(n_neighbors + margin, len(P))
-    starts = range(0, len(P), block)
-    with single_blas_thread(), ThreadPoolExecutor(max(1, numba.get_num_threads())) as pool:
-        parts = list(pool.map(lambda s: _knn_block(P, sq, s, min(s + block, len(P)), m, tile), starts))
+    parts = run_blocks(lambda s: exact_knn_of(P, sq, np.arange(s, min(s + block, len(P))), m, tile),
+                       range(0, len(P), block))
     indices = np.concatenate([p[0] for p in parts])[:, :n_neighbors]
     d2 = np.concatenate([p[1] for p in parts])[:, :n_neighbors]
     dist = d2 / 2.0 if metric != "euclidean" else np.sqrt(d2)  # unit rows: |u - v|^2 = 2 (1 - cos)
     return indices.astype(np.int32), dist.astype(np.float32)
 
 
-def _knn_block(P, sq, start, stop, m, tile):
+def run_blocks(work, jobs) -> list:
+    """``[work(job) for job in jobs]`` on ``numba.get_num_threads()`` Python threads, BLAS on one thread each.
+
+    BLAS and the numba kernels release the GIL; with one BLAS thread a GEMM of given shapes
+    rounds the same way every time, so each job's result depends on nothing but its inputs.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numba
+
+    from .layout import single_blas_thread
+
+    with single_blas_thread(), ThreadPoolExecutor(max(1, numba.get_num_threads())) as pool:
+        return list(pool.map(work, jobs))
+
+
+def exact_knn_of(P: np.ndarray, sq: np.ndarray, rows: np.ndarray, m: int, tile: int = 8192):
+    """The ``m`` exact nearest rows of ``P`` to each of ``rows`` (one thread): (indices, squared distances)."""
     from ._knn import refine, scan_tile
 
-    heap_d = np.full((stop - start, m), np.inf, dtype=np.float32)
-    heap_i = np.full((stop - start, m), -1, dtype=np.int64)
+    heap_d = np.full((len(rows), m), np.inf, dtype=np.float32)
+    heap_i = np.full((len(rows), m), -1, dtype=np.int64)
+    Q, local = P[rows], np.arange(len(rows))
     for t0 in range(0, len(P), tile):
         t1 = min(t0 + tile, len(P))
-        scan_tile(P[start:stop] @ P[t0:t1].T, sq[start:stop], sq[t0:t1], t0, heap_d, heap_i)
-    return refine(P, start, heap_i)
+        scan_tile(Q @ P[t0:t1].T, sq[rows], sq[t0:t1], np.arange(t0, t1), heap_d, heap_i, local)
+    return refine(Q, P, rows, heap_i)
 
 
 def pca_init(Y: np.ndarray, n_components: int = 2, single_thread: bool = False) -> np.ndarray:

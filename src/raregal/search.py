@@ -78,8 +78,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
         ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
     layout : ``"umap-learn"`` (default; with a seed its layout runs on one thread and NN-descent's
-        graph depends on the thread count), or ``"deterministic"``: exact k-NN graph and the
-        parallel optimiser of :mod:`raregal.layout`, the same bits at any thread count.
+        graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
+        below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.partitioned_knn`),
+        and the parallel optimiser of :mod:`raregal.layout`: the same bits at any thread count.
     verbose : log each stage's seconds and peak memory as it finishes.
 
     Attributes after ``fit(X)`` with X of shape (N, D)
@@ -130,7 +131,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     def backends(self) -> tuple[str, str]:
         """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
         if self.layout == "deterministic" and self.metric not in EXACT_METRICS:
-            raise InputError(f"layout='deterministic' computes an exact k-NN graph for {', '.join(EXACT_METRICS)}, "
+            raise InputError(f"layout='deterministic' computes its own k-NN graph for {', '.join(EXACT_METRICS)}, "
                              f"not metric={self.metric!r}", param=("layout", "metric"))
         if self.device != "cuda":
             return ("deterministic" if self.layout == "deterministic" else "umap-learn"), self.hdbscan_backend
@@ -167,7 +168,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         seed = self._seed()
         timer = StageTimer(echo=bool(self.verbose))
         with timer.stage("knn"):
-            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed, exact=self.layout == "deterministic")
+            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
+                                  deterministic=self.layout == "deterministic")
         self._fit_layout(X, self.knn_, seed, timer)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return self

@@ -22,7 +22,7 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),
     ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
     ("--backend", "hdbscan_backend", str, "fast_hdbscan (default), hdbscan or cuml"),
-    ("--layout", "layout", str, "umap-learn (default) or deterministic: exact k-NN graph and a parallel layout "
+    ("--layout", "layout", str, "umap-learn (default) or deterministic: a thread-independent k-NN graph and a parallel layout "
      "whose result does not depend on the thread count (NUMBA_NUM_THREADS)"),
     ("--device", "device", str, "cpu (default) or cuda: UMAP and HDBSCAN on the GPU with cuML (raregal[gpu])"),
 ]
