@@ -141,7 +141,7 @@ def test_metric_and_cluster_selection_reach_umap_and_hdbscan(frame, monkeypatch)
 
 
 def test_clashing_choices_fail_before_the_table_is_read(tmp_path):
-    with pytest.raises(InputError, match="layout='deterministic' computes an exact k-NN graph") as err:
+    with pytest.raises(InputError, match="layout='deterministic' computes its own k-NN graph") as err:
         run_search(tmp_path / "no_such_table.parquet", tmp_path / "run", {"layout": "deterministic",
                                                                             "metric": "manhattan"})
     assert err.value.param == ("layout", "metric") and not (tmp_path / "run").exists()

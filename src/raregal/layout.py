@@ -162,6 +162,9 @@ def fuzzy_graph(X: np.ndarray, knn, n_neighbors: int, seed: int):
     """umap-learn's fuzzy simplicial set (scipy CSR, symmetric) on a precomputed k-NN graph."""
     from umap.umap_ import fuzzy_simplicial_set
 
+    from .jitcache import cache_kernels
+
+    cache_kernels()  # umap-learn's graph kernels, from numba's disk cache after the first process
     graph, _, _ = fuzzy_simplicial_set(X, n_neighbors, np.random.RandomState(seed), "precomputed",
                                        knn_indices=knn[0], knn_dists=knn[1])
     return graph
@@ -229,9 +232,14 @@ def single_blas_thread():
 
 def deterministic_embed(X: np.ndarray, n_components: int, n_neighbors: int, knn, *, init="spectral",
                         n_epochs: int | None = None, min_dist: float = 0.1, metric: str = "euclidean",
-                        random_state: int = 0) -> np.ndarray:
-    """A UMAP embedding of ``X`` (N, D) on the k-NN graph ``knn``, bit-identical at any thread count."""
-    graph = fuzzy_graph(X, knn, n_neighbors, random_state)
+                        random_state: int = 0, graph=None) -> np.ndarray:
+    """A UMAP embedding of ``X`` (N, D) on the k-NN graph ``knn``, bit-identical at any thread count.
+
+    ``graph``: the fuzzy graph of ``knn`` (:func:`fuzzy_graph`) when already made, e.g. for the 5-D
+    map, so the 2-D map does not build it again (it depends on the k-NN graph only, not the seed).
+    """
+    if graph is None:
+        graph = fuzzy_graph(X, knn, n_neighbors, random_state)
     problem = prepare_layout(X, graph, n_components, init=init, n_epochs=n_epochs, min_dist=min_dist,
                              metric=metric, seed=random_state)
     return optimize_layout(problem.init, problem.indptr, problem.tail, problem.epochs_per_sample,

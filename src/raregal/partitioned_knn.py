@@ -46,6 +46,8 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
     """
     from .reduce import exact_knn_of, run_blocks
 
+    if n_probe < 1 or (n_lists is not None and n_lists < 1):
+        raise ValueError(f"n_probe ({n_probe}) and n_lists ({n_lists}) must be at least 1")
     P = metric_space(X, metric)
     n = len(P)
     n_lists = min(n, n_lists or default_lists(n))

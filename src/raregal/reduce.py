@@ -134,7 +134,8 @@ def pca_init(Y: np.ndarray, n_components: int = 2, single_thread: bool = False) 
 
 def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=None,
                metric: str = "euclidean", init="spectral", n_epochs: int | None = None,
-               min_dist: float = 0.1, random_state: int = 0, backend: str = "umap-learn") -> np.ndarray:
+               min_dist: float = 0.1, random_state: int = 0, backend: str = "umap-learn",
+               fuzzy_graph=None) -> np.ndarray:
     """Embed ``X`` (N, D) into (N, n_components) float32 with umap-learn.
 
     ``knn`` is an optional ``(indices, distances)`` pair from :func:`knn_graph` so several
@@ -142,7 +143,8 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
     (N, n_components) array. A fixed ``random_state`` makes the result reproducible
     (umap-learn then runs its layout on one thread). ``backend="deterministic"`` runs the same
     objective on all numba threads with a result independent of their number
-    (:func:`raregal.layout.deterministic_embed`). ``backend="cuml"`` runs cuML's GPU UMAP
+    (:func:`raregal.layout.deterministic_embed`; ``fuzzy_graph``: its graph, shared between maps).
+    ``backend="cuml"`` runs cuML's GPU UMAP
     with the same parameters and graph (:func:`_umap_cuml`).
     """
     if backend in ("umap-learn", "deterministic"):  # both run umap-learn's graph kernels
@@ -154,7 +156,7 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
 
         return deterministic_embed(X, n_components, n_neighbors, knn if knn is not None else exact_knn(X, n_neighbors, metric),
                                    init=init, n_epochs=n_epochs, min_dist=min_dist, metric=metric,
-                                   random_state=random_state)
+                                   random_state=random_state, graph=fuzzy_graph)
     if backend == "cuml":
         return _umap_cuml(X, n_components, n_neighbors, knn=knn, metric=metric, init=init, n_epochs=n_epochs,
                           min_dist=min_dist, random_state=random_state)

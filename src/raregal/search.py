@@ -181,6 +181,10 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
                        backend=umap_backend)
         with timer.stage("umap5"):
+            if umap_backend == "deterministic":  # one fuzzy graph for both maps (umap-learn makes its own)
+                from .layout import fuzzy_graph
+
+                umap_kw["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
             self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
         self.embedding_2d_ = None
         if self.map_2d:
