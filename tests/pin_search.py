@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 PINNED = Path(__file__).parent / "data" / "pinned_search.json"
-PARAMS = dict(n_neighbors=15, min_samples=8, min_cluster_size=10, seed=7, report=False, stability=2)
+PARAMS = dict(n_neighbors=15, min_samples=8, min_cluster_size=10, seed=7, report=False, stability=2, layout="umap-learn")
 
 #: The values that do not depend on the machine's floating point (the table's columns, which rows the
 #: pre-filter keeps, the counts, the recovery of the planted groups and the parameters). The rest

@@ -107,7 +107,13 @@ def test_config_and_cli_carry_the_layout():
     from raregal.cli.search import _FLAGS
     from raregal.config import SearchConfig, config_from_dict
 
-    assert "layout" not in SearchConfig().to_dict()  # default runs record what they did before
+    from raregal.search import _config
+
+    assert SearchConfig().layout == "auto"
+    # a run records what "auto" chose, so its config.toml repeats the same layout on any machine
+    assert _config(None, {}).to_dict()["layout"] == "deterministic"
+    assert _config(None, {"metric": "manhattan"}).layout == "umap-learn"
+    assert _config(None, {"layout": "umap-learn"}).layout == "umap-learn"
     config = config_from_dict({"layout": "deterministic"})
     assert config.estimator_params()["layout"] == "deterministic" and config.to_dict()["layout"] == "deterministic"
     with pytest.raises(InputError, match="layout"):

@@ -86,3 +86,10 @@ def test_knn_graph_deterministic_switches_at_the_exact_threshold(monkeypatch):
 def test_bad_probe_counts_are_refused(n_probe):
     with pytest.raises(ValueError, match="n_probe"):
         partitioned_knn(_clumps(200), 5, n_lists=10, n_probe=n_probe)
+
+
+def test_each_row_lists_itself_first_among_many_duplicates():
+    X = np.repeat(np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32), 100, axis=0)
+    for idx, dist in (partitioned_knn(X, 10, n_lists=60), reduce.exact_knn(X, 10)):
+        np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
+        assert (dist == 0).all() and (X[idx] == X[:, None, :]).all()

@@ -64,6 +64,9 @@ def refine(Q, R, self_index, heap_i):
                 diff = np.float64(Q[r, d]) - np.float64(R[j, d])
                 acc += diff * diff
             out_d[r, c] = -1.0 if j == q else acc  # self first, even among duplicates
+        if q >= 0 and not (out_i[r] == q).any():  # many duplicates crowded self out of its heap
+            worst = np.argmax(out_d[r])
+            out_i[r, worst], out_d[r, worst] = q, -1.0
         order = np.argsort(out_d[r] + 0.0, kind="mergesort")  # stable: equal distances keep index order
         ri, rd = out_i[r][order], out_d[r][order]
         # the heap holds candidates in no index order; sort ties by index

@@ -15,6 +15,7 @@ its condensed-tree node id, so the two backends number clusters alike.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,14 @@ class LeafClusters:
 
 
 def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
+    """fast_hdbscan on one numba thread: the only way its labels are the same from run to run.
+
+    Its ``reproducible=True`` Boruvka (0.3.x) sizes its blocks by the thread count and, within a
+    block, lets threads share each component's distance bound; mutual reachability distances
+    tie often (many equal a core distance), so which of two equal edges joins the tree changes,
+    and with it a few labels: measured, 1 of 1,500 labels flipped between identical fits on
+    2 threads, never on 1 (``tests/test_search.py``).
+    """
     import fast_hdbscan
 
     from .jitcache import cache_kernels
@@ -47,8 +56,22 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
 
     est = fast_hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_cluster_size,
                                cluster_selection_method=method, reproducible=True)
-    est.fit(Y)
+    with numba_threads(1):
+        est.fit(Y)
     return est.labels_, est.probabilities_, est._condensed_tree
+
+
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """Run the block with ``n`` numba threads, then restore the previous number."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _fit_hdbscan(Y, min_samples, min_cluster_size, method):

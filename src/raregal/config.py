@@ -16,8 +16,10 @@ from pathlib import Path
 from .cluster import BACKENDS
 from .errors import InputError
 
-#: UMAP layouts: umap-learn's (one thread with a seed), or raregal's thread-count-independent one.
-LAYOUTS = ("umap-learn", "deterministic")
+#: UMAP layouts: ``auto`` (deterministic where it can be: on the CPU, for the metrics it supports),
+#: umap-learn's (one thread with a seed, NN-descent's graph depends on the thread count), or
+#: raregal's thread-count-independent one. A run records the layout ``auto`` chose.
+LAYOUTS = ("auto", "deterministic", "umap-learn")
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +44,8 @@ class SearchConfig:
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
     cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
-    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper) uses a thread-independent k-NN graph and
+    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses on the CPU for
+    the euclidean, cosine and correlation metrics) uses a thread-independent k-NN graph and
     :mod:`raregal.layout`'s parallel optimiser: the same seed gives the same bits at any thread count.
     """
 
@@ -73,7 +76,7 @@ class SearchConfig:
     unstable_below: float = 0.6
     merge_max_tree_distance: int = 2
     merge_max_centroid_ratio: float = 0.25
-    layout: str = "umap-learn"  # "deterministic": k-NN graph and layout independent of the thread count
+    layout: str = "auto"  # "deterministic" where possible: k-NN graph and layout independent of the thread count
 
     def validate(self) -> "SearchConfig":
         """Check ranges and choices; raise :class:`InputError` naming the key."""
@@ -115,13 +118,10 @@ class SearchConfig:
         return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
 
     def to_dict(self) -> dict:
-        """The settings as a dict (``campaign`` and ``layout`` only when not the default, so a GZ DESI
-        run's record is as before)."""
+        """The settings as a dict (``campaign`` only when set, so a GZ DESI run's record is as before)."""
         out = dataclasses.asdict(self)
         if out["campaign"] is None:
             del out["campaign"]
-        if out["layout"] == "umap-learn":
-            del out["layout"]
         return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import dataclasses
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -77,7 +78,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         (scikit-learn's ``check_random_state``; an int is used as it is).
     device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
         ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
-    layout : ``"umap-learn"`` (default; with a seed its layout runs on one thread and NN-descent's
+    layout : ``"auto"`` (default: ``"deterministic"`` on the CPU for the metrics it supports, else
+        ``"umap-learn"``), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
         graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
         below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.partitioned_knn`),
         and the parallel optimiser of :mod:`raregal.layout`: the same bits at any thread count.
@@ -109,7 +111,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
                  umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
-                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="umap-learn",
+                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="auto",
                  verbose=False):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
@@ -128,14 +130,21 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.layout = layout
         self.verbose = verbose
 
+    def resolved_layout(self) -> str:
+        """The layout ``layout="auto"`` stands for: deterministic on the CPU for the metrics it supports."""
+        if self.layout != "auto":
+            return self.layout
+        return "deterministic" if self.device == "cpu" and self.metric in EXACT_METRICS else "umap-learn"
+
     def backends(self) -> tuple[str, str]:
         """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
-        if self.layout == "deterministic" and self.metric not in EXACT_METRICS:
+        layout = self.resolved_layout()
+        if layout == "deterministic" and self.metric not in EXACT_METRICS:
             raise InputError(f"layout='deterministic' computes its own k-NN graph for {', '.join(EXACT_METRICS)}, "
                              f"not metric={self.metric!r}", param=("layout", "metric"))
         if self.device != "cuda":
-            return ("deterministic" if self.layout == "deterministic" else "umap-learn"), self.hdbscan_backend
-        if self.layout == "deterministic":
+            return layout, self.hdbscan_backend
+        if layout == "deterministic":
             raise InputError("layout='deterministic' runs on the CPU; device='cuda' runs cuML's UMAP: choose one",
                              param=("device", "layout"))
         if self.hdbscan_backend == "hdbscan":
@@ -169,7 +178,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         timer = StageTimer(echo=bool(self.verbose))
         with timer.stage("knn"):
             self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
-                                  deterministic=self.layout == "deterministic")
+                                  deterministic=self.backends()[0] == "deterministic")
         self._fit_layout(X, self.knn_, seed, timer)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return self
@@ -383,8 +392,10 @@ def _config(config, params) -> SearchConfig:
     if params:
         config = config_from_dict(params, base=config)
     config.validate()
-    RareClassSearch(**config.estimator_params()).backends()  # clashing choices fail before the table is read
-    return config
+    est = RareClassSearch(**config.estimator_params())
+    est.backends()  # clashing choices fail before the table is read
+    # the run records the layout "auto" chose, so its config.toml repeats it on any machine
+    return dataclasses.replace(config, layout=est.resolved_layout())
 
 
 @dataclass(eq=False)
