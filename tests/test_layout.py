@@ -22,24 +22,24 @@ import json, sys
 import numpy as np
 from raregal.datasets import make_planted
 from raregal.search import RareClassSearch
-n, out, seeds = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+n, out, seeds, layout = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 X = make_planted(n=n, dim=16, seed=3).filter(like="feat_").to_numpy(np.float32)
 arrays = {}
 for seed in seeds:
     est = RareClassSearch(n_neighbors=15, min_samples=40, umap_n_epochs=40, map_2d_epochs=10,
-                          random_state=seed, layout="deterministic").fit(X)
+                          random_state=seed, layout=layout).fit(X)
     arrays.update({f"{k}_{seed}": v for k, v in dict(knn_i=est.knn_[0], knn_d=est.knn_[1], emb=est.embedding_,
                                                      emb2=est.embedding_2d_, labels=est.labels_).items()})
 np.savez(out, **arrays)
 """
 
 
-def _fit_in_subprocess(tmp_path: Path, threads: int, seeds) -> dict:
-    out = tmp_path / f"fit_{threads}.npz"
+def _fit_in_subprocess(tmp_path: Path, threads: int, seeds, n=N_ROWS, layout="deterministic") -> dict:
+    out = tmp_path / f"fit_{threads}_{n}.npz"
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    subprocess.run([sys.executable, "-c", _FIT, str(N_ROWS), str(out), json.dumps(seeds)], env=env, check=True,
+    subprocess.run([sys.executable, "-c", _FIT, str(n), str(out), json.dumps(seeds), layout], env=env, check=True,
                    timeout=300)
     with np.load(out) as data:
         return dict(data)
@@ -56,6 +56,16 @@ def test_one_and_two_threads_give_the_same_bits(tmp_path):
     # another seed: another partition of the k-NN search (nearly the same graph) and another layout
     assert 0.95 < np.mean(one["knn_i_0"] == one["knn_i_1"]) < 1
     assert not np.array_equal(one["emb_0"], one["emb_1"])
+
+
+@pytest.mark.timeout(300)
+def test_auto_below_the_threshold_gives_the_same_bits_at_one_and_two_threads(tmp_path):
+    # "auto" on 3,000 rows: the exact graph, umap-learn's one-thread optimiser, one-thread BLAS init
+    one = _fit_in_subprocess(tmp_path, 1, [0], n=3000, layout="auto")
+    two = _fit_in_subprocess(tmp_path, 2, [0], n=3000, layout="auto")
+    for key in ("knn_i_0", "knn_d_0", "emb_0", "emb2_0", "labels_0"):
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+    assert one["labels_0"].max() >= 1
 
 
 def _blobs(n=300, d=8, seed=0):
@@ -109,10 +119,7 @@ def test_config_and_cli_carry_the_layout():
 
     from raregal.search import _config
 
-    assert SearchConfig().layout == "auto"
-    # a run records what "auto" chose, so its config.toml repeats the same layout on any machine
-    assert _config(None, {}).to_dict()["layout"] == "deterministic"
-    assert _config(None, {"metric": "manhattan"}).layout == "umap-learn"
+    assert SearchConfig().layout == "auto" and _config(None, {}).to_dict()["layout"] == "auto"
     assert _config(None, {"layout": "umap-learn"}).layout == "umap-learn"
     config = config_from_dict({"layout": "deterministic"})
     assert config.estimator_params()["layout"] == "deterministic" and config.to_dict()["layout"] == "deterministic"

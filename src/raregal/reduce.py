@@ -19,8 +19,9 @@ from .jitcache import cache_kernels
 log = logging.getLogger("raregal")
 
 
-#: Below this many rows the k-NN graph is computed exactly (scikit-learn), which is faster
-#: than compiling and running NN-descent; above it, umap-learn's NN-descent.
+#: Below this many rows the k-NN graph is computed exactly (:func:`exact_knn`, the same bits at
+#: any thread count), which is faster than compiling and running NN-descent; above it,
+#: umap-learn's NN-descent or, for the deterministic layout, :mod:`raregal.partitioned_knn`.
 EXACT_KNN_BELOW = 8192
 
 
@@ -28,23 +29,23 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
               low_memory: bool = True, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of each row of ``X`` (N, D), in the form umap-learn uses.
 
-    Exact for fewer than :data:`EXACT_KNN_BELOW` rows, else approximate (NN-descent, seeded).
-    ``deterministic=True``: the same bits at any thread count, exact below the threshold
-    (:func:`exact_knn`), above it a seeded inverted-file search
-    (:func:`raregal.partitioned_knn.partitioned_knn`; recall@50 about 0.99).
+    Exact for fewer than :data:`EXACT_KNN_BELOW` rows (:func:`exact_knn`; scikit-learn's for
+    metrics it lacks), else approximate: NN-descent (seeded; its graph depends on the thread
+    count) or, with ``deterministic=True``, a seeded inverted-file search with the same bits at
+    any thread count (:func:`raregal.partitioned_knn.partitioned_knn`; recall@50 about 0.99).
     Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
     """
-    if deterministic:
-        if len(X) < EXACT_KNN_BELOW:
-            return exact_knn(X, n_neighbors, metric)
-        from .partitioned_knn import partitioned_knn
-
-        return partitioned_knn(X, n_neighbors, metric, random_state=random_state)
     if len(X) < EXACT_KNN_BELOW:
+        if metric in EXACT_METRICS:
+            return exact_knn(X, n_neighbors, metric)
         from sklearn.neighbors import NearestNeighbors
 
         distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X).kneighbors(X)
         return indices.astype(np.int32), distances.astype(np.float32)
+    if deterministic:
+        from .partitioned_knn import partitioned_knn
+
+        return partitioned_knn(X, n_neighbors, metric, random_state=random_state)
 
     from umap.umap_ import nearest_neighbors
 
@@ -171,7 +172,11 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
         n_neighbors=n_neighbors, n_components=n_components, metric=metric, init=init,
         n_epochs=n_epochs, min_dist=min_dist, random_state=random_state, n_jobs=1, **kwargs,
     )
-    with warnings.catch_warnings():
+    from .layout import single_blas_thread
+
+    # the seeded optimiser runs on one thread anyway; BLAS on one thread too (PCA / spectral init),
+    # so the layout does not depend on the thread count
+    with warnings.catch_warnings(), single_blas_thread():
         # umap warns that a precomputed graph has no search index (only transform() needs one)
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
         warnings.filterwarnings("ignore", message=".*n_jobs.*overridden.*")

@@ -42,7 +42,7 @@ from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
 from .config import LAYOUTS, SearchConfig, config_from_dict
 from .errors import InputError
-from .reduce import EXACT_METRICS, knn_graph, pca_init, umap_embed
+from .reduce import EXACT_KNN_BELOW, EXACT_METRICS, knn_graph, pca_init, umap_embed
 from .runmodel import BASE_INFO, Run, write_run
 from .timing import StageTimer
 from .prefilter import campaign_columns, paper_cuts, prefilter
@@ -78,8 +78,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         (scikit-learn's ``check_random_state``; an int is used as it is).
     device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
         ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
-    layout : ``"auto"`` (default: ``"deterministic"`` on the CPU for the metrics it supports, else
-        ``"umap-learn"``), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
+    layout : ``"auto"`` (default: :meth:`resolved_layout`, thread-independent on the CPU for the
+        euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
         graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
         below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.partitioned_knn`),
         and the parallel optimiser of :mod:`raregal.layout`: the same bits at any thread count.
@@ -95,6 +95,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     knn_ : (indices, distances), each (N, n_neighbors): the k-NN graph (stability repeats reuse it).
     condensed_tree_ : DataFrame (parent, child, lambda_val, child_size).
     n_clusters_ : K; cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
+    layout_ : the layout used (``"umap-learn"`` or ``"deterministic"``; what ``"auto"`` chose).
     timings_ : seconds per stage (knn, umap5, umap2, hdbscan); memory_mib_ : peak MiB after each.
     """
 
@@ -130,15 +131,23 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.layout = layout
         self.verbose = verbose
 
-    def resolved_layout(self) -> str:
-        """The layout ``layout="auto"`` stands for: deterministic on the CPU for the metrics it supports."""
+    def resolved_layout(self, n_rows: int | None = None) -> str:
+        """The layout ``layout="auto"`` stands for with ``n_rows`` galaxies (None: many).
+
+        Both choices give the same bits at any thread count: below :data:`EXACT_KNN_BELOW` rows
+        umap-learn's (on the exact k-NN graph; its seeded optimiser runs on one thread, which
+        costs little there), above it raregal's parallel ``"deterministic"`` one. ``"umap-learn"``
+        also for metrics the deterministic graph lacks, and on ``device="cuda"`` (cuML's).
+        """
         if self.layout != "auto":
             return self.layout
-        return "deterministic" if self.device == "cpu" and self.metric in EXACT_METRICS else "umap-learn"
+        if self.device != "cpu" or self.metric not in EXACT_METRICS:
+            return "umap-learn"
+        return "umap-learn" if n_rows is not None and n_rows < EXACT_KNN_BELOW else "deterministic"
 
-    def backends(self) -> tuple[str, str]:
+    def backends(self, n_rows: int | None = None) -> tuple[str, str]:
         """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
-        layout = self.resolved_layout()
+        layout = self.resolved_layout(n_rows)
         if layout == "deterministic" and self.metric not in EXACT_METRICS:
             raise InputError(f"layout='deterministic' computes its own k-NN graph for {', '.join(EXACT_METRICS)}, "
                              f"not metric={self.metric!r}", param=("layout", "metric"))
@@ -175,17 +184,18 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         X = _validate_data(self, X)
         self.check_size(len(X))
         seed = self._seed()
+        self.layout_ = self.resolved_layout(len(X))
         timer = StageTimer(echo=bool(self.verbose))
         with timer.stage("knn"):
             self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
-                                  deterministic=self.backends()[0] == "deterministic")
+                                  deterministic=self.layout_ == "deterministic")
         self._fit_layout(X, self.knn_, seed, timer)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return self
 
     def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer) -> None:
         """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
-        umap_backend, hdbscan_backend = self.backends()
+        umap_backend, hdbscan_backend = self.backends(len(X))
         umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
                        backend=umap_backend)
@@ -201,7 +211,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                 if self.n_components == 2:
                     self.embedding_2d_ = self.embedding_.copy()
                 else:
-                    init2 = pca_init(self.embedding_, 2, single_thread=umap_backend == "deterministic")
+                    init2 = pca_init(self.embedding_, 2, single_thread=True)
                     kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
                     self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
@@ -392,10 +402,8 @@ def _config(config, params) -> SearchConfig:
     if params:
         config = config_from_dict(params, base=config)
     config.validate()
-    est = RareClassSearch(**config.estimator_params())
-    est.backends()  # clashing choices fail before the table is read
-    # the run records the layout "auto" chose, so its config.toml repeats it on any machine
-    return dataclasses.replace(config, layout=est.resolved_layout())
+    RareClassSearch(**config.estimator_params()).backends()  # clashing choices fail before the table is read
+    return config
 
 
 @dataclass(eq=False)
@@ -458,6 +466,8 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
     _check_kept(est, counts, cuts)
     check_representation(X[kept], frame[ID].to_numpy()[kept], config)
     est.fit(X[kept])
+    # the run records the layout "auto" chose, so its config.toml repeats it on any machine
+    config = dataclasses.replace(config, layout=est.layout_)
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
