@@ -121,8 +121,22 @@ def test_config_and_cli_carry_the_layout():
 
     assert SearchConfig().layout == "auto" and _config(None, {}).to_dict()["layout"] == "auto"
     assert _config(None, {"layout": "umap-learn"}).layout == "umap-learn"
+    assert RareClassSearch(n_neighbors=5, min_samples=3, map_2d=False).fit(_blobs()).refit_layout(
+        _blobs(), 1).layout_ == "umap-learn"
     config = config_from_dict({"layout": "deterministic"})
     assert config.estimator_params()["layout"] == "deterministic" and config.to_dict()["layout"] == "deterministic"
     with pytest.raises(InputError, match="layout"):
         config_from_dict({"layout": "hogwild"})
     assert any(flag == "--layout" for flag, *_ in _FLAGS)
+
+
+def test_a_run_folder_config_from_before_auto_repeats_umap_learn(tmp_path):
+    from raregal.atomic import write_toml
+    from raregal.config import SearchConfig, load_config
+
+    old = SearchConfig().to_dict()
+    del old["layout"]  # what raregal wrote before layout="auto": every key but the default layout
+    write_toml(tmp_path / "config.toml", old)
+    assert load_config(tmp_path / "config.toml").layout == "umap-learn"
+    (tmp_path / "mine.toml").write_text("min_samples = 50\n")  # a user's own short config: the default
+    assert load_config(tmp_path / "mine.toml").layout == "auto"

@@ -93,3 +93,14 @@ def test_each_row_lists_itself_first_among_many_duplicates():
     for idx, dist in (partitioned_knn(X, 10, n_lists=60), reduce.exact_knn(X, 10)):
         np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
         assert (dist == 0).all() and (X[idx] == X[:, None, :]).all()
+
+
+def test_large_cells_are_scanned_in_tiles_with_the_same_result(monkeypatch):
+    import raregal.partitioned_knn as pk
+
+    X = _clumps(3000, seed=5)
+    whole = partitioned_knn(X, 10, n_lists=12, n_probe=3)
+    monkeypatch.setattr(pk._search_group, "__defaults__", (37,))  # cells of ~250 rows in 37-row pieces
+    tiled = partitioned_knn(X, 10, n_lists=12, n_probe=3)
+    np.testing.assert_array_equal(whole[0], tiled[0])
+    np.testing.assert_allclose(whole[1], tiled[1], rtol=1e-6)

@@ -38,8 +38,8 @@ def test_returns_the_fitted_estimator_and_the_run(result, frame):
     est = result.estimator
     assert isinstance(est, RareClassSearch) and est.n_features_in_ == 8
     assert est.get_params()["random_state"] == 3 and est.get_params()["n_neighbors"] == 10  # config -> params
-    # the run records what "auto" chose (400 rows: umap-learn's optimiser on the exact graph)
-    assert result.config == SearchConfig(**{**SMALL, "layout": "umap-learn"}) and est.layout_ == "umap-learn"
+    # the run keeps what was asked ("auto") and says what it chose (400 rows: umap-learn's on the exact graph)
+    assert result.config == SearchConfig(**SMALL) and est.layout_ == result.run.summary["layout"] == "umap-learn"
     # the planted artifact group is dropped by the pre-filter; the estimator saw only the kept rows
     assert result.counts["input"] == 400 and result.counts["kept"] == int(result.kept.sum()) == len(est.labels_)
     assert not result.kept[frame["true_class"].to_numpy() == "planted_artifact"].any()
@@ -49,7 +49,7 @@ def test_returns_the_fitted_estimator_and_the_run(result, frame):
     assert (result.labels[~result.kept] == -1).all()
     assert result.n_clusters == est.n_clusters_ >= 2 and result.run.summary["metrics"]["n_classes"] == 3
     assert result.run.summary["input"] is None and result.run.summary["counts"] == result.counts
-    assert result.run.parameters == result.config.to_dict() and result.run.parameters["layout"] == "umap-learn"
+    assert result.run.parameters == SearchConfig(**SMALL).to_dict() and result.run.parameters["layout"] == "auto"
     assert {"read", "prefilter", "knn", "umap5", "hdbscan"} <= set(result.run.timings["seconds"])
     assert result.run.path is None
 

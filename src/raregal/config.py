@@ -16,9 +16,11 @@ from pathlib import Path
 from .cluster import BACKENDS
 from .errors import InputError
 
-#: UMAP layouts: ``auto`` (deterministic where it can be: on the CPU, for the metrics it supports),
-#: umap-learn's (one thread with a seed, NN-descent's graph depends on the thread count), or
-#: raregal's thread-count-independent one. A run records the layout ``auto`` chose.
+#: UMAP layouts: ``auto`` (on the CPU, for the metrics the deterministic graph supports:
+#: umap-learn's on the exact graph below 8,192 rows, ``deterministic`` above; both the same at any
+#: thread count), umap-learn's (one thread with a seed; above 8,192 rows NN-descent's graph depends
+#: on the thread count), or raregal's thread-count-independent one. ``summary.json`` records the
+#: layout used (``layout``).
 LAYOUTS = ("auto", "deterministic", "umap-learn")
 
 if sys.version_info >= (3, 11):
@@ -44,8 +46,8 @@ class SearchConfig:
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
     cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
-    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses on the CPU for
-    the euclidean, cosine and correlation metrics) uses a thread-independent k-NN graph and
+    (:mod:`raregal.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses above 8,192
+    rows on the CPU for the euclidean, cosine and correlation metrics) uses a thread-independent k-NN graph and
     :mod:`raregal.layout`'s parallel optimiser: the same seed gives the same bits at any thread count.
     """
 
@@ -76,7 +78,7 @@ class SearchConfig:
     unstable_below: float = 0.6
     merge_max_tree_distance: int = 2
     merge_max_centroid_ratio: float = 0.25
-    layout: str = "auto"  # "deterministic" where possible: k-NN graph and layout independent of the thread count
+    layout: str = "auto"  # see LAYOUTS: the same clusters at any thread count where possible
 
     def validate(self) -> "SearchConfig":
         """Check ranges and choices; raise :class:`InputError` naming the key."""
@@ -118,7 +120,7 @@ class SearchConfig:
         return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
 
     def to_dict(self) -> dict:
-        """The settings as a dict (``campaign`` only when set, so a GZ DESI run's record is as before)."""
+        """The settings as a dict (``campaign`` only when set; ``layout`` always, see :func:`load_config`)."""
         out = dataclasses.asdict(self)
         if out["campaign"] is None:
             del out["campaign"]
@@ -126,6 +128,8 @@ class SearchConfig:
 
 
 _TYPES = {f.name: f.type for f in fields(SearchConfig)}
+#: The keys every run folder's config.toml holds (TOML has no null, so ``None`` values are left out).
+_ALWAYS_WRITTEN = {k for k, t in _TYPES.items() if not str(t).endswith("| None")}
 
 
 def _check_type(key: str, value):
@@ -171,4 +175,8 @@ def load_config(path: str | os.PathLike) -> SearchConfig:
         if rest:
             raise InputError(f"{path}: unknown key(s) {rest} beside the [search] table")
         data = data["search"]
+    if "layout" not in data and _ALWAYS_WRITTEN - {"layout"} <= set(data):
+        # every key a run writes but layout: a run folder's record from before layout="auto", which
+        # left out layout="umap-learn" as the default of the day; repeat it as it was made
+        data = {**data, "layout": "umap-learn"}
     return config_from_dict(data, where=str(path))

@@ -1,6 +1,7 @@
 """Cosine and correlation as Euclidean geometry: the one place rows are centred and normalised.
 
-The exact k-NN graph of the search (:func:`raregal.reduce.exact_knn`) and every similarity
+The search's thread-independent k-NN graphs (:func:`raregal.reduce.exact_knn`,
+:mod:`raregal.partitioned_knn`) and every similarity
 search (:mod:`raregal.similar`, :mod:`raregal.evaluate`) rank neighbours by Euclidean distance
 between rows transformed here, so a cosine run is ranked by cosine everywhere.
 """

@@ -12,7 +12,7 @@ result depends on the data and the seed alone:
    rows, on one thread (its parallel sums would depend on the thread count);
 2. each row's ``n_probe`` nearest centroids, exactly (:func:`raregal.reduce.exact_knn`'s
    blocked kernels); the nearest is the row's cell;
-3. rows are split into fixed groups (by cell; the split depends on N only); within a group,
+3. rows are split into fixed groups (consecutive in cell order, of a size set by N); within a group,
    cell after cell in index order, the group's rows that probe the cell are compared with the
    cell's rows by a float32 GEMM on one BLAS thread, keeping each row's ``n_neighbors + margin``
    best candidates; these are re-ranked in float64 by (distance, index), self first. A row whose
@@ -68,9 +68,11 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
     d2 = np.empty((n, m), np.float64)
     for rows, (i, d) in zip(jobs, parts):
         indices[rows], d2[rows] = i, d
-    if short.any():
+    if short.any():  # exactly, in blocks on the same one-BLAS-thread pool
         rows = np.flatnonzero(short)
-        indices[rows], d2[rows] = exact_knn_of(P, sq, rows, m)
+        blocks = [rows[s:s + 1024] for s in range(0, len(rows), 1024)]
+        for r, (i, d) in zip(blocks, run_blocks(lambda r: exact_knn_of(P, sq, r, m), blocks)):
+            indices[r], d2[r] = i, d
     indices, d2 = indices[:, :n_neighbors], d2[:, :n_neighbors]
     dist = d2 / 2.0 if metric != "euclidean" else np.sqrt(d2)  # unit rows: |u - v|^2 = 2 (1 - cos)
     return indices.astype(np.int32), dist.astype(np.float32)
@@ -110,10 +112,11 @@ def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block
     return np.concatenate(run_blocks(one, range(0, len(P), block)))
 
 
-def _search_group(P, sq, rows, probes, cell_order, bounds, m):
+def _search_group(P, sq, rows, probes, cell_order, bounds, m, tile: int = 4096):
     """Each of ``rows``' best ``m`` candidates among the rows of the cells it probes, refined exactly.
 
-    Cells are visited in index order, so every heap sees its candidates in a fixed order.
+    Cells are visited in index order, each in fixed ``tile`` x ``tile`` pieces (a cell of many
+    duplicate rows can be large), so every heap sees its candidates in a fixed order.
     """
     from ._knn import refine, scan_tile
 
@@ -125,7 +128,9 @@ def _search_group(P, sq, rows, probes, cell_order, bounds, m):
     starts = np.searchsorted(pair_cell, np.arange(len(bounds)))
     Q, sq_q = P[rows], sq[rows]
     for c in np.unique(pair_cell):
-        sel = pair_row[starts[c]:starts[c + 1]]
-        ref = cell_order[bounds[c]:bounds[c + 1]]
-        scan_tile(Q[sel] @ P[ref].T, sq_q, sq[ref], ref, heap_d, heap_i, sel)
+        for s0 in range(starts[c], starts[c + 1], tile):
+            sel = pair_row[s0:min(s0 + tile, starts[c + 1])]
+            for r0 in range(bounds[c], bounds[c + 1], tile):
+                ref = cell_order[r0:min(r0 + tile, bounds[c + 1])]
+                scan_tile(Q[sel] @ P[ref].T, sq_q, sq[ref], ref, heap_d, heap_i, sel)
     return refine(Q, P, rows, heap_i)

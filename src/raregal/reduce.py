@@ -35,6 +35,8 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
     any thread count (:func:`raregal.partitioned_knn.partitioned_knn`; recall@50 about 0.99).
     Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
     """
+    if deterministic and metric not in EXACT_METRICS:
+        raise ValueError(f"the deterministic k-NN graph supports {', '.join(EXACT_METRICS)}, not {metric!r}")
     if len(X) < EXACT_KNN_BELOW:
         if metric in EXACT_METRICS:
             return exact_knn(X, n_neighbors, metric)
@@ -104,7 +106,10 @@ def run_blocks(work, jobs) -> list:
 
 
 def exact_knn_of(P: np.ndarray, sq: np.ndarray, rows: np.ndarray, m: int, tile: int = 8192):
-    """The ``m`` exact nearest rows of ``P`` to each of ``rows`` (one thread): (indices, squared distances)."""
+    """The ``m`` exact nearest rows of ``P`` to each of ``rows``: (indices, squared distances).
+
+    Thread-independent when called through :func:`run_blocks` (BLAS on one thread).
+    """
     from ._knn import refine, scan_tile
 
     heap_d = np.full((len(rows), m), np.inf, dtype=np.float32)

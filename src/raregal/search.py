@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import dataclasses
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,7 +41,7 @@ from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
 from .config import LAYOUTS, SearchConfig, config_from_dict
 from .errors import InputError
-from .reduce import EXACT_KNN_BELOW, EXACT_METRICS, knn_graph, pca_init, umap_embed
+from .reduce import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from .runmodel import BASE_INFO, Run, write_run
 from .timing import StageTimer
 from .prefilter import campaign_columns, paper_cuts, prefilter
@@ -61,7 +60,7 @@ def _positive(low: int = 1) -> list:
 class RareClassSearch(ClusterMixin, BaseEstimator):
     """UMAP + HDBSCAN leaf clustering of galaxy representations.
 
-    Parameters (defaults: the paper's)
+    Parameters (defaults: the paper's, and a layout that is the same at any thread count)
     ----------
     n_neighbors : UMAP neighbours (50).
     n_components : dimensions of the UMAP that is clustered (5).
@@ -78,8 +77,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         (scikit-learn's ``check_random_state``; an int is used as it is).
     device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
         ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
-    layout : ``"auto"`` (default: :meth:`resolved_layout`, thread-independent on the CPU for the
-        euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
+    layout : ``"auto"`` (default, :meth:`resolved_layout`: umap-learn's below 8,192 rows, deterministic
+        above; thread-independent on the CPU for the euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
         graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
         below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.partitioned_knn`),
         and the parallel optimiser of :mod:`raregal.layout`: the same bits at any thread count.
@@ -143,7 +142,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
             return self.layout
         if self.device != "cpu" or self.metric not in EXACT_METRICS:
             return "umap-learn"
-        return "umap-learn" if n_rows is not None and n_rows < EXACT_KNN_BELOW else "deterministic"
+        from . import reduce
+
+        return "umap-learn" if n_rows is not None and n_rows < reduce.EXACT_KNN_BELOW else "deterministic"
 
     def backends(self, n_rows: int | None = None) -> tuple[str, str]:
         """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
@@ -234,7 +235,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         rep._validate_params()
         X = _validate_data(rep, X)
         timer = StageTimer(echo=False)
-        rep.n_features_in_, rep.knn_ = self.n_features_in_, self.knn_
+        rep.n_features_in_, rep.knn_, rep.layout_ = self.n_features_in_, self.knn_, self.layout_
         rep._fit_layout(X, self.knn_, rep._seed(), timer)
         rep.timings_, rep.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return rep
@@ -392,6 +393,7 @@ def _search_summary(source, frame, X, counts, est) -> dict:
         "n_clusters": int(est.n_clusters_),
         "n_clustered": n_clustered,
         "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
+        "layout": est.layout_,  # what layout="auto" chose for this many galaxies
         "versions": _versions(),
     }
 
@@ -466,8 +468,6 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
     _check_kept(est, counts, cuts)
     check_representation(X[kept], frame[ID].to_numpy()[kept], config)
     est.fit(X[kept])
-    # the run records the layout "auto" chose, so its config.toml repeats it on any machine
-    config = dataclasses.replace(config, layout=est.layout_)
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
     checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,

@@ -22,7 +22,7 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),
     ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
     ("--backend", "hdbscan_backend", str, "fast_hdbscan (default), hdbscan or cuml"),
-    ("--layout", "layout", str, "auto (default: deterministic where it can be), deterministic (a thread-independent "
+    ("--layout", "layout", str, "auto (default: umap-learn below 8,192 galaxies, deterministic above; both the same at any thread count), deterministic (a thread-independent "
      "k-NN graph and a parallel layout: the same seed gives the same clusters at any NUMBA_NUM_THREADS) or "
      "umap-learn (the paper's optimiser; one thread with a seed)"),
     ("--device", "device", str, "cpu (default) or cuda: UMAP and HDBSCAN on the GPU with cuML (raregal[gpu])"),
