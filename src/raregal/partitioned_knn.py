@@ -94,20 +94,15 @@ def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 1
 
 def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block: int = 4096) -> np.ndarray:
     """Each row's ``n_probe`` nearest centroids (N, n_probe), nearest first, ties by index."""
-    from ._knn import refine, scan_tile
-    from .reduce import run_blocks
+    from .reduce import nearest_rows, run_blocks
 
     sq_c = np.einsum("ij,ij->i", centroids, centroids, dtype=np.float32)
     m = min(n_probe + 4, len(centroids))
-    ref = np.arange(len(centroids))
 
     def one(start):
         Q = P[start:start + block]
-        heap_d = np.full((len(Q), m), np.inf, dtype=np.float32)
-        heap_i = np.full((len(Q), m), -1, dtype=np.int64)
         sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
-        scan_tile(Q @ centroids.T, sq_q, sq_c, ref, heap_d, heap_i, np.arange(len(Q)))
-        return refine(Q, centroids, np.full(len(Q), -2), heap_i)[0][:, :n_probe]
+        return nearest_rows(Q, sq_q, centroids, sq_c, np.full(len(Q), -2), m)[0][:, :n_probe]
 
     return np.concatenate(run_blocks(one, range(0, len(P), block)))
 

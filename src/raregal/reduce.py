@@ -106,35 +106,41 @@ def run_blocks(work, jobs) -> list:
 
 
 def exact_knn_of(P: np.ndarray, sq: np.ndarray, rows: np.ndarray, m: int, tile: int = 8192):
-    """The ``m`` exact nearest rows of ``P`` to each of ``rows``: (indices, squared distances).
+    """The ``m`` exact nearest rows of ``P`` to each of ``rows``, self first: (indices, squared distances)."""
+    return nearest_rows(P[rows], sq[rows], P, sq, rows, m, tile)
 
-    Thread-independent when called through :func:`run_blocks` (BLAS on one thread).
+
+def nearest_rows(Q, sq_q, R, sq_r, self_index, m: int, tile: int = 8192):
+    """The ``m`` exact nearest rows of ``R`` to each query row of ``Q``: (indices, squared distances).
+
+    ``sq_q``, ``sq_r``: the rows' squared norms; ``self_index``: each query's own row in ``R``
+    (listed first), -2 for none. ``R`` is scanned in tiles of ``tile`` rows by a float32 GEMM,
+    the candidates refined in float64 (:mod:`raregal._knn`). Thread-independent when called
+    through :func:`run_blocks` (BLAS on one thread).
     """
     from ._knn import refine, scan_tile
 
-    heap_d = np.full((len(rows), m), np.inf, dtype=np.float32)
-    heap_i = np.full((len(rows), m), -1, dtype=np.int64)
-    Q, local = P[rows], np.arange(len(rows))
-    for t0 in range(0, len(P), tile):
-        t1 = min(t0 + tile, len(P))
-        scan_tile(Q @ P[t0:t1].T, sq[rows], sq[t0:t1], np.arange(t0, t1), heap_d, heap_i, local)
-    return refine(Q, P, rows, heap_i)
+    heap_d = np.full((len(Q), m), np.inf, dtype=np.float32)
+    heap_i = np.full((len(Q), m), -1, dtype=np.int64)
+    local = np.arange(len(Q))
+    for t0 in range(0, len(R), tile):
+        t1 = min(t0 + tile, len(R))
+        scan_tile(Q @ R[t0:t1].T, sq_q, sq_r[t0:t1], np.arange(t0, t1), heap_d, heap_i, local)
+    return refine(Q, R, self_index, heap_i)
 
 
-def pca_init(Y: np.ndarray, n_components: int = 2, single_thread: bool = False) -> np.ndarray:
+def pca_init(Y: np.ndarray, n_components: int = 2) -> np.ndarray:
     """First principal components of an embedding ``Y`` (N, d), as an (N, n_components) UMAP init.
 
     The 2-D picture starts from the 5-D layout's main axes, so it needs neither a second
-    spectral initialisation nor many epochs to find the same global structure.
-    ``single_thread``: LAPACK on one thread, so the bits do not depend on the thread count.
+    spectral initialisation nor many epochs to find the same global structure. LAPACK runs on
+    one thread (``Y`` is a few columns wide), so the bits do not depend on the thread count.
     """
-    import contextlib
-
     from sklearn.decomposition import PCA
 
     from .layout import single_blas_thread
 
-    with single_blas_thread() if single_thread else contextlib.nullcontext():
+    with single_blas_thread():
         return PCA(n_components=n_components, svd_solver="full").fit_transform(Y).astype(np.float32)
 
 

@@ -212,7 +212,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                 if self.n_components == 2:
                     self.embedding_2d_ = self.embedding_.copy()
                 else:
-                    init2 = pca_init(self.embedding_, 2, single_thread=True)
+                    init2 = pca_init(self.embedding_, 2)
                     kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
                     self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
         with timer.stage("hdbscan"):
