@@ -39,6 +39,7 @@ RARE = ("ring", "one_armed_spiral", "clumpy_barred_dwarf", "tidal_merger", "shel
 SURVEYS = {
     "s8000_1pct": (8000, 0.01),   # what the first demo encoder was trained on
     "s2000_5pct": (2000, 0.05),   # rare classes boosted: half the survey is planted classes
+    "s8000_5pct": (8000, 0.05),   # the same mix, four times the images
 }
 
 #: Candidate recipes: training survey and extra ``raregal train`` arguments.
@@ -73,6 +74,13 @@ CANDIDATES = {
     # no encoder learnt spiral-arm-count_1 in 10 epochs (README): twice the fine-tuning
     "hybrid_init_w2_20": ("s2000_5pct", ["--init", "demo", "--objective", "hybrid", "--contrastive-weight", "2",
                                          "--lr", "5e-4", "--epochs", "20", "--patience", "20"]),
+    # fourth round: the best recipe so far (hybrid_init_w2_20) on four times the images, with and
+    # without the Dirichlet loss weighted towards galaxies with rare answers (--rarity-weight)
+    "hybrid_init_w2_s8000": ("s8000_5pct", ["--init", "demo", "--objective", "hybrid", "--contrastive-weight", "2",
+                                            "--lr", "5e-4", "--epochs", "15", "--patience", "15"]),
+    "hybrid_init_w2_s8000_rw2": ("s8000_5pct", ["--init", "demo", "--objective", "hybrid",
+                                                "--contrastive-weight", "2", "--rarity-weight", "2",
+                                                "--lr", "5e-4", "--epochs", "15", "--patience", "15"]),
 }
 
 

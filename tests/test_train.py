@@ -273,3 +273,43 @@ def test_train_cli_names_schema_when_the_votes_are_ambiguous(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "desi, decals-dr8" in err and "--schema NAME" in err
     assert not (tmp_path / "ck").exists()
+
+
+def test_rarity_weights_follow_the_hand_computed_surprise():
+    from raregal.encoder.dirichlet import mean_fractions, vote_surprise
+    from raregal.train import RarityWeighting
+
+    tree = schema.DEFAULT
+    sof = [tree.answers.index(f"smooth-or-featured_{a}") for a in ("smooth", "featured-or-disk", "artifact")]
+    counts = np.zeros((4, len(tree.answers)), np.float32)
+    counts[0, sof] = [10, 0, 0]  # three smooth galaxies and one artifact, 10 votes each
+    counts[1, sof] = [10, 0, 0]
+    counts[2, sof] = [10, 0, 0]
+    counts[3, sof] = [0, 0, 10]
+    mean = mean_fractions(counts, tree)
+    assert mean[sof] == pytest.approx([0.75, 0.0, 0.25])
+    assert mean.sum() == pytest.approx(1.0)  # only smooth-or-featured was asked
+    s = vote_surprise(torch.as_tensor(counts), torch.as_tensor(mean), tree).numpy()
+    assert s == pytest.approx([np.log(1 / 0.75)] * 3 + [np.log(1 / 0.25)])
+    w = RarityWeighting(counts, tree, strength=2.0)
+    weights = w(torch.as_tensor(counts)).numpy()
+    assert weights.mean() == pytest.approx(1.0, rel=1e-6)  # weights average 1 over the voted galaxies
+    assert weights[3] / weights[0] == pytest.approx((1 + 2 * s[3] / s.mean()) / (1 + 2 * s[0] / s.mean()), rel=1e-5)
+    assert weights[3] > 2 * weights[0]
+    assert RarityWeighting(counts, tree, strength=0.0)(torch.as_tensor(counts)).numpy() == pytest.approx(1.0)
+
+
+def test_rarity_weight_trains_and_is_refused_where_there_are_no_votes(tmp_path):
+    catalog = make_catalog(tmp_path / "data", bad=False)
+    summary = train(catalog, tmp_path / "ck", config(epochs=2, rarity_weight=2.0), progress=False)
+    stored = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert stored["training"]["rarity_weight"] == 2.0 and summary["epochs_run"] == 2
+    history = json.loads((tmp_path / "ck" / "history.json").read_text())["epochs"]
+    assert all(np.isfinite(e["train_loss"]) and e["train_loss"] > 0 for e in history)
+    with pytest.raises(InputError, match="--rarity-weight -1"):
+        train(catalog, tmp_path / "ck2", config(rarity_weight=-1.0), progress=False)
+    with pytest.raises(InputError, match="--objective contrastive has neither"):
+        train(catalog, tmp_path / "ck3", config(objective="contrastive", rarity_weight=1.0), progress=False)
+    assert not (tmp_path / "ck2").exists() and not (tmp_path / "ck3").exists()
+    with pytest.raises(InputError, match="rarity_weight"):  # a resume must use the same weighting
+        train(catalog, tmp_path / "ck", config(epochs=3, rarity_weight=1.0), progress=False)

@@ -73,7 +73,12 @@ class TrainConfig:
     ``init`` a weights spec to start from (see :func:`raregal.encoder.loading.load_model`).
     ``objective``: one of :data:`OBJECTIVES` (see the module docstring); ``contrastive_method``
     (``simclr`` or ``vicreg``), ``temperature`` (SimCLR's) and ``contrastive_weight`` (``hybrid``'s
-    weight of the contrastive loss) matter to the contrastive objectives only. ``batch_size``
+    weight of the contrastive loss) matter to the contrastive objectives only. ``rarity_weight``
+    (dirichlet, hybrid) weighs each galaxy's Dirichlet loss by how rare its answers are: by
+    ``(1 + rarity_weight * s / mean s) / (1 + rarity_weight)``, with s its
+    :func:`~raregal.encoder.dirichlet.vote_surprise` against the training split's average
+    volunteer (0, the default, is Zoobot's unweighted loss; the validation loss stays unweighted,
+    so runs compare). ``batch_size``
     counts galaxies; the contrastive objectives pass two views of each through the encoder.
     ``schema``: the Galaxy Zoo tree whose vote columns are read and whose answers the head predicts
     (None: inferred from the catalog's vote columns; :func:`train` records the tree it used).
@@ -101,6 +106,7 @@ class TrainConfig:
     contrastive_method: str = METHODS[0]
     contrastive_weight: float = 1.0
     temperature: float = 0.2
+    rarity_weight: float = 0.0
     schema: str | None = None  # Galaxy Zoo tree of the votes (raregal.schema name); None: inferred from the catalog
 
     def validate(self) -> None:
@@ -112,6 +118,11 @@ class TrainConfig:
                              f"{', '.join(METHODS)}")
         if not (math.isfinite(self.contrastive_weight) and self.contrastive_weight >= 0):
             raise InputError(f"--contrastive-weight {self.contrastive_weight}: must be a number >= 0")
+        if not (math.isfinite(self.rarity_weight) and self.rarity_weight >= 0):
+            raise InputError(f"--rarity-weight {self.rarity_weight}: must be a number >= 0")
+        if self.rarity_weight > 0 and self.objective == "contrastive":
+            raise InputError("--rarity-weight weighs the Dirichlet loss by the votes; --objective contrastive "
+                             "has neither (use dirichlet or hybrid, or leave --rarity-weight at 0)")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise InputError(f"--temperature {self.temperature}: must be > 0")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -127,7 +138,7 @@ OBJECTIVES = ("dirichlet", "contrastive", "hybrid")
 #: Settings that must match for a rerun to resume an earlier run in the same folder.
 _RESUME_KEYS = ("arch", "bottleneck", "input_size", "channels", "dropout", "batch_size", "lr", "lr_schedule",
                 "weight_decay", "val_fraction", "seed", "init", "objective", "contrastive_method",
-                "contrastive_weight", "temperature", "schema")
+                "contrastive_weight", "temperature", "rarity_weight", "schema")
 
 #: Seed of the validation views of the contrastive objectives (the same views every epoch).
 VAL_VIEW_SEED = 1_000_003
@@ -280,6 +291,34 @@ class _Plan:
     head: bool
     n_labelled: int
     tree: schema.Schema | None = None  # the Galaxy Zoo tree of the votes and the head (None: contrastive)
+    weighting: "RarityWeighting | None" = None  # per-galaxy Dirichlet loss weights (rarity_weight > 0)
+
+
+class RarityWeighting:
+    """Per-galaxy weights of the Dirichlet loss from the rarity of its votes (``TrainConfig.rarity_weight``).
+
+    Fixed at the start of a run from the training split's vote counts (N, A): the average
+    volunteer (:func:`~raregal.encoder.dirichlet.mean_fractions`) and the mean surprise of the
+    galaxies with votes, so a batch's weights depend on its galaxies only. Weights average 1 over
+    the voted training galaxies; a galaxy voted on as the average volunteer would gets
+    ``1 / (1 + strength)``.
+    """
+
+    def __init__(self, counts: np.ndarray, tree, strength: float):
+        from .encoder.dirichlet import mean_fractions, vote_surprise
+
+        self.tree, self.strength = tree, float(strength)
+        self.mean = torch.as_tensor(mean_fractions(counts, tree))
+        voted = counts.sum(1) > 0
+        surprise = vote_surprise(torch.as_tensor(counts[voted]), self.mean, tree)
+        self.scale = float(surprise.mean()) if len(surprise) else 1.0
+
+    def __call__(self, counts: torch.Tensor) -> torch.Tensor:
+        """(B,) float32 weights of the galaxies whose (B, A) vote counts these are."""
+        from .encoder.dirichlet import vote_surprise
+
+        s = vote_surprise(counts, self.mean, self.tree) / max(self.scale, 1e-12)
+        return ((1.0 + self.strength * s) / (1.0 + self.strength)).to(torch.float32)
 
 
 def _labels(catalog: pd.DataFrame, objective: str, name: str | None = None
@@ -334,7 +373,13 @@ def plan_run(catalog: pd.DataFrame, config: TrainConfig) -> _Plan:
         else:
             log.warning("hybrid: no galaxy has votes, so this trains as --objective contrastive does, "
                         "and the encoder gets no Dirichlet head")
-    return _Plan(counts, tr_idx, va_idx, locs, catalog["id_str"].astype(str).to_numpy(), head, n_labelled, tree)
+    weighting = None
+    if head and config.rarity_weight > 0:
+        weighting = RarityWeighting(counts[tr_idx], tree, config.rarity_weight)
+        log.info("rarity weighting %g: mean vote surprise %.3f nats over the voted training galaxies",
+                 config.rarity_weight, weighting.scale)
+    return _Plan(counts, tr_idx, va_idx, locs, catalog["id_str"].astype(str).to_numpy(), head, n_labelled, tree,
+                 weighting)
 
 
 def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, restart: bool = False,
@@ -375,12 +420,22 @@ def _contrastive_part(model, projection, views: torch.Tensor, config: TrainConfi
     return loss, z.view(b, 2, -1)
 
 
-def _train_loss(model, projection, batch: dict, config: TrainConfig, device) -> tuple[torch.Tensor, dict]:
-    """The objective's training loss of one batch (scalar) and its parts (floats)."""
-    from .encoder.dirichlet import dirichlet_loss, dirichlet_multinomial_nll
+def _dirichlet_term(conc: torch.Tensor, counts: torch.Tensor, tree, weighting) -> torch.Tensor:
+    """The batch's Dirichlet loss: NLL summed over questions, averaged over galaxies (weighted by ``weighting``)."""
+    from .encoder.dirichlet import dirichlet_multinomial_nll
 
+    nll = dirichlet_multinomial_nll(conc, counts, tree).sum(1)
+    if weighting is None:
+        return nll.mean()
+    return (nll * weighting(counts).to(nll.device)).mean()
+
+
+def _train_loss(model, projection, batch: dict, config: TrainConfig, device,
+                weighting: RarityWeighting | None = None) -> tuple[torch.Tensor, dict]:
+    """The objective's training loss of one batch (scalar) and its parts (floats)."""
     if config.objective == "dirichlet":
-        loss = dirichlet_loss(model(_images(batch["image"], device)), batch["labels"].to(device), model.schema)
+        loss = _dirichlet_term(model(_images(batch["image"], device)), batch["labels"].to(device), model.schema,
+                               weighting)
         return loss, {}
     con, z = _contrastive_part(model, projection, batch["image"], config, device)
     if config.objective == "contrastive":
@@ -390,7 +445,7 @@ def _train_loss(model, projection, batch: dict, config: TrainConfig, device) -> 
     voted = counts.sum(1) > 0
     if model.head is not None and bool(voted.any()):  # the Dirichlet loss on both views of the voted galaxies
         conc = model.head(z[voted].flatten(0, 1))
-        dirichlet = dirichlet_multinomial_nll(conc, counts[voted].repeat_interleave(2, 0), model.schema).sum(1).mean()
+        dirichlet = _dirichlet_term(conc, counts[voted].repeat_interleave(2, 0), model.schema, weighting)
         loss = dirichlet + loss
         parts["dirichlet"] = dirichlet.item()
     return loss, parts
@@ -580,7 +635,7 @@ class _Run:
             bar.update(len(batch["index"]) + len(batch["failed"]))
             if len(batch["index"]) < 2:  # batch norm (and a contrastive loss) needs two images
                 continue
-            loss, parts = _train_loss(self.model, self.projection, batch, config, self.device)
+            loss, parts = _train_loss(self.model, self.projection, batch, config, self.device, self.plan.weighting)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -50,6 +50,9 @@ def register(sub) -> argparse.ArgumentParser:
                    help=f"contrastive loss ({METHODS[0]}; see benchmarks/README.md for how it was chosen)")
     p.add_argument("--contrastive-weight", type=float, default=1.0,
                    help="hybrid: weight of the contrastive loss added to the Dirichlet loss (1.0)")
+    p.add_argument("--rarity-weight", type=float, default=0.0,
+                   help="dirichlet, hybrid: weigh each galaxy's Dirichlet loss by how rare its votes are (their KL "
+                        "from the average volunteer's); 0 (default) is Zoobot's unweighted loss")
     p.add_argument("--temperature", type=float, default=0.2, help="simclr: temperature of the NT-Xent loss (0.2)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: half the cores, <= 4)")
     p.add_argument("--threads", type=int, default=None,
@@ -80,6 +83,7 @@ def run(args) -> int:
                          device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), init=args.init,
                          objective=args.objective, contrastive_method=args.contrastive_method,
                          contrastive_weight=args.contrastive_weight, temperature=args.temperature,
+                         rarity_weight=args.rarity_weight,
                          schema=args.schema)
     config.validate()  # before reading the catalog
     if args.schema is not None:

@@ -106,3 +106,34 @@ def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor
 def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor, tree=None) -> torch.Tensor:
     """Training loss: Dirichlet-multinomial NLL summed over questions, averaged over the batch (scalar, nats)."""
     return dirichlet_multinomial_nll(concentrations, counts, tree).sum(dim=1).mean()
+
+
+def mean_fractions(counts: np.ndarray, tree=None) -> np.ndarray:
+    """(A,) the catalog's average volunteer: each answer's share of all votes cast on its question.
+
+    ``counts``: (N, A) vote counts of ``tree``'s answers (NaN counts as 0). An answer of a question
+    nobody was asked gets 0.
+    """
+    counts = np.nan_to_num(np.asarray(counts, dtype=np.float64))
+    member = question_matrix(tree).astype(np.float64)
+    per_question = counts.sum(0) @ member  # (Q,) votes cast on each question
+    total = member @ per_question  # (A,) votes cast on each answer's question
+    return np.divide(counts.sum(0), total, out=np.zeros(counts.shape[1]), where=total > 0)
+
+
+def vote_surprise(counts: torch.Tensor, mean: torch.Tensor, tree=None) -> torch.Tensor:
+    """(B,) how far each galaxy's votes are from the average volunteer's, in nats.
+
+    The sum over the questions the galaxy was asked of KL(its vote fractions || ``mean``'s), with
+    ``mean`` (A,) from :func:`mean_fractions`: 0 for a galaxy voted on exactly as the catalog on
+    average, ``-log mean_a`` for one whose every vote went to answer a. Used to weigh the Dirichlet
+    loss towards galaxies whose answers are rare (``TrainConfig.rarity_weight``).
+    """
+    counts = torch.nan_to_num(counts.to(torch.float64), nan=0.0)
+    member = torch.as_tensor(question_matrix(tree), dtype=torch.float64, device=counts.device)
+    n_q = counts @ member  # (B, Q)
+    n_a = n_q @ member.T  # (B, A) votes cast on each answer's question
+    frac = torch.where(n_a > 0, counts / n_a.clamp_min(1.0), torch.zeros_like(counts))
+    mean = mean.to(torch.float64).to(counts.device).clamp_min(1e-6)
+    terms = torch.where(frac > 0, frac * torch.log(frac.clamp_min(1e-12) / mean), torch.zeros_like(frac))
+    return terms.sum(1)
