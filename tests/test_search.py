@@ -161,7 +161,7 @@ def test_estimator_is_deterministic_and_sklearn_like():
                              map_2d=False).fit_predict(X)
     np.testing.assert_array_equal(labels, a.labels_)
     # fast_hdbscan's "reproducible" tree flipped a label in 3 of 8 identical fits of this embedding
-    # on 2 threads; raregal runs it on one (raregal.cluster._fit_fast_hdbscan)
+    # on 2 threads; raregal rewrites its tree canonically (raregal.canonical_tree)
     for _ in range(6):
         again = leaf_clusters(a.embedding_, 8, 10, "fast_hdbscan", "leaf")
         np.testing.assert_array_equal(again.labels, a.labels_)

@@ -4,7 +4,8 @@ The paper clusters the 5-D UMAP with HDBSCAN, ``min_samples=300``, ``min_cluster
 and takes the **leaf** nodes of the condensed tree as clusters: the smallest dense groups,
 which is what a rare class looks like. Two real libraries do the work:
 
-* ``fast_hdbscan`` (default): parallel numba, ~4× less memory than ``hdbscan``;
+* ``fast_hdbscan`` (default): parallel numba, ~4× less memory than ``hdbscan``; its minimum spanning
+  tree is rewritten by :mod:`raregal.canonical_tree`, so the labels do not depend on the threads;
 * ``hdbscan`` with ``approx_min_span_tree=False`` (the exact reference; with the default
   approximate tree, which border points become noise changes).
 
@@ -40,25 +41,32 @@ class LeafClusters:
 
 
 def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
-    """fast_hdbscan on one numba thread: the only way its labels are the same from run to run.
+    """fast_hdbscan's parallel Boruvka MST, made canonical, then its condensed tree and leaves.
 
-    Its ``reproducible=True`` Boruvka (0.3.x) sizes its blocks by the thread count and, within a
-    block, lets threads share each component's distance bound; mutual reachability distances
-    tie often (many equal a core distance), so which of two equal edges joins the tree changes,
-    and with it a few labels: measured, 1 of 1,500 labels flipped between identical fits on
-    2 threads, never on 1 (``tests/test_search.py``).
+    The Boruvka runs on every numba thread; which of several tied minimum spanning trees it
+    returns changes with the threads (on 2 threads 1 label in 1,500 flipped in 3 of 8 identical
+    fits), so the tree is rewritten by :func:`raregal.canonical_tree.canonical_spanning_tree`
+    before the hierarchy is built: the same labels, bit for bit, at any thread count
+    (``tests/test_search.py``, ``tests/test_layout.py``).
     """
-    import fast_hdbscan
+    from fast_hdbscan.hdbscan import clusters_from_spanning_tree, compute_minimum_spanning_tree, to_numpy_rec_array
 
+    from .canonical_tree import canonical_spanning_tree
     from .jitcache import cache_kernels
 
     cache_kernels("fast_hdbscan")
+    if len(Y) < 2 or not np.isfinite(Y).all():  # fast_hdbscan's own handling of these cases
+        import fast_hdbscan
 
-    est = fast_hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_cluster_size,
-                               cluster_selection_method=method, reproducible=True)
-    with numba_threads(1):
-        est.fit(Y)
-    return est.labels_, est.probabilities_, est._condensed_tree
+        est = fast_hdbscan.HDBSCAN(min_samples=min_samples, min_cluster_size=min_cluster_size,
+                                   cluster_selection_method=method, reproducible=True)
+        with numba_threads(1):
+            est.fit(Y)
+        return est.labels_, est.probabilities_, est._condensed_tree
+    tree, _, _ = compute_minimum_spanning_tree(Y, min_samples=min_samples, reproducible=True)
+    labels, probabilities, _, condensed, _ = clusters_from_spanning_tree(
+        canonical_spanning_tree(tree), min_cluster_size=min_cluster_size, cluster_selection_method=method)
+    return labels, probabilities, to_numpy_rec_array(condensed)
 
 
 @contextlib.contextmanager
