@@ -81,6 +81,11 @@ CANDIDATES = {
     "hybrid_init_w2_s8000_rw2": ("s8000_5pct", ["--init", "demo", "--objective", "hybrid",
                                                 "--contrastive-weight", "2", "--rarity-weight", "2",
                                                 "--lr", "5e-4", "--epochs", "15", "--patience", "15"]),
+    # fifth round: fine-tunes have saturated (README), so from scratch, long, on the larger survey
+    "hybrid_scratch_s8000_40": ("s8000_5pct", ["--objective", "hybrid", "--contrastive-weight", "2",
+                                               "--epochs", "40", "--patience", "40"]),
+    "dirichlet_scratch_s8000_40_rw2": ("s8000_5pct", ["--objective", "dirichlet", "--rarity-weight", "2",
+                                                      "--epochs", "40", "--patience", "40"]),
 }
 
 

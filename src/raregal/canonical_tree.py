@@ -48,7 +48,7 @@ def _rewrite(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> np
     reps = np.empty((m, 2), dtype=np.int64)
     i = 0
     while i < m:
-        j = i
+        j = i + 1  # (a NaN weight is a group of its own)
         while j < m and weight[j] == weight[i]:
             j += 1
         for e in range(i, j):  # the components below this weight that each edge of it joins
