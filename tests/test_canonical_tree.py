@@ -53,6 +53,10 @@ def test_not_a_tree_is_refused():
         canonical_spanning_tree(np.array([[0, 1, 1.0], [1, 0, 2.0]]))  # the second edge closes a cycle
     with pytest.raises(ValueError, match="outside"):
         canonical_spanning_tree(np.array([[0, 5, 1.0]]))
+    with pytest.raises(ValueError, match="outside"):
+        canonical_spanning_tree(np.array([[0, -1, 1.0], [0, 1, 2.0]]))
+    with pytest.raises(ValueError, match="whole point indices"):
+        canonical_spanning_tree(np.array([[0, 1.5, 1.0], [1, 2, 2.0]]))
     with pytest.raises(ValueError, match=r"\(n - 1, 3\)"):
         canonical_spanning_tree(np.zeros((3, 2)))
     assert canonical_spanning_tree(np.zeros((0, 3))).shape == (0, 3)
@@ -78,3 +82,22 @@ def test_fast_hdbscan_labels_are_the_same_at_one_and_two_threads():
     assert runs[0] == runs[1]
     labels = np.array(runs[0].split("|")[0].split(","), dtype=int)
     assert labels.max() >= 1  # more than one cluster: the hierarchy was not trivial
+
+
+def test_leaf_clusters_checks_its_parameters_and_keeps_fast_hdbscans_edge_cases():
+    from raregal.cluster import leaf_clusters
+
+    rng = np.random.default_rng(1)
+    Y = np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(6, 0.2, (40, 3))]).astype(np.float32)
+    with pytest.raises(ValueError, match="min_samples must be a positive integer"):
+        leaf_clusters(Y, 0, 10)
+    with pytest.raises(ValueError, match="min_cluster_size must be a positive integer"):
+        leaf_clusters(Y, 5, 2.5)
+    clean = leaf_clusters(Y, 5, 10)
+    Y_nan = np.concatenate([Y, np.full((2, 3), np.nan, np.float32)])
+    with_nan = leaf_clusters(Y_nan, 5, 10)  # non-finite rows: fast_hdbscan's own path, they become noise
+    assert with_nan.labels.shape == (342,) and (with_nan.labels[-2:] == -1).all()
+    assert with_nan.n_clusters == clean.n_clusters >= 1
+    assert set(with_nan.labels[300:340]) == {with_nan.labels[300]} != {-1}  # the tight group is one cluster
+    one = leaf_clusters(Y[:1], 1, 1)
+    assert one.labels.tolist() == [-1] and one.n_clusters == 0

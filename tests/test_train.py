@@ -313,3 +313,36 @@ def test_rarity_weight_trains_and_is_refused_where_there_are_no_votes(tmp_path):
     assert not (tmp_path / "ck2").exists() and not (tmp_path / "ck3").exists()
     with pytest.raises(InputError, match="rarity_weight"):  # a resume must use the same weighting
         train(catalog, tmp_path / "ck", config(epochs=3, rarity_weight=1.0), progress=False)
+
+
+def test_the_rarity_weights_reach_the_training_loss(tmp_path, monkeypatch):
+    import raregal.train as tr
+    from raregal.encoder.dirichlet import dirichlet_multinomial_nll
+
+    seen = []
+    original = tr._dirichlet_term
+
+    def spy(conc, counts, tree, weighting):
+        loss = original(conc, counts, tree, weighting)
+        nll = dirichlet_multinomial_nll(conc, counts, tree).sum(1)
+        expected = (nll * weighting(counts)).mean() if weighting is not None else nll.mean()
+        seen.append((weighting is not None, loss.item(), expected.item(), nll.mean().item()))
+        return loss
+
+    monkeypatch.setattr(tr, "_dirichlet_term", spy)
+    catalog = make_catalog(tmp_path / "data", bad=False)
+    catalog.loc[catalog.index[:3], "smooth-or-featured_artifact"] = 18  # three galaxies with a rare answer
+    train(catalog, tmp_path / "ck", config(epochs=1, rarity_weight=3.0), progress=False)
+    assert seen and all(weighted for weighted, *_ in seen)
+    assert all(loss == pytest.approx(expected, rel=1e-6) for _, loss, expected, _ in seen)
+    assert any(abs(loss - plain) > 1e-3 * abs(plain) for _, loss, _, plain in seen)  # the weights did change it
+
+
+def test_rarity_weights_are_one_when_nothing_is_rare():
+    from raregal.train import RarityWeighting
+
+    tree = schema.DEFAULT
+    counts = np.zeros((3, len(tree.answers)), np.float32)
+    counts[:, tree.answers.index("smooth-or-featured_smooth")] = 10  # everyone votes as the average volunteer
+    w = RarityWeighting(counts, tree, strength=2.0)
+    assert w(torch.as_tensor(counts)).numpy() == pytest.approx(1.0)

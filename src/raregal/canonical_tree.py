@@ -12,12 +12,16 @@ components of the edges lighter than w, and which of them the edges of weight ex
 (those are the components of the whole graph at these thresholds, whichever tree is taken).
 :func:`canonical_spanning_tree` rewrites the tree's edges of each weight from that partition
 alone: the components joined at weight w are named by their smallest point index, and each
-group of them is chained from its smallest member in ascending order. Any minimum spanning tree
-of the same graph gives the same rewritten tree, so the single linkage, condensed tree and
-labels built from it are the same, bit for bit, while the Boruvka that finds the tree runs on
-every core. The rewritten tree has the same weights and the same hierarchy of components; only
-the order of merges at equal weights is fixed (smallest index first), which is one of the
-orders a serial MST could have produced.
+group of them becomes a star from its smallest member to the others in ascending order. Any
+minimum spanning tree of the same graph gives the same rewritten tree, so the single linkage,
+condensed tree and labels built from it are the same, bit for bit, while the Boruvka that finds
+the tree runs on every core. The rewritten tree has the same weights and the same components at
+every weight; what it fixes is the order of merges at equal weights (smallest index first), a
+fixed, arbitrary tie-break. HDBSCAN's condensed tree does depend on that order (which of several
+components merging at one weight counts as the parent), so its clusters can differ from those of
+another tie-break, as they differ between the trees fast_hdbscan's threads happen to pick; the
+star may even merge two components that no edge of that weight joins directly, which single
+linkage does not mind (it only sees components).
 
 Written here because no library offers it: fast_hdbscan's ``reproducible=True`` fixes the block
 order, not the choice among tied edges, and scipy's and hdbscan's single linkage take the tree
@@ -67,7 +71,7 @@ def _rewrite(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> np
         keys = np.unique(keys)  # sorted: groups in turn, each's members ascending
         k = i
         for t in range(1, len(keys)):
-            if keys[t] // n == keys[t - 1] // n:  # chain each group from its smallest member
+            if keys[t] // n == keys[t - 1] // n:  # a star from each group's smallest member
                 out[k, 0] = keys[t] // n
                 out[k, 1] = keys[t] % n
                 out[k, 2] = weight[i]
@@ -89,7 +93,7 @@ def canonical_spanning_tree(tree: np.ndarray) -> np.ndarray:
     Returns
     -------
     (n - 1, 3) float64 [src, dst, weight], sorted by weight, then src, then dst. Its edges of weight w
-    join the same components as ``tree``'s do, each group of components chained from its smallest
+    join the same components as ``tree``'s do, each group of components a star from its smallest
     point index; so two minimum spanning trees of one graph give the same array.
     """
     tree = np.asarray(tree, dtype=np.float64)
@@ -100,7 +104,9 @@ def canonical_spanning_tree(tree: np.ndarray) -> np.ndarray:
         return tree.copy()
     order = np.lexsort((tree[:, 1], tree[:, 0], tree[:, 2]))
     src, dst = tree[order, 0].astype(np.int64), tree[order, 1].astype(np.int64)
-    if src.min() < 0 or max(src.max(), dst.max()) >= n:
+    if min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n:
         raise ValueError(f"spanning tree of {n} points names a point outside 0..{n - 1}")
+    if not (np.array_equal(src, tree[order, 0]) and np.array_equal(dst, tree[order, 1])):
+        raise ValueError("spanning tree's src and dst must be whole point indices")
     out = _rewrite(src, dst, tree[order, 2], n)
     return out[np.lexsort((out[:, 1], out[:, 0], out[:, 2]))]

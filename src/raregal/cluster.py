@@ -55,6 +55,9 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
     from .jitcache import cache_kernels
 
     cache_kernels("fast_hdbscan")
+    for name, value in (("min_samples", min_samples), ("min_cluster_size", min_cluster_size)):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if len(Y) < 2 or not np.isfinite(Y).all():  # fast_hdbscan's own handling of these cases
         import fast_hdbscan
 

@@ -78,7 +78,8 @@ class TrainConfig:
     ``(1 + rarity_weight * s / mean s) / (1 + rarity_weight)``, with s its
     :func:`~raregal.encoder.dirichlet.vote_surprise` against the training split's average
     volunteer (0, the default, is Zoobot's unweighted loss; the validation loss stays unweighted,
-    so runs compare). ``batch_size``
+    so runs compare, except with ``val_fraction`` 0, where the training loss, weighted, is
+    monitored). ``batch_size``
     counts galaxies; the contrastive objectives pass two views of each through the encoder.
     ``schema``: the Galaxy Zoo tree whose vote columns are read and whose answers the head predicts
     (None: inferred from the catalog's vote columns; :func:`train` records the tree it used).
@@ -311,13 +312,15 @@ class RarityWeighting:
         self.mean = torch.as_tensor(mean_fractions(counts, tree))
         voted = counts.sum(1) > 0
         surprise = vote_surprise(torch.as_tensor(counts[voted]), self.mean, tree)
-        self.scale = float(surprise.mean()) if len(surprise) else 1.0
+        self.scale = float(surprise.mean()) if len(surprise) else 0.0
 
     def __call__(self, counts: torch.Tensor) -> torch.Tensor:
         """(B,) float32 weights of the galaxies whose (B, A) vote counts these are."""
         from .encoder.dirichlet import vote_surprise
 
-        s = vote_surprise(counts, self.mean, self.tree) / max(self.scale, 1e-12)
+        if self.scale <= 1e-12:  # every galaxy voted on as the average volunteer would: nothing is rare
+            return torch.ones(len(counts), dtype=torch.float32, device=counts.device)
+        s = vote_surprise(counts, self.mean, self.tree) / self.scale
         return ((1.0 + self.strength * s) / (1.0 + self.strength)).to(torch.float32)
 
 

@@ -134,6 +134,6 @@ def vote_surprise(counts: torch.Tensor, mean: torch.Tensor, tree=None) -> torch.
     n_q = counts @ member  # (B, Q)
     n_a = n_q @ member.T  # (B, A) votes cast on each answer's question
     frac = torch.where(n_a > 0, counts / n_a.clamp_min(1.0), torch.zeros_like(counts))
-    mean = mean.to(torch.float64).to(counts.device).clamp_min(1e-6)
+    mean = mean.to(torch.float64).to(counts.device).clamp_min(1e-12)  # an answer nobody gave: a finite surprise
     terms = torch.where(frac > 0, frac * torch.log(frac.clamp_min(1e-12) / mean), torch.zeros_like(frac))
     return terms.sum(1)
