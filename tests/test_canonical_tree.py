@@ -46,6 +46,7 @@ def test_the_hierarchy_is_kept_at_every_weight():
     for w in np.unique(tree[:, 2]):
         np.testing.assert_array_equal(components_at(out, n, w), components_at(tree, n, w))
     assert np.all(out[:, 0] < out[:, 1])
+    np.testing.assert_array_equal(np.lexsort((out[:, 1], out[:, 0], out[:, 2])), np.arange(n - 1))  # sorted
 
 
 def test_not_a_tree_is_refused():

@@ -44,7 +44,11 @@ def _root(parent: np.ndarray, i: int) -> int:
 
 @numba.njit(cache=True)
 def _rewrite(src: np.ndarray, dst: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
-    """The canonical tree (m, 3) of the tree edges ``src``-``dst`` sorted by ``weight`` (m = n - 1)."""
+    """The canonical tree (m, 3) of the tree edges ``src``-``dst`` sorted by ``weight`` (m = n - 1).
+
+    The output comes sorted by (weight, src, dst): weight groups in input order, and within one
+    the edges (group, member) in ascending key order, where src is the group's smallest member.
+    """
     m = len(weight)
     parent = np.arange(n)
     smallest = np.arange(n)  # smallest point index of each component, kept at its root
@@ -108,5 +112,4 @@ def canonical_spanning_tree(tree: np.ndarray) -> np.ndarray:
         raise ValueError(f"spanning tree of {n} points names a point outside 0..{n - 1}")
     if not (np.array_equal(src, tree[order, 0]) and np.array_equal(dst, tree[order, 1])):
         raise ValueError("spanning tree's src and dst must be whole point indices")
-    out = _rewrite(src, dst, tree[order, 2], n)
-    return out[np.lexsort((out[:, 1], out[:, 0], out[:, 2]))]
+    return _rewrite(src, dst, tree[order, 2], n)  # sorted by construction: groups by weight, keys ascending

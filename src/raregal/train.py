@@ -424,13 +424,10 @@ def _contrastive_part(model, projection, views: torch.Tensor, config: TrainConfi
 
 
 def _dirichlet_term(conc: torch.Tensor, counts: torch.Tensor, tree, weighting) -> torch.Tensor:
-    """The batch's Dirichlet loss: NLL summed over questions, averaged over galaxies (weighted by ``weighting``)."""
-    from .encoder.dirichlet import dirichlet_multinomial_nll
+    """The batch's Dirichlet loss (:func:`~raregal.encoder.dirichlet.dirichlet_loss`), weighted by ``weighting``."""
+    from .encoder.dirichlet import dirichlet_loss
 
-    nll = dirichlet_multinomial_nll(conc, counts, tree).sum(1)
-    if weighting is None:
-        return nll.mean()
-    return (nll * weighting(counts).to(nll.device)).mean()
+    return dirichlet_loss(conc, counts, tree, None if weighting is None else weighting(counts))
 
 
 def _train_loss(model, projection, batch: dict, config: TrainConfig, device,

@@ -103,9 +103,14 @@ def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor
     return torch.where(n_q > 0, -log_p, torch.zeros_like(log_p))
 
 
-def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor, tree=None) -> torch.Tensor:
-    """Training loss: Dirichlet-multinomial NLL summed over questions, averaged over the batch (scalar, nats)."""
-    return dirichlet_multinomial_nll(concentrations, counts, tree).sum(dim=1).mean()
+def dirichlet_loss(concentrations: torch.Tensor, counts: torch.Tensor, tree=None,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Training loss: Dirichlet-multinomial NLL summed over questions, averaged over the batch (scalar, nats).
+
+    ``weights``: optional (B,) per-galaxy weights of that average (``TrainConfig.rarity_weight``).
+    """
+    nll = dirichlet_multinomial_nll(concentrations, counts, tree).sum(dim=1)
+    return nll.mean() if weights is None else (nll * weights.to(nll.device, nll.dtype)).mean()
 
 
 def mean_fractions(counts: np.ndarray, tree=None) -> np.ndarray:
