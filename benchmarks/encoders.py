@@ -84,6 +84,25 @@ CANDIDATES = {
     # fifth round: fine-tunes have saturated (README), so from scratch, long, on the larger survey
     "hybrid_scratch_s8000_40": ("s8000_5pct", ["--objective", "hybrid", "--contrastive-weight", "2",
                                                "--epochs", "40", "--patience", "40"]),
+    # sixth round: round 5's recipe with a heavier contrastive term (only it can tell the artifact
+    # kinds apart: they share one Galaxy Zoo answer), and with four times the negatives per batch
+    # (SimCLR's loss improves with batch size; lr scaled by sqrt(4))
+    "hybrid_scratch_s8000_40_w5": ("s8000_5pct", ["--objective", "hybrid", "--contrastive-weight", "5",
+                                                  "--epochs", "40", "--patience", "40"]),
+    "hybrid_scratch_s8000_40_b256": ("s8000_5pct", ["--objective", "hybrid", "--contrastive-weight", "2",
+                                                    "--batch-size", "256", "--lr", "4e-3",
+                                                    "--epochs", "40", "--patience", "40"]),
+    # round 5's recipe at two more training seeds: how much of its one-armed purity (0.48; 0.12 and
+    # 0.07 in the two variants above) is the seed
+    **{f"hybrid_scratch_s8000_40_seed{s}": ("s8000_5pct", ["--objective", "hybrid", "--contrastive-weight", "2",
+                                                           "--epochs", "40", "--patience", "40", "--seed", str(s)])
+       for s in (1, 2)},
+    # its control without the contrastive term (is the one-armed gain the contrastive term's or
+    # the long training's?), and the recipe at the demo's realistic 1 % mix (the 5 % mix teaches
+    # shredded galaxies' artifact votes, 0.32, well enough for the paper's 0.3 cut to remove them)
+    "dirichlet_scratch_s8000_40": ("s8000_5pct", ["--objective", "dirichlet", "--epochs", "40", "--patience", "40"]),
+    "hybrid_scratch_s8000_1pct_40": ("s8000_1pct", ["--objective", "hybrid", "--contrastive-weight", "2",
+                                                    "--epochs", "40", "--patience", "40"]),
     "dirichlet_scratch_s8000_40_rw2": ("s8000_5pct", ["--objective", "dirichlet", "--rarity-weight", "2",
                                                       "--epochs", "40", "--patience", "40"]),
 }
@@ -168,11 +187,20 @@ def train(name: str, work: Path) -> tuple[Path, float | None]:
     return out, json.loads(timing.read_text())["train_seconds"]
 
 
+def found(mode: dict) -> str:
+    """'found/10 (found among passing/passing)': a class passes the pre-filter when it keeps at least
+    the recall a recovery needs (as ``make demo`` counts it)."""
+    classes = mode["classes"]
+    passing = [c for c, e in classes.items() if mode["kept"].get(c, 0) >= 0.5 * e["n_true"]]
+    hit = sum(bool(classes[c]["recovered"]) for c in passing)
+    return f"{mode['n_recovered']}/10 ({hit}/{len(passing)})"
+
+
 def markdown(results: list[dict]) -> str:
     short = {"ring": "ring", "one_armed_spiral": "1-arm", "clumpy_barred_dwarf": "clumpy", "tidal_merger": "tidal",
              "shells_streams": "shells", "shredded": "shred", "satellite_trail": "sat.trail",
              "diffraction_spikes": "spikes", "ghost_ring": "ghost", "missing_band": "miss.band"}
-    head = "| encoder | train s | " + " | ".join(short[c] for c in RARE) + " | mean | found (paper) | found (keep-artifacts) |"
+    head = "| encoder | train s | " + " | ".join(short[c] for c in RARE) + " | mean | found (paper; of passing) | found (keep-artifacts; of passing) |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     pix = next((r["pixels"] for r in results if r.get("pixels")), None)
     if pix:
@@ -181,7 +209,7 @@ def markdown(results: list[dict]) -> str:
         s = r["search"]
         lines.append(f"| {r['name']} | {r['train_seconds'] if r['train_seconds'] is not None else ''} | "
                      + " | ".join(f"{r['purity'][c]:.2f}" for c in RARE) + f" | {r['mean_purity']:.2f} | "
-                     f"{s['paper']['n_recovered']}/10 | {s['artifacts']['n_recovered']}/10 |")
+                     f"{found(s['paper'])} | {found(s['artifacts'])} |")
     return "\n".join(lines)
 
 
