@@ -40,6 +40,8 @@ SURVEYS = {
     "s8000_1pct": (8000, 0.01),   # what the first demo encoder was trained on
     "s2000_5pct": (2000, 0.05),   # rare classes boosted: half the survey is planted classes
     "s8000_5pct": (8000, 0.05),   # the same mix, four times the images
+    "s8000_2pct": (8000, 0.02),   # between the two: enough one-armed spirals to learn from (160)?
+    "s8000_3pct": (8000, 0.03),
 }
 
 #: Candidate recipes: training survey and extra ``raregal train`` arguments.
@@ -99,10 +101,11 @@ CANDIDATES = {
        for s in (1, 2)},
     # its control without the contrastive term (is the one-armed gain the contrastive term's or
     # the long training's?), and the recipe at the demo's realistic 1 % mix (the 5 % mix teaches
-    # shredded galaxies' artifact votes, 0.32, well enough for the paper's 0.3 cut to remove them)
+    # shredded galaxies' artifact votes, 0.32, well enough for the paper's 0.3 cut to remove them),
+    # and between the two (2 %, 3 %)
     "dirichlet_scratch_s8000_40": ("s8000_5pct", ["--objective", "dirichlet", "--epochs", "40", "--patience", "40"]),
-    "hybrid_scratch_s8000_1pct_40": ("s8000_1pct", ["--objective", "hybrid", "--contrastive-weight", "2",
-                                                    "--epochs", "40", "--patience", "40"]),
+    **{f"hybrid_scratch_s8000_{p}pct_40": (f"s8000_{p}pct", ["--objective", "hybrid", "--contrastive-weight", "2",
+                                                            "--epochs", "40", "--patience", "40"]) for p in (1, 2, 3)},
     "dirichlet_scratch_s8000_40_rw2": ("s8000_5pct", ["--objective", "dirichlet", "--rarity-weight", "2",
                                                       "--epochs", "40", "--patience", "40"]),
 }
