@@ -191,12 +191,14 @@ def train(name: str, work: Path) -> tuple[Path, float | None]:
 
 
 def found(mode: dict) -> str:
-    """'found/10 (found among passing/passing)': a class passes the pre-filter when it keeps at least
-    the recall a recovery needs (as ``make demo`` counts it)."""
+    """'found/classes (found among passing/passing)', passing as ``make demo`` counts it
+    (:func:`raregal.demo.passes_filter`)."""
+    from raregal.demo import passes_filter
+
     classes = mode["classes"]
-    passing = [c for c, e in classes.items() if mode["kept"].get(c, 0) >= 0.5 * e["n_true"]]
+    passing = [c for c, e in classes.items() if passes_filter(mode["kept"].get(c, 0), e["n_true"])]
     hit = sum(bool(classes[c]["recovered"]) for c in passing)
-    return f"{mode['n_recovered']}/10 ({hit}/{len(passing)})"
+    return f"{mode['n_recovered']}/{mode['n_classes']} ({hit}/{len(passing)})"
 
 
 def markdown(results: list[dict]) -> str:

@@ -63,6 +63,12 @@ MODES = (("paper", False), ("keep_artifacts", True))
 RUN_DIRS = {"paper": "search", "keep_artifacts": "search_artifacts"}
 
 
+def passes_filter(n_kept: int, n_true: int, min_recall: float = 0.5) -> bool:
+    """Whether a planted class can still be found after the pre-filter: it kept at least the
+    fraction of its galaxies (``min_recall``) a recovery needs."""
+    return bool(n_true and n_kept / n_true >= min_recall)
+
+
 def _mode_summary(search: dict, run_dir: Path, keep_artifacts: bool) -> dict:
     """One search's part of the demo summary; per class also how many of its galaxies the
     pre-filter kept, and whether that is enough (>= the recall a recovery needs) to be found."""
@@ -76,7 +82,7 @@ def _mode_summary(search: dict, run_dir: Path, keep_artifacts: bool) -> dict:
     for name, entry in (metrics.get("classes") or {}).items():
         n_kept, n = (int(kept.loc[name, "sum"]), int(kept.loc[name, "size"])) if name in kept.index else (0, 0)
         entry["n_kept"] = n_kept
-        entry["passes_filter"] = bool(n and n_kept / n >= need)
+        entry["passes_filter"] = passes_filter(n_kept, n, need)
         if entry["passes_filter"]:
             passing.append(name)
     report = run_dir / "report" / "index.html"
