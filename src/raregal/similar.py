@@ -320,8 +320,13 @@ def _parquet_names(path) -> list[str] | None:
         return None
 
 
-def _load(source, reps, features, index: str, nprobe: int) -> tuple[SimilarityIndex, pd.DataFrame | None]:
-    """(index over the whole table, run clusters or None) for a run directory, a table path or a DataFrame."""
+def load_source(source, reps=None, features=None, index: str = "auto", nprobe: int = 32
+                ) -> tuple[SimilarityIndex, pd.DataFrame | None]:
+    """(index over the whole table, run clusters or None) for a run directory, a table path or a DataFrame.
+
+    The one loader of ``similar`` and ``guide``: a run folder's representation table (every row,
+    in the run's ``features`` and ``metric``), or a table as it is (Euclidean).
+    """
     kw = dict(index=index, nprobe=nprobe)
     if is_run_dir(source):
         run = read_run(source)
@@ -377,7 +382,7 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
         raise InputError(f"k must be a positive integer, got {k!r}")
     if query not in QUERIES:
         raise InputError(f"unknown query rule {query!r}; choose from {QUERIES}")
-    found, clusters = _load(source, reps, features, index, nprobe)
+    found, clusters = load_source(source, reps, features, index, nprobe)
     table = sky.with_coordinates(found.table, "the representation table")
     qids = _query_ids(clusters, found.ids, cluster, ids)
     if cluster is not None:  # members the table lacks (it changed since the run) are left out, with a warning
@@ -389,6 +394,15 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     near = found.query(ids=qids, k=int(k), query=query, progress=progress)
     out = pd.DataFrame({ID: near.ids, "rank": np.arange(1, len(near.rows) + 1), "distance": near.distance,
                         "nearest_query": [found.ids[q] if q >= 0 else "" for q in near.nearest]})
+    describe_rows(out, near.rows, table, clusters)
+    out.attrs["query_ids"] = qids
+    _attach_query_images(out, table, clusters, qids)
+    return out
+
+
+def describe_rows(out: pd.DataFrame, rows: np.ndarray, table: pd.DataFrame, clusters) -> pd.DataFrame:
+    """Add to ``out`` (one row per table row ``rows``, with ``id_str``) what is known of each galaxy:
+    ``cluster``/``kept`` (from the run), where its image is, ``true_class`` and ``ra``/``dec``."""
     if clusters is not None:
         extra = clusters.set_index(clusters[ID].astype(str))
         for col in ("cluster", "kept"):
@@ -397,11 +411,9 @@ def similar(source, cluster: int | None = None, ids=None, k: int = 50, *, reps=N
     _attach_images(out, table, clusters)
     for col in ("true_class", sky.RA, sky.DEC):
         if col in table.columns:
-            out[col] = table[col].to_numpy()[near.rows]
+            out[col] = table[col].to_numpy()[rows]
         elif clusters is not None and col in clusters.columns:
             out[col] = clusters.set_index(clusters[ID].astype(str))[col].reindex(out[ID]).to_numpy()
-    out.attrs["query_ids"] = qids
-    _attach_query_images(out, table, clusters, qids)
     return out
 
 

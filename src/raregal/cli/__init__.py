@@ -17,7 +17,8 @@ from ..errors import RaregalError, in_cli_terms
 from ..timing import setup_logging
 
 #: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
-COMMANDS = ["synth", "cutouts", "train", "pca", "embed", "search", "report", "explore", "similar", "evaluate", "demo"]
+COMMANDS = ["synth", "cutouts", "train", "pca", "embed", "search", "report", "explore", "similar", "guide", "finetune",
+            "evaluate", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

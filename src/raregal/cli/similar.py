@@ -51,28 +51,30 @@ def _default_out(args) -> Path:
 _HEADER = "id_str,rank,distance"
 
 
-def _check_out(out: Path, gallery: bool, samp: bool = False) -> None:
-    """Refuse, before the search, an --out that raregal may not write (a folder, a user's file)."""
+def check_out(out: Path, gallery: bool, samp: bool = False, header: str = _HEADER,
+              command: str = "raregal similar", flag: str = "--out") -> None:
+    """Refuse, before any compute, an output table that raregal may not write (a folder, a user's file:
+    one whose first line is not ``header``, the columns ``command`` starts its tables with)."""
     from ..errors import InputError
 
     if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give the CSV file to write")
+        raise InputError(f"{flag} {out}: is a folder; give the CSV file to write")
     if out.exists():
         with open(out, errors="replace") as f:
             first = f.readline()
-        if not first.startswith(_HEADER):
-            raise InputError(f"--out {out}: the file exists and was not written by `raregal similar`; "
+        if not first.startswith(header):
+            raise InputError(f"{flag} {out}: the file exists and was not written by `{command}`; "
                              "raregal never replaces it. Give a new file name")
     for wanted, hint, other in ((gallery, "--no-gallery", out.with_suffix(".png")),
                                 (samp, "leave out --samp", out.with_suffix(".vot"))):
         if wanted and other.exists() and not out.exists():
-            raise InputError(f"--out {out}: {other.name} would be replaced, which raregal did not write beside "
+            raise InputError(f"{flag} {out}: {other.name} would be replaced, which raregal did not write beside "
                              f"this table; give another name or {hint}")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"--out {out}: cannot be created ({parent} is not a writable folder)")
+        raise InputError(f"{flag} {out}: cannot be created ({parent} is not a writable folder)")
 
 
 def run(args) -> int:
@@ -84,7 +86,7 @@ def run(args) -> int:
 
     log = logging.getLogger("raregal")
     out = Path(args.out) if args.out else _default_out(args)
-    _check_out(out, gallery=not args.no_gallery, samp=args.samp)
+    check_out(out, gallery=not args.no_gallery, samp=args.samp)
     timer = StageTimer(echo=False)
     with timer.stage("similar"):
         result = similar(args.source, cluster=args.cluster, ids=args.ids, k=args.k, reps=args.reps,

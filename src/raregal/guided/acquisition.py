@@ -1,0 +1,51 @@
+"""Which unlabelled galaxies to show next, from the learner's scores.
+
+* ``greedy``: the highest scores (ties to the lower row, so the order is deterministic). For
+  finding as many members as possible with few looks (recall), showing the most likely members
+  is what measured best (``benchmarks/guided.py``).
+* ``diverse``: the highest scores, skipping any galaxy nearer to one already in the batch than
+  the median distance between the top candidates' neighbours: one look at each lump.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ACQUISITIONS = ("greedy", "diverse")
+#: Candidates considered for a diverse batch, per galaxy of the batch.
+POOL_PER_SLOT = 5
+
+
+def top_unlabelled(scores: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` unlabelled rows (``y == -1``) with the highest ``scores``, best first (ties: lower row)."""
+    cand = np.flatnonzero(y == -1)
+    if len(cand) > 4 * n:  # argpartition first: O(N), not a full sort of millions of rows
+        keep = np.argpartition(-scores[cand], 4 * n - 1)[:4 * n]
+        threshold = scores[cand][keep].min()
+        cand = cand[scores[cand] >= threshold]
+    order = np.lexsort((cand, -scores[cand]))
+    return cand[order[:n]].astype(np.int64)
+
+
+def diverse(scores: np.ndarray, y: np.ndarray, n: int, X) -> np.ndarray:
+    """Greedy over the best ``POOL_PER_SLOT * n`` candidates, skipping near-duplicates of those chosen."""
+    pool = top_unlabelled(scores, y, POOL_PER_SLOT * n)
+    P = np.asarray(X[pool], np.float64)
+    d = np.sqrt(np.maximum(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1), 0))
+    np.fill_diagonal(d, np.inf)
+    spacing = np.median(d.min(axis=1)) if len(pool) > 1 else 0.0
+    chosen: list[int] = []
+    for i in range(len(pool)):
+        if len(chosen) == n:
+            break
+        if not chosen or d[i, chosen].min() > spacing:
+            chosen.append(i)
+    rest = [i for i in range(len(pool)) if i not in chosen][: n - len(chosen)]  # too few apart: fill in order
+    return pool[np.array(chosen + rest, dtype=np.int64)]
+
+
+def choose_batch(scores: np.ndarray, y: np.ndarray, n: int, acquisition: str = "greedy", X=None) -> np.ndarray:
+    """The ``n`` rows to show next, best first."""
+    if acquisition == "diverse":
+        return diverse(scores, y, n, X)
+    return top_unlabelled(scores, y, n)
