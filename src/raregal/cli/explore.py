@@ -5,10 +5,13 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "explore", help="browse a run interactively: map, galleries, lasso export, more like this",
+        "explore", help="browse a run interactively: map, galleries, lasso export, more like this, labelling",
         description="Serve an interactive map of a run directory on this machine (offline; Bokeh). "
                     "Hover for thumbnails, click a galaxy for its nearest neighbours, a cluster for its "
-                    "gallery, lasso-select galaxies and export them as CSV.")
+                    "gallery, lasso-select galaxies and export them as CSV. Label galaxies and clusters as "
+                    "members (or not) of named classes: labels are saved at once in RUN_DIR/labels.parquet, "
+                    "and the Guided tab shows the next galaxies to label and exports the ranked candidates "
+                    "(CSV, FITS, SAMP).")
     p.add_argument("run_dir", help="run directory written by `raregal search`")
     p.add_argument("--catalog", help="catalog joined on id_str: image paths (file_loc) and/or sky positions "
                                      "(ra, dec in degrees) the run lacks")

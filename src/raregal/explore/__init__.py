@@ -2,8 +2,9 @@
 
 Bokeh's server delivers BokehJS from the installed package (no CDN), so the page works offline.
 :func:`serve` loads the run once (:class:`~raregal.explore.data.ExplorerData`) and serves one
-Bokeh document per browser tab (:func:`~raregal.explore.app.make_document`) plus thumbnail and
-CSV endpoints (:mod:`~raregal.explore.handlers`). Its options are checked and its port bound
+Bokeh document per browser tab (:func:`~raregal.explore.app.make_document`) plus thumbnail,
+CSV and ranked-candidate endpoints (:mod:`~raregal.explore.handlers`). Labels given on the page
+go to ``RUN_DIR/labels.parquet`` at once (:mod:`~raregal.explore.labelling`). Its options are checked and its port bound
 before the run is loaded, and it answers only to the names it is served by
 (:mod:`~raregal.explore.listen`).
 """

@@ -5,7 +5,9 @@ The map is a datashader raster of the current view (re-rendered on the server af
 zoom) under at most ``max_points`` hoverable markers; hovering shows the galaxy's thumbnail,
 clicking picks the nearest galaxy (on the server, among all points) and shows it with its nearest
 neighbours in representation space and its cluster's gallery; the lasso selects galaxies (again
-among all points) for export.
+among all points) for export. The picked galaxy and the shown cluster can be labelled members or
+not of a named class, and the Guided tab shows the next galaxies to label
+(:mod:`~raregal.explore.labelbar`); labelled galaxies are marked on the map.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def _map_figure(data):
     p.image_rgba(image=[overview], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, global_alpha=0.6)
     layers = {"img": ("image", "x", "y", "dw", "dh"),
               "pts": ("x", "y", "row", "id_str", "cluster", "prob", "color", "alpha"),
-              "focus": ("x", "y"), "lasso": ("x", "y"), "picked": ("x", "y", "size", "color")}
+              "focus": ("x", "y"), "lasso": ("x", "y"), "picked": ("x", "y", "size", "color"),
+              "labelled": ("x", "y", "color")}
     src = {name: ColumnDataSource({c: [] for c in cols}) for name, cols in layers.items()}
     p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=src["img"])
     markers = p.scatter("x", "y", source=src["pts"], size=6, fill_color="color", fill_alpha="alpha", line_color=None,
@@ -109,6 +112,8 @@ def _map_figure(data):
               line_alpha=0.8)
     p.scatter("x", "y", source=src["lasso"], marker="x", size=7, line_color="#111", line_width=1.2)
     p.scatter("x", "y", source=src["picked"], size="size", fill_color=None, line_color="color", line_width=2.5)
+    p.scatter("x", "y", source=src["labelled"], marker="square", size=10, fill_color=None, line_color="color",
+              line_width=2, name="labelled")
     _cluster_labels(p, data)
     _map_tools(p, markers)
     return p, src
@@ -137,8 +142,10 @@ def _map_tools(p, markers) -> None:
     p.add_tools(LassoSelectTool(renderers=[markers]))
 
 
-def _side_tabs(data):
-    """The Cluster, Galaxy and Selection panels in tabs; returns (tabs, {"cluster"|"galaxy"|"selection": Div})."""
+def _side_tabs(data, bar):
+    """The Cluster, Galaxy, Selection and Guided panels in tabs, the first two under ``bar``'s label buttons
+    (a :class:`~raregal.explore.labelbar.LabelBar`); returns (tabs, {"cluster"|"galaxy"|"selection": Div})."""
+    from bokeh.layouts import column
     from bokeh.models import Div, InlineStyleSheet, TabPanel, Tabs
 
     sheet = InlineStyleSheet(css=panels.CSS)
@@ -152,18 +159,23 @@ def _side_tabs(data):
             "galaxy": panel_div('<div class="rg muted">Click a galaxy on the map (or find it by id) to see it and '
                                 'the galaxies most like it.</div>', "galaxy_panel"),
             "selection": panel_div(panels.selection_panel(data, np.zeros(0, np.int64), None), "selection_panel")}
-    tabs = Tabs(tabs=[TabPanel(child=divs["cluster"], title="Cluster"), TabPanel(child=divs["galaxy"], title="Galaxy"),
-                      TabPanel(child=divs["selection"], title="Selection")], width=580, name="tabs")
+    tabs = Tabs(tabs=[TabPanel(child=column(bar.cluster_controls(), divs["cluster"]), title="Cluster"),
+                      TabPanel(child=column(bar.galaxy_controls(), divs["galaxy"]), title="Galaxy"),
+                      TabPanel(child=divs["selection"], title="Selection"),
+                      TabPanel(child=bar.guided_panel(), title="Guided")], width=580, name="tabs")
     return tabs, divs
 
 
 class _Session:
-    """One browser tab's state and server callbacks: the view, the picked galaxy, cluster and selection."""
+    """One browser tab's state and server callbacks: the view, the picked galaxy, cluster and selection,
+    and its labelling widgets (``bar``, a :class:`~raregal.explore.labelbar.LabelBar`)."""
 
-    def __init__(self, data, p, src, tabs, divs, status, table_src):
+    def __init__(self, data, p, src, tabs, divs, status, table_src, bar):
         self.data, self.p, self.src, self.tabs, self.divs = data, p, src, tabs, divs
-        self.status, self.table_src = status, table_src
-        self.current = {"rows": None, "cluster": None, "row": None}  # what the SAMP buttons send
+        self.status, self.table_src, self.bar = status, table_src, bar
+        self.current = bar.current  # what the SAMP and label buttons act on: rows, cluster, row
+        bar.on_labels = self.show_labels
+        bar.refresh()
 
     def render(self, x0, x1, y0, y1):
         """The view's raster and markers (all galaxies in view when few enough), and the status line."""
@@ -191,6 +203,7 @@ class _Session:
         self.divs["cluster"].text = panels.cluster_panel(data, k)
         rows = data.members(k, 5000)
         self.src["focus"].data = dict(x=data.x[rows], y=data.y[rows])
+        self.bar.refresh()
         self.tabs.active = 0
 
     def show_galaxy(self, r):
@@ -204,7 +217,18 @@ class _Session:
         if data.labels[r] >= 0:
             self.current["cluster"] = int(data.labels[r])
             self.divs["cluster"].text = panels.cluster_panel(data, int(data.labels[r]))
+        self.bar.refresh()
         self.tabs.active = 1
+
+    def show_labels(self, table, class_name: str) -> None:
+        """Mark the galaxies on the map labelled in ``class_name`` (``table``: every label of the run)."""
+        data = self.data
+        lab = data.guide.labels(class_name, table)
+        rows = data.guide.rows_of(lab.index)
+        on_map = (rows >= 0) & (rows < data.n)
+        rows, values = rows[on_map], lab.to_numpy()[on_map]
+        self.src["labelled"].data = dict(x=data.x[rows], y=data.y[rows],
+                                         color=np.where(values == 1, "#16a34a", "#dc2626").tolist())
 
     def on_ranges(self, event):
         if None in (event.x0, event.x1, event.y0, event.y1):
@@ -253,14 +277,17 @@ class _Session:
         self.p.on_event(SelectionGeometry, self.on_lasso)
         self.table_src.selected.on_change("indices", self.on_table)
         find.on_change("value", self.on_find)
+        self.tabs.on_change("active", lambda attr, old, new: self.bar.on_tab(new))
 
 
-def make_document(doc, data, base_url: str | None = None) -> None:
-    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData).
+def make_document(doc, data, base_url: str | None = None) -> _Session:
+    """Fill the Bokeh ``doc`` with the explorer for ``data`` (an ExplorerData); returns the tab's session.
 
     ``base_url`` is where SAMP applications on this machine reach the explorer
     (``http://127.0.0.1:PORT/``); without it the SAMP buttons are left out.
     """
+    from .labelbar import LabelBar
+
     from bokeh.layouts import column, row
     from bokeh.models import Div, TextInput
 
@@ -271,15 +298,17 @@ def make_document(doc, data, base_url: str | None = None) -> None:
                       f"{data.n:,} kept galaxies, {len(data.info)} clusters</span>"), width=FRAME_W + 60)
     table_src, table = cluster_table(data)
     find = TextInput(placeholder="id_str of a galaxy", title="Find a galaxy by id", width=300)
-    tabs, divs = _side_tabs(data)
-    session = _Session(data, p, src, tabs, divs, status, table_src)
+    bar = LabelBar(doc, data, {"rows": None, "cluster": None, "row": None}, base_url=base_url)
+    tabs, divs = _side_tabs(data, bar)
+    session = _Session(data, p, src, tabs, divs, status, table_src, bar)
     session.connect(find)
     (x0, x1), (y0, y1) = data.x_range, data.y_range
     session.render(x0, x1, y0, y1)
-    right = [table, find, tabs]
+    right = [table, find, bar.class_controls(), tabs]
     if base_url is not None:
         from .sampbar import samp_controls
 
         right.insert(2, samp_controls(doc, data, base_url, session.current))
     doc.add_root(row(column(title, p, status), column(*right), name="explorer"))
     doc.title = f"raregal explore: {data.run.path.resolve().name}"
+    return session

@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..report import maps, morphology, thumbs
 from ..report.rundir import Run
 from ..similar import SimilarityIndex
+from .labelling import Guide
 
 log = logging.getLogger("raregal")
 
@@ -31,7 +32,8 @@ class ExplorerData:
     """Kept galaxies of a run with everything the explorer needs (arrays indexed by kept row).
 
     Rows ``n..n_all-1`` are the galaxies the pre-filter dropped: not on the map, but they have ids
-    (:attr:`all_ids`) and thumbnails, and can be "more like this" answers (:meth:`similar`).
+    (:attr:`all_ids`) and thumbnails, and can be "more like this" answers (:meth:`similar`) and
+    guided-search proposals (:attr:`guide`, :class:`~raregal.explore.labelling.Guide`).
     """
 
     def __init__(self, run: Run, max_points: int = 20000, seed: int = 0, neighbours: bool = True,
@@ -46,7 +48,7 @@ class ExplorerData:
         every = run.clusters.iloc[np.argsort(~run.clusters["kept"].to_numpy(bool), kind="stable")]
         every = every.reset_index(drop=True)
         kept = every.iloc[:int(run.clusters["kept"].sum())]
-        self.table = kept
+        self.every, self.table = every, kept  # every row / the map's rows (the first n of every)
         self.n, self.n_all = len(kept), len(every)
         self.all_ids = every["id_str"].astype(str).to_numpy()
         self.x = kept["umap2_0"].to_numpy(np.float64)
@@ -79,9 +81,11 @@ class ExplorerData:
         self.neighbours = self._neighbour_index() if neighbours else None
         self.selections: dict[str, np.ndarray] = {}
         self.selection_names: dict[str, str] = {}
+        self._frames: dict[str, pd.DataFrame] = {}  # tables remembered with a selection (ranked candidates)
         self._votables: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self.thumbnail = functools.lru_cache(maxsize=8192)(self._thumbnail)  # per-instance cache
+        self.guide = Guide(self)  # labels (RUN_DIR/labels.parquet) and the guided search
 
     # ---- loading ---------------------------------------------------------------------------
     def _morphology(self) -> dict[int, list[dict]]:
@@ -156,17 +160,31 @@ class ExplorerData:
         rows = self._row_of[found.rows]
         return rows[rows >= 0], found.distance[rows >= 0]
 
-    def remember(self, rows: np.ndarray, name: str = "selection") -> str:
-        """Keep a selection for export under ``name``; returns its token (the last 20 selections are kept)."""
+    def remember(self, rows: np.ndarray, name: str = "selection", frame: pd.DataFrame | None = None) -> str:
+        """Keep a selection for export under ``name``; returns its token (the last 20 selections are kept).
+
+        ``frame``: the table to export for it (one row per row of ``rows``), instead of the run's columns.
+        """
         token = secrets.token_hex(8)
         with self._lock:
             self.selections[token] = np.asarray(rows, np.int64)
             self.selection_names[token] = name
+            if frame is not None:
+                self._frames[token] = frame
             while len(self.selections) > 20:
                 oldest = next(iter(self.selections))
                 self.selections.pop(oldest)
                 self.selection_names.pop(oldest, None)
+                self._frames.pop(oldest, None)
         return token
+
+    def selection_table(self, token: str) -> pd.DataFrame | None:
+        """The table of the remembered selection ``token`` (its own, or the run's columns), None when unknown."""
+        with self._lock:
+            rows, frame = self.selections.get(token), self._frames.get(token)
+        if rows is None:
+            return None
+        return frame if frame is not None else self.rows_table(rows)
 
     def votable(self, token: str) -> bytes | None:
         """The remembered selection ``token`` as a VOTable (for SAMP), or None when it is unknown.
@@ -177,10 +195,11 @@ class ExplorerData:
         from ..samp import votable_bytes
 
         with self._lock:
-            body, rows = self._votables.get(token), self.selections.get(token)
-        if body is not None or rows is None:
+            body = self._votables.get(token)
+        table = self.selection_table(token) if body is None else None
+        if table is None:
             return body
-        body = votable_bytes(self.rows_table(rows), self.selection_names.get(token, "selection"))
+        body = votable_bytes(table, self.selection_names.get(token, "selection"))
         with self._lock:
             self._votables[token] = body
             while len(self._votables) > 3:
@@ -188,8 +207,8 @@ class ExplorerData:
         return body
 
     def rows_table(self, rows: np.ndarray) -> pd.DataFrame:
-        """The run's columns for ``rows`` (for CSV export)."""
-        return self.table.iloc[np.asarray(rows, np.int64)].reset_index(drop=True)
+        """The run's columns for ``rows`` (for CSV export; rows ``>= n`` are galaxies the pre-filter dropped)."""
+        return self.every.iloc[np.asarray(rows, np.int64)].reset_index(drop=True)
 
     def _thumbnail(self, row: int, size: int = 96) -> bytes:
         """JPEG bytes of galaxy ``row``'s image fitted to ``size`` px (a placeholder when unreadable)."""

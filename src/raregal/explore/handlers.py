@@ -1,4 +1,5 @@
-"""Plain HTTP endpoints beside the Bokeh app: thumbnails, CSV exports and VOTables for SAMP (tornado handlers).
+"""Plain HTTP endpoints beside the Bokeh app: thumbnails, CSV exports, VOTables for SAMP and the guided
+search's ranked candidates (tornado handlers).
 
 A malformed request (a size that is not a number, a row or cluster that does not exist) gets a
 4xx answer with the reason, never a 500 with a traceback in the log.
@@ -60,10 +61,10 @@ class ExportHandler(_Base):
     """``GET /export/<token>.csv``: the galaxies of a lasso selection."""
 
     def get(self, token):
-        rows = self.data.selections.get(token)
-        if rows is None:
+        table = self.data.selection_table(token)
+        if table is None:
             raise HTTPError(404, reason="unknown or expired selection")
-        _send_csv(self, self.data.rows_table(rows), f"selection_{token}.csv")
+        _send_csv(self, table, f"selection_{token}.csv")
 
 
 class VOTableHandler(_Base):
@@ -94,8 +95,54 @@ class ClusterHandler(_Base):
         _send_csv(self, self.data.rows_table(rows), f"cluster_{k}.csv")
 
 
+#: Most unlabelled candidates ``/guided/<class>.csv?top=`` gives.
+TOP_MAX = 100_000
+
+
+def _top(text: str) -> int:
+    """The ``top`` parameter of ``/guided``: how many unlabelled candidates, 1..:data:`TOP_MAX`, else HTTP 400."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 6 and 1 <= int(text) <= TOP_MAX):
+        raise HTTPError(400, reason=f"top must be a whole number of galaxies, 1..{TOP_MAX}")
+    return int(text)
+
+
+class GuidedHandler(_Base):
+    """``GET /guided/<class>.csv`` (or ``.fits``) ``?top=N``: the class's labelled members and the guided
+    search's ``N`` (default 200) best unlabelled galaxies, ranked (:meth:`raregal.explore.labelling.Guide.candidates`).
+
+    ``<class>`` is the URL-encoded class name (tornado decodes it); a class with no labels in
+    labels.parquet is a 404, one without a member a 409; the file name is made of safe characters only.
+    """
+
+    async def get(self, name, fmt):
+        from ..errors import InputError
+        from .labelling import check_class_name, fits_bytes, safe_file_name
+
+        guide, top = self.data.guide, _top(self.get_argument("top", "200"))
+        try:
+            name = check_class_name(name)
+            known = guide.classes()
+        except InputError:
+            raise HTTPError(404, reason="no such class") from None
+        if name not in known:
+            raise HTTPError(404, reason="no labels of that class")
+        try:
+            frame = await IOLoop.current().run_in_executor(None, guide.candidates, name, top)
+        except InputError:
+            raise HTTPError(409, reason="no ranked candidates for that class (label a member first)") from None
+        file_name = f"guided_{safe_file_name(name)}"
+        if fmt == "csv":
+            _send_csv(self, frame, f"{file_name}.csv")
+            return
+        body = await IOLoop.current().run_in_executor(None, fits_bytes, frame, name)
+        self.set_header("Content-Type", "application/fits")
+        self.set_header("Content-Disposition", f'attachment; filename="{file_name}.fits"')
+        self.write(body)
+
+
 def patterns(data) -> list[tuple]:
     """Tornado URL patterns for the Bokeh server's ``extra_patterns``."""
     kw = {"data": data}
     return [(r"/thumb/(\d+)", ThumbHandler, kw), (r"/export/([0-9a-f]+)\.csv", ExportHandler, kw),
-            (r"/cluster/(-?\d+)\.csv", ClusterHandler, kw), (r"/votable/([0-9a-f]+)\.vot", VOTableHandler, kw)]
+            (r"/cluster/(-?\d+)\.csv", ClusterHandler, kw), (r"/votable/([0-9a-f]+)\.vot", VOTableHandler, kw),
+            (r"/guided/([^/]{1,1000})\.(csv|fits)", GuidedHandler, kw)]

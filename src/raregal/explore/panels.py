@@ -1,4 +1,4 @@
-"""HTML of the explorer's side panels (cluster gallery, one galaxy and its look-alikes, a selection).
+"""HTML of the explorer's side panels (cluster gallery, one galaxy and its look-alikes, a selection, labels).
 
 Plain strings built with :func:`html.escape` around every catalog value; images are served by
 the explorer's own ``/thumb/<row>`` endpoint, so nothing leaves the machine. The only outside
@@ -30,6 +30,11 @@ CSS = """
 .rg table td { padding:1px 8px 1px 0; }
 .rg .swatch { display:inline-block; width:11px; height:11px; border-radius:3px; margin-right:5px; vertical-align:-1px; }
 .rg a { color:#2f5bd3; }
+.rg .lab { font-size:11px; text-align:center; margin-top:2px; color:#5b6472; }
+.rg .lab1 { color:#15803d; font-weight:600; }
+.rg .lab0 { color:#b91c1c; font-weight:600; }
+.rg.strip { width:104px; }
+.rg.strip .tile { width:88px; height:124px; box-sizing:border-box; margin:0 auto; }
 """
 
 
@@ -121,3 +126,52 @@ def selection_panel(data, rows: np.ndarray, token: str | None, n: int = 24) -> s
             f'<div class="muted">{in_cl:,} of them in clusters{(" (" + top + ")") if top else ""} &middot; '
             f'<a id="export-link" href="/export/{escape(token or "")}.csv" download>export the selection as CSV</a></div>'
             f'<div class="grid">{tiles}</div></div>')
+
+
+# ---- labelling (RUN_DIR/labels.parquet) and the guided search's "next to label" strip ----------------
+#: How a label (1 member, 0 not, -1 none) is said in the panels.
+LABEL_WORDS = {1: "member", 0: "not a member", -1: "not labelled"}
+
+
+def class_counts(class_name: str, members: int, nots: int, off: str = "") -> str:
+    """The counts line of the current class: members and non-members labelled so far (or why labelling is off)."""
+    if off:
+        return f'<div class="rg muted" id="label-counts">Labelling is off: {escape(off)}</div>'
+    return (f'<div class="rg" id="label-counts" data-members="{int(members)}" data-nots="{int(nots)}">'
+            f'<b>{escape(class_name)}</b>: {int(members):,} member{"" if members == 1 else "s"}, '
+            f'{int(nots):,} not <span class="muted">&middot; saved in labels.parquet</span></div>')
+
+
+def galaxy_label(id_str: str, class_name: str, label: int) -> str:
+    """The picked galaxy's label in the current class."""
+    return (f'<div class="rg" id="galaxy-label" data-label="{int(label)}">{escape(str(id_str))} in '
+            f'<b>{escape(class_name)}</b>: <b class="lab{int(label)}">{LABEL_WORDS[int(label)]}</b></div>')
+
+
+def cluster_label(k: int, size: int, members: int, nots: int, class_name: str) -> str:
+    """How many of cluster ``k``'s ``size`` members are labelled in the current class."""
+    return (f'<div class="rg" id="cluster-label" data-members="{int(members)}" data-nots="{int(nots)}">'
+            f'Cluster {int(k)} ({int(size):,} galaxies) in <b>{escape(class_name)}</b>: {int(members):,} member, '
+            f'{int(nots):,} not, {int(size - members - nots):,} not labelled</div>')
+
+
+def strip_tile(data, row: int, score: float, label: int) -> str:
+    """One galaxy of the "next to label" strip: thumbnail, id, score (and cluster or 'filtered'), its label."""
+    note = f"score {score:.3f}" + _where(data, int(row))
+    return (f'<div class="rg strip" data-label="{int(label)}">{tile(row, data.all_ids[int(row)], note)}'
+            f'<div class="lab lab{int(label)}">{LABEL_WORDS[int(label)]}</div></div>')
+
+
+def guided_header(class_name: str, shown: int, message: str, links: bool) -> str:
+    """The Guided tab's heading: what the strip is, its export links (when there are proposals), a message."""
+    from urllib.parse import quote
+
+    url = escape(quote(class_name, safe=""))
+    exports = (f' &middot; ranked candidates: <a id="guided-csv" href="/guided/{url}.csv" download>CSV</a>, '
+               f'<a id="guided-fits" href="/guided/{url}.fits" download>FITS</a>') if links else ""
+    head = (f"The next {int(shown)} galaxies to label for <b>{escape(class_name)}</b>, best first"
+            if shown else f"Next to label for <b>{escape(class_name)}</b>")
+    note = f'<div class="muted" id="guided-message">{escape(message)}</div>' if message else ""
+    return (f'<div class="rg" id="guided-header" data-shown="{int(shown)}"><h3>{head}</h3>'
+            f'<div class="muted">Proposed by the guided search from this class\'s labels, among all the run\'s '
+            f'galaxies (filtered = dropped by the pre-filter){exports}</div>{note}</div>')

@@ -21,12 +21,13 @@ from .. import samp
 log = logging.getLogger("raregal")
 
 
-def send_rows(data, rows: np.ndarray, name: str, base_url: str) -> str:
-    """Send ``rows`` of ``data`` as a table named ``name``; returns the outcome in words."""
+def send_rows(data, rows: np.ndarray, name: str, base_url: str, frame=None) -> str:
+    """Send ``rows`` of ``data`` as a table named ``name`` (their run columns, or ``frame``: one row per
+    row of ``rows``); returns the outcome in words."""
     rows = np.asarray(rows, np.int64)
     if not len(rows):
         return "Nothing to send: select galaxies with the lasso first."
-    token = data.remember(rows, name)
+    token = data.remember(rows, name, frame)
     data.votable(token)  # written now, so the application's fetch is answered at once
     try:
         took = samp.send_table(f"{base_url.rstrip('/')}/votable/{token}.vot", name, table_id=f"raregal-{token}")
