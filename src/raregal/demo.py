@@ -13,7 +13,14 @@ Layout of ``demo_run/``:
   ``summary.json`` with the metrics, ``report/index.html``);
 * ``search_artifacts/``: the same search with ``--keep-artifacts`` (predicted artifacts are
   searched too, so the planted artifact classes can be found);
+* ``search/labels.parquet``: the labels of the guided round (a simulated person, see below);
+* ``guided_next.csv``: the galaxies the guided search would show next;
 * ``summary.json``: the demo's own summary: settings, counts, per-class scores, timings.
+
+The demo ends with a guided round (:mod:`raregal.guided`) on a planted class the clustering
+cannot find (``guided_class``): a simulated person starts from 3 of its members and labels each
+batch the guided search shows by the planted truth, writing the labels where the explorer keeps
+them; the demo prints how many members each batch found.
 
 Every stage resumes: a rerun re-uses the survey, embedding and search already on disk when
 they were made with the same settings.
@@ -55,6 +62,13 @@ class DemoConfig:
     min_cluster_size: int = 10
     workers: int | None = None
     search_extra: dict = field(default_factory=dict)
+    #: The class of the guided round: shells and streams, which the paper's pre-filter removes
+    #: (smooth hosts), so no clustering of the kept galaxies can find them; the guided search
+    #: ranks every galaxy. Start members, rounds and batch: a person's first few minutes.
+    guided_class: str = "shells_streams"
+    guided_start: int = 3
+    guided_rounds: int = 5
+    guided_batch: int = 10
 
 
 #: The two searches the demo runs: the paper's pre-filter (smooth, edge-on and artifacts dropped)
@@ -157,6 +171,9 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
                 report_after_search(run_dir, progress=progress)  # RUN_DIR/report/
         modes[mode] = _mode_summary(search, run_dir, keep)
 
+    with timer.stage("guided"):
+        guided = guided_round(reps, out / RUN_DIRS["paper"], config, out / "guided_next.csv")
+
     paper = modes["paper"]
     summary = {
         "settings": asdict(config),
@@ -173,11 +190,64 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
         "n_classes": paper["n_classes"],
         "metrics": paper["metrics"],
         "modes": modes,
+        "guided": guided,
         "timing": {**timer.as_dict(), "wall_seconds": round(time.perf_counter() - t0, 1),
                    "peak_memory_mib": round(peak_rss_mib(), 1)},
     }
     write_json(out / "summary.json", summary)
     return summary
+
+
+def guided_round(reps: Path, run_dir: Path, config: DemoConfig, next_csv: Path) -> dict | None:
+    """A simulated person's guided search for ``config.guided_class`` over the run's galaxies.
+
+    Starts from ``guided_start`` members drawn with the demo's seed; each round
+    :func:`raregal.guided.guide` picks ``guided_batch`` galaxies from the run's ``labels.parquet``
+    and the person labels them by the planted truth (:class:`~raregal.guided.LabelStore`, as the
+    explorer does). Returns members found per round and the recall (found / members not given),
+    or None when the survey has no such class.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from .atomic import atomic_path
+    from .guided import LabelStore, guide
+
+    truth = pd.read_parquet(reps, columns=["id_str", "true_class"]).set_index("id_str")["true_class"].astype(str)
+    members = truth.index[truth == config.guided_class]
+    if len(members) <= config.guided_start:
+        return None
+    name = config.guided_class.replace("_", " ")
+    store = LabelStore(run_dir)
+    store.set(name, store.of_class(name)["id_str"] if name in store.classes() else [], None)  # a rerun starts afresh
+    start = np.random.default_rng(config.seed).choice(members, config.guided_start, replace=False)
+    store.set(name, start, 1, source="demo")
+    found = []
+    for _ in range(config.guided_rounds):
+        shown = guide(run_dir, None, config.guided_batch, class_name=name, seed=config.seed).next["id_str"]
+        hit = (truth.reindex(shown) == config.guided_class).to_numpy()
+        store.set(name, shown[hit], 1, source="demo (simulated person)")
+        store.set(name, shown[~hit], 0, source="demo (simulated person)")
+        found.append(int(hit.sum()))
+    result = guide(run_dir, None, config.guided_batch, class_name=name, seed=config.seed)
+    with atomic_path(next_csv) as tmp:
+        result.next.to_csv(tmp, index=False)
+    n_other = len(members) - config.guided_start
+    return {"class": config.guided_class, "start": config.guided_start, "batch": config.guided_batch,
+            "found_per_round": found, "shown": config.guided_rounds * config.guided_batch,
+            "found": sum(found), "of": n_other, "recall": round(sum(found) / n_other, 3),
+            "labels": str((run_dir / "labels.parquet").resolve()), "next": str(next_csv.resolve())}
+
+
+def format_guided(guided: dict, clustered: dict | None) -> list[str]:
+    """What the demo prints of its guided round."""
+    where = ("the pre-filter removed it" if clustered and not clustered.get("passes_filter")
+             else "the clustering missed it")
+    return [f"== guided search for {guided['class']} ({where}): a simulated person starts from {guided['start']} "
+            f"members and labels {guided['batch']} galaxies a round",
+            "   members found per round: " + ", ".join(map(str, guided["found_per_round"])),
+            f"GUIDED SEARCH FOUND {guided['found']} OF THE {guided['of']} OTHER MEMBERS IN {guided['shown']} LOOKS "
+            f"(recall {guided['recall']:.2f}); labels: {guided['labels']}; next to show: {guided['next']}"]
 
 
 def format_summary(summary: dict) -> str:
@@ -200,5 +270,8 @@ def format_summary(summary: dict) -> str:
                      + (f"; removed by the filter: {', '.join(dropped)}" if dropped else "") + ")")
         if entry.get("report"):
             lines.append(f"report: {entry['report']}")
+    if summary.get("guided"):
+        g = summary["guided"]
+        lines += format_guided(g, summary["modes"]["paper"]["metrics"].get("classes", {}).get(g["class"]))
     lines.append(f"in {summary['timing']['wall_seconds']:.0f} s; summary: {Path(summary['representations']).parent / 'summary.json'}")
     return "\n".join(lines)

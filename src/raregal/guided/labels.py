@@ -34,7 +34,7 @@ def check_labels(frame: pd.DataFrame, where: str = "labels") -> pd.DataFrame:
     """
     missing = [c for c in (ID, LABEL) if c not in frame.columns]
     if missing:
-        raise InputError(f"{where}: no {' and no '.join(repr(c) for c in missing)} column; a labels table has "
+        raise InputError(f"{where}: no {' and no '.join(repr(c) for c in missing)} column; a table of labels has "
                          f"'id_str' and 'label' (1 = member, 0 = not), and optionally 'class'", param="labels")
     if frame[ID].isna().any():
         raise InputError(f"{where}: {int(frame[ID].isna().sum())} rows have no id_str", param="labels")
@@ -75,11 +75,12 @@ def pick_class(labels: pd.DataFrame, class_name: str | None) -> tuple[pd.DataFra
     names = sorted(labels[CLASS].unique())
     if class_name is None:
         if len(names) > 1:
-            raise InputError(f"the labels hold {len(names)} classes ({_examples(names)}); say which with class_name",
+            raise InputError(f"the labelled galaxies belong to {len(names)} classes ({_examples(names)}); say which with "
+                              "class_name",
                              param="class_name")
         return labels, names[0] if names else ""
     if class_name not in names:
-        raise InputError(f"class_name {class_name!r}: no labels of that class; the labels hold {_examples(names)}",
+        raise InputError(f"class_name {class_name!r}: no galaxy is labelled in that class; the classes are {_examples(names)}",
                          param="class_name")
     return labels[labels[CLASS] == class_name], class_name
 
@@ -98,7 +99,7 @@ def labels_vector(labels: pd.DataFrame, ids: pd.Index) -> np.ndarray:
     y = np.full(len(ids), -1, np.int8)
     y[rows] = labels[LABEL].to_numpy()
     if not (y == 1).any():
-        raise InputError(f"none of the {len(labels)} labels says member (1): the guided search needs at least one "
+        raise InputError(f"none of the {len(labels)} labelled galaxies is a member (1): the guided search needs at least one "
                          "example of the class", param="labels")
     if not (y == -1).any():
         raise InputError(f"all {len(ids)} galaxies of the table are labelled already: there is nothing left to show",
