@@ -11,6 +11,12 @@ and one missing image among the most confident members of a cluster.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +179,30 @@ def tiny_report(tiny_run_dir) -> Path:
     from raregal.report import build_report
 
     return build_report(tiny_run_dir, progress=False)
+
+
+@contextmanager
+def explorer_process(run_dir, max_points: int = 200, env: dict | None = None):
+    """``raregal explore RUN_DIR`` in a subprocess on 127.0.0.1 (a free port); yields its URL."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "raregal", "explore", str(run_dir), "--port", "0", "--no-browser",
+                             "--max-points", str(max_points)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    url, lines, t0 = None, [], time.time()
+    while time.time() - t0 < 90:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        proc.kill()
+        pytest.fail("explorer did not start:\n" + "".join(lines))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

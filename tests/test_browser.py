@@ -6,19 +6,14 @@ are skipped with the reason (or fail, when RAREGAL_REQUIRE_BROWSER=1 is set, as 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import TINY_EVIL_ID
+from conftest import TINY_EVIL_ID, explorer_process
 
 pytestmark = pytest.mark.browser
 
@@ -88,26 +83,8 @@ def test_report_renders_with_every_image(page, tiny_report, tmp_path):
 @pytest.fixture(scope="module")
 def explorer_url(tiny_run_dir, browser):
     """``raregal explore`` in a subprocess on 127.0.0.1 (free port), at most 200 markers at once."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "raregal", "explore", str(tiny_run_dir), "--port", "0",
-                             "--no-browser", "--max-points", "200"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    url, lines, t0 = None, [], time.time()
-    while time.time() - t0 < 90:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("explorer did not start:\n" + "".join(lines))
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with explorer_process(tiny_run_dir, 200) as url:
+        yield url
 
 
 _MAP_JS = """() => {

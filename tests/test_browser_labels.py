@@ -8,15 +8,12 @@ is missing) and its own ``raregal explore`` subprocess on a copy of the tiny run
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
+from conftest import explorer_process
 from skyrun import make_sky_run
 from test_browser import _MAP_JS, _to_page, browser, page  # noqa: F401 - fixtures used by name
 
@@ -27,26 +24,8 @@ pytestmark = pytest.mark.browser
 def label_server(tiny_run_dir, tmp_path_factory, browser):  # noqa: F811 - the imported fixture
     """(URL, run folder) of ``raregal explore`` in a subprocess on 127.0.0.1 (free port), on a copy of the run."""
     run = make_sky_run(tiny_run_dir, tmp_path_factory.mktemp("browser_labels"))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "raregal", "explore", str(run), "--port", "0", "--no-browser",
-                             "--max-points", "200"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    url, lines, t0 = None, [], time.time()
-    while time.time() - t0 < 90:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("explorer did not start:\n" + "".join(lines))
-    yield url, run
-    proc.terminate()
-    proc.wait(10)
+    with explorer_process(run, 200) as url:
+        yield url, run
 
 
 def _open(pg, url):

@@ -7,15 +7,12 @@ Skipped like tests/test_browser.py when Chromium or Playwright is missing. Scree
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 
+from conftest import explorer_process
 from samphub import running_hub
 from skyrun import STACKED, make_sky_run
 from test_browser import _MAP_JS, _to_page, browser, page  # noqa: F401 - fixtures shared with the other browser tests
@@ -36,26 +33,8 @@ def sky_explorer(tiny_run_dir, tmp_path_factory, browser, hub):  # noqa: F811
 
     run = make_sky_run(tiny_run_dir, tmp_path_factory.mktemp("sky_explore"), stack=True)
     # the hub's environment (its HOME is a test folder), with matplotlib's cache where it was
-    env = dict(os.environ, PYTHONUNBUFFERED="1", MPLCONFIGDIR=matplotlib.get_configdir())
-    proc = subprocess.Popen([sys.executable, "-m", "raregal", "explore", str(run), "--port", "0", "--no-browser",
-                             "--max-points", "1000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    url, lines, t0 = None, [], time.time()
-    while time.time() - t0 < 90:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("explorer did not start:\n" + "".join(lines))
-    yield url, run
-    proc.terminate()
-    proc.wait(10)
+    with explorer_process(run, 1000, env={"MPLCONFIGDIR": matplotlib.get_configdir()}) as url:
+        yield url, run
 
 
 def _open(page, url):  # noqa: F811

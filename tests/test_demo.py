@@ -100,6 +100,17 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
             assert 0 <= c["n_kept"] <= c["n_true"] and c["passes_filter"] == (c["n_kept"] >= 0.5 * c["n_true"])
     text = format_summary(summary)
     assert text.count("PLANTED RARE CLASSES") == 2 and "--keep-artifacts" in text and "ring" in text
+    # the guided round: a simulated person's labels are in the run's labels.parquet, as the explorer keeps them
+    guided = on_disk["guided"]
+    labels = pd.read_parquet(Path(paper["run_dir"]) / "labels.parquet")
+    truth = pd.read_parquet(tmp_path / "demo" / "reps.parquet", columns=["id_str", "true_class"]).set_index(
+        "id_str")["true_class"]
+    assert len(labels) == guided["start"] + guided["shown"] and set(labels["class"]) == {"shells streams"}
+    assert ((truth.reindex(labels["id_str"]) == "shells_streams").to_numpy() == (labels["label"] == 1).to_numpy()).all()
+    assert guided["found"] == int(labels["label"].sum()) - guided["start"] == sum(guided["found_per_round"])
+    assert 0 < guided["recall"] <= 1 and "GUIDED SEARCH FOUND" in text
+    nxt = pd.read_csv(guided["next"])
+    assert len(nxt) == guided["batch"] and not set(nxt["id_str"]) & set(labels["id_str"])
     assert paper["report"] is None and art["report"] is None  # search_extra report=False: none built
     # a rerun re-uses the survey and the embedding (the encoder is not even loaded), and builds the reports
     import raregal.embed
