@@ -30,11 +30,12 @@ compares the layouts with umap-learn's on the same graph (trustworthiness, plant
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from . import workers
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -186,7 +187,7 @@ def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", 
     graph.eliminate_zeros()
     graph.sort_indices()
     random_state = np.random.RandomState(seed)
-    with single_blas_thread():
+    with workers.single_blas_thread():
         emb = _initial_layout(X, graph, n_components, init, random_state, metric)
     emb = (10.0 * (emb - emb.min(0)) / (emb.max(0) - emb.min(0))).astype(np.float32, order="C")
     a, b = find_ab_params(1.0, min_dist)
@@ -219,15 +220,6 @@ def _initial_layout(X, graph, n_components, init, random_state, metric) -> np.nd
         nndist = KDTree(emb).query(emb, k=2)[0][:, 1].mean()
         emb = emb + random_state.normal(scale=0.001 * nndist, size=emb.shape).astype(np.float32)
     return emb
-
-
-def single_blas_thread():
-    """A context in which BLAS/LAPACK run on one thread (a no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn depends on it
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def deterministic_embed(X: np.ndarray, n_components: int, n_neighbors: int, knn, *, init="spectral",

@@ -99,7 +99,7 @@ def run_blocks(work, jobs) -> list:
 
     import numba
 
-    from .layout import single_blas_thread
+    from .workers import single_blas_thread
 
     with single_blas_thread(), ThreadPoolExecutor(max(1, numba.get_num_threads())) as pool:
         return list(pool.map(work, jobs))
@@ -138,7 +138,7 @@ def pca_init(Y: np.ndarray, n_components: int = 2) -> np.ndarray:
     """
     from sklearn.decomposition import PCA
 
-    from .layout import single_blas_thread
+    from .workers import single_blas_thread
 
     with single_blas_thread():
         return PCA(n_components=n_components, svd_solver="full").fit_transform(Y).astype(np.float32)
@@ -183,7 +183,7 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
         n_neighbors=n_neighbors, n_components=n_components, metric=metric, init=init,
         n_epochs=n_epochs, min_dist=min_dist, random_state=random_state, n_jobs=1, **kwargs,
     )
-    from .layout import single_blas_thread
+    from .workers import single_blas_thread
 
     # the seeded optimiser runs on one thread anyway; BLAS on one thread too (PCA / spectral init),
     # so the layout does not depend on the thread count

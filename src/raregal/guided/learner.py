@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..workers import single_blas_thread
 
 LEARNERS = ("hybrid", "nearest", "linear")
 #: Unlabelled galaxies drawn as stand-in non-members for the linear fit (per labelled member, at least).
@@ -37,6 +38,8 @@ CHUNK = 16_384
 #: Above this many rows, ranks are interpolated from a fixed sample of the scores (:func:`ranks`).
 EXACT_RANKS = 1_000_000
 RANK_BINS = 65_536
+#: Below this many rows a round runs BLAS on one thread (its products are small).
+MANY_ROWS = 200_000
 #: Folds of the cross-validation that weighs the hybrid's learners, and the labels it needs.
 FOLDS = 3
 CV_MIN = 4
@@ -166,7 +169,13 @@ def learn_scores(X, y: np.ndarray, learner: str = "hybrid", rng=None) -> np.ndar
     """Scores (N,) of every row of ``X`` (N, D) from the labels ``y`` (N,: 1, 0 or -1) with ``learner``."""
     if learner not in LEARNERS:
         raise InputError(f"learner {learner!r}: choose from {', '.join(LEARNERS)}", param="learner")
-    rng = np.random.default_rng(rng)
+    if len(X) < MANY_ROWS:  # small products only: extra BLAS threads would just wait for each other
+        with single_blas_thread():
+            return _learn_scores(X, y, learner, np.random.default_rng(rng))
+    return _learn_scores(X, y, learner, np.random.default_rng(rng))
+
+
+def _learn_scores(X, y: np.ndarray, learner: str, rng: np.random.Generator) -> np.ndarray:
     members = np.asarray(X[np.flatnonzero(y == 1)], np.float32)
     non_members = np.asarray(X[np.flatnonzero(y == 0)], np.float32)
     w, b = fit_linear(X, y, rng) if learner != "nearest" else (None, 0.0)
