@@ -41,8 +41,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if tmp_path.exists():  # mkstemp makes 0600 files; give the usual umask-based mode instead
             os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         tmp_path.unlink(missing_ok=True)
+        if isinstance(err, OSError) and (err.filename is None or os.fsdecode(err.filename) == str(tmp_path)):
+            err.filename = str(path)  # say which file failed, by the name the user knows
         raise
 
 

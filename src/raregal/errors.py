@@ -9,6 +9,8 @@ Errors about an argument are written in Python's terms and say which one with ``
 instead (``--out /x: is a file``), see :func:`in_cli_terms`.
 """
 
+import errno
+import os
 import re
 
 
@@ -43,3 +45,29 @@ def in_cli_terms(err: Exception, flags: dict[str, str]) -> str:
             text = re.sub(rf"(?<![\w\-/.]){re.escape(param)}=", f"{flag} ", text)
             text = re.sub(rf"(?<![\w\-/.]){re.escape(param)}(?![\w\-/])", flag, text)
     return text
+
+
+#: Errors of writing a file that are the machine's, not raregal's: each gets one line saying what.
+WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full: free some space and run the same command again",
+    errno.EDQUOT: "the disk quota is used up: free some space and run the same command again",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+    errno.EACCES: "no permission to write there: write somewhere else",
+    errno.EPERM: "no permission to write there: write somewhere else",
+    errno.ENAMETOOLONG: "a file name is too long: use a shorter name or folder",
+}
+
+
+def write_failure(err: OSError) -> str | None:
+    """One line for an ``OSError`` of writing (full disk, read-only, permission, name too long), or None.
+
+    It names the file (the final name of an atomic write, see :func:`raregal.atomic.atomic_path`)
+    and says that what raregal wrote before is kept: every output is written atomically, so a
+    failed write leaves the previous file (or none) and long runs resume from their finished parts.
+    """
+    hint = WRITE_ERRNOS.get(err.errno)
+    if hint is None:
+        return None
+    where = os.fsdecode(err.filename) if err.filename is not None else "a file"
+    return (f"cannot write {where}: {err.strerror or os.strerror(err.errno)}; {hint}. Nothing finished "
+            "before was lost (files are written whole or not at all; long runs resume)")

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from ..errors import RaregalError, in_cli_terms
+from ..errors import RaregalError, in_cli_terms, write_failure
 from ..timing import setup_logging
 
 #: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RaregalError as err:
         print(f"raregal {args.command}: error: {in_cli_terms(err, _flags(parser, args))}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the machine's, not the input's: a full disk, a read-only folder, ...
+        line = write_failure(err)
+        if line is None:
+            raise
+        print(f"raregal {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"raregal {args.command}: interrupted; finished parts are kept, run again to resume",

@@ -1,0 +1,44 @@
+"""Faults a user will meet (issue #30), driven through the command line as a user would.
+
+A full disk is a real one: a 64 KiB tmpfs (needs root to mount; skipped with the reason elsewhere).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from raregal.cli import main
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 64 KiB tmpfs nearly filled by the user's own files (unmounted after the test)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+    (where / "notes.txt").write_text("the user's own notes\n")
+    (where / "data.bin").write_bytes(b"\x01" * 56 * 1024)
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
+def test_search_on_a_full_disk_is_one_line_and_loses_nothing(full_disk, tiny_run_dir, capsys):
+    reps = tiny_run_dir.parent / "reps.parquet"
+    code = main(["search", str(reps), "--out", str(full_disk / "run"), "--n-neighbors", "10", "--min-samples", "5",
+                 "--min-cluster-size", "10", "--no-report"])
+    err = capsys.readouterr().err  # progress lines, then the error
+    line = [x for x in err.splitlines() if x.startswith("raregal search: error")]
+    assert code == 2 and len(line) == 1 and "Traceback" not in err and err.strip().endswith(line[0])
+    assert line[0].startswith("raregal search: error: cannot write ") and str(full_disk / "run") in line[0]
+    assert "the disk is full" in line[0]
+    assert (full_disk / "notes.txt").read_text() == "the user's own notes\n"
+    assert (full_disk / "data.bin").read_bytes() == b"\x01" * 56 * 1024
+    leftovers = [p.name for p in (full_disk / "run").rglob("*") if p.name.startswith(".") and "parquet" in p.name] \
+        if (full_disk / "run").exists() else []
+    assert leftovers == []  # no half-written temporary file
