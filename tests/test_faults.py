@@ -42,3 +42,30 @@ def test_search_on_a_full_disk_is_one_line_and_loses_nothing(full_disk, tiny_run
     leftovers = [p.name for p in (full_disk / "run").rglob("*") if p.name.startswith(".") and "parquet" in p.name] \
         if (full_disk / "run").exists() else []
     assert leftovers == []  # no half-written temporary file
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seed", "-1"], "config key 'seed' must be a whole number in 0..4294967295, got -1"),
+    (["--seed", str(2**32)], f"config key 'seed' must be a whole number in 0..4294967295, got {2**32}"),
+    (["--metric", "chebyshev"], "config key 'metric' must be one of"),
+])
+def test_out_of_range_search_settings_are_one_line_before_any_compute(tiny_run_dir, tmp_path, capsys, args, says):
+    reps = tiny_run_dir.parent / "reps.parquet"
+    assert main(["search", str(reps), "--out", str(tmp_path / "run"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_unknown_metric_in_a_config_file_names_the_key(tiny_run_dir, tmp_path, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text('metric = "chebyshev"\n')
+    reps = tiny_run_dir.parent / "reps.parquet"
+    assert main(["search", str(reps), "--out", str(tmp_path / "run"), "--config", str(config)]) == 2
+    assert "config key 'metric' must be one of" in capsys.readouterr().err
+
+
+def test_metric_flag_reaches_the_run(tiny_run_dir, tmp_path):
+    reps = tiny_run_dir.parent / "reps.parquet"
+    assert main(["search", str(reps), "--out", str(tmp_path / "run"), "--metric", "cosine", "--n-neighbors", "10",
+                 "--min-samples", "5", "--min-cluster-size", "10", "--no-report", "--no-2d"]) == 0
+    assert 'metric = "cosine"' in (tmp_path / "run" / "config.toml").read_text()

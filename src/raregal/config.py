@@ -16,6 +16,8 @@ from pathlib import Path
 from .cluster import BACKENDS
 from .errors import InputError
 
+#: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
+METRICS = ("euclidean", "cosine", "manhattan", "correlation")
 #: UMAP layouts: ``auto`` (on the CPU, for the metrics the deterministic graph supports:
 #: umap-learn's on the exact graph below 8,192 rows, ``deterministic`` above; both the same at any
 #: thread count), umap-learn's (one thread with a seed; above 8,192 rows NN-descent's graph depends
@@ -105,7 +107,10 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
                 raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise InputError(f"config key 'seed' must be a whole number in 0..{2**32 - 1}, got {self.seed!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
+                   "metric": METRICS,
                    "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda"), "layout": LAYOUTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

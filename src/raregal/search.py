@@ -39,7 +39,7 @@ from . import runfolder, sky
 from .catalog import FILE_LOC, ID, check_ids, feature_matrix, read_table
 from .diagnostics import check_clusters
 from .cluster import BACKENDS, leaf_clusters
-from .config import LAYOUTS, SearchConfig, config_from_dict
+from .config import LAYOUTS, METRICS, SearchConfig, config_from_dict
 from .errors import InputError
 from .reduce import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from .runmodel import BASE_INFO, Run, write_run
@@ -48,9 +48,6 @@ from .prefilter import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
-
-#: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
-METRICS = ("euclidean", "cosine", "manhattan", "correlation")
 
 
 def _positive(low: int = 1) -> list:

@@ -18,6 +18,8 @@ _FLAGS = [  # (flag, config key, type, help)
     ("--campaign", "campaign", str, "Galaxy Zoo campaign whose predicted smooth / edge-on / artifact fractions "
      "the pre-filter reads (dr12, dr5, dr8, gz2; default: GZ DESI's columns, else the newest in the table)"),
     ("--features", "features", str, "list column, or column prefix, holding the representation"),
+    ("--metric", "metric", str, "distance in representation space: euclidean (default), cosine, correlation or "
+     "manhattan (manhattan: umap-learn's layout, which --layout auto picks for it)"),
     ("--cluster-selection", "cluster_selection_method", str, "leaf (paper) or eom"),
     ("--umap-init", "umap_init", str, "pca (default: fast at any N), spectral (umap-learn default, the paper) or random"),
     ("--umap-epochs", "umap_n_epochs", int, "UMAP optimisation epochs (default: umap-learn's)"),
