@@ -69,3 +69,27 @@ def test_metric_flag_reaches_the_run(tiny_run_dir, tmp_path):
     assert main(["search", str(reps), "--out", str(tmp_path / "run"), "--metric", "cosine", "--n-neighbors", "10",
                  "--min-samples", "5", "--min-cluster-size", "10", "--no-report", "--no-2d"]) == 0
     assert 'metric = "cosine"' in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_a_5000_character_id_never_becomes_a_file_name_too_long(tiny_run_dir, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    from raregal.atomic import safe_file_name
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    long_id = "J" + "0123456789" * 500
+    # an id that is not in the table: the default output name is made first, then the id is refused
+    assert main(["similar", str(run), "--ids", long_id, "--no-gallery"]) == 2
+    err = capsys.readouterr().err
+    assert "not in the representation table" in err and "too long" not in err
+    # an id that is: the table is written under a short, safe name
+    known = pd.read_parquet(run / "clusters.parquet")["id_str"].iloc[5]
+    assert main(["similar", str(run), "--ids", known, "--no-gallery", "-k", "3"]) == 0
+    names = [p.name for p in (run / "similar").iterdir()]
+    assert all(len(n) <= 120 for n in names)
+    # the one name-maker: characters, length, and two long ids stay apart
+    a, b = safe_file_name(long_id), safe_file_name(long_id + "x")
+    assert a != b and len(a) <= 100 and len(b) <= 100 and set(a) <= set("J0123456789-abcdef")
+    assert safe_file_name("../../etc/passwd") == "_.._etc_passwd" and safe_file_name("") == "_"

@@ -7,8 +7,10 @@ system). An interrupted run therefore never leaves a half-written artifact behin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +48,21 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if isinstance(err, OSError) and (err.filename is None or os.fsdecode(err.filename) == str(tmp_path)):
             err.filename = str(path)  # say which file failed, by the name the user knows
         raise
+
+
+#: The longest file name :func:`safe_file_name` makes (file systems allow 255 bytes).
+NAME_LIMIT = 100
+
+
+def safe_file_name(text: str, limit: int = NAME_LIMIT) -> str:
+    """A file name made from a user's string (a galaxy id, a class name): every character but ASCII
+    letters, digits, ``_``, ``.`` and ``-`` becomes ``_``, no leading dot, and a name longer than
+    ``limit`` is cut and ends in a hash of the whole string, so two long ids still get two names."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(text)).lstrip(".") or "_"
+    if len(name) > limit:
+        digest = hashlib.sha1(str(text).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        name = f"{name[:limit - 13]}-{digest}"
+    return name
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

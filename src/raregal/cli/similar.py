@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 
@@ -35,6 +34,7 @@ def register(subparsers) -> None:
 
 
 def _default_out(args) -> Path:
+    from ..atomic import safe_file_name
     from ..errors import InputError
     from ..runmodel import is_run_dir
 
@@ -43,7 +43,7 @@ def _default_out(args) -> Path:
     if args.cluster is not None:
         name = f"cluster_{args.cluster}"
     else:
-        name = "ids_" + re.sub(r"[^A-Za-z0-9_.-]", "_", args.ids[0]) + (f"_and_{len(args.ids) - 1}" if len(args.ids) > 1 else "")
+        name = "ids_" + safe_file_name(args.ids[0]) + (f"_and_{len(args.ids) - 1}" if len(args.ids) > 1 else "")
     return Path(args.source) / "similar" / f"{name}.csv"
 
 

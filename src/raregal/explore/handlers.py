@@ -7,10 +7,11 @@ A malformed request (a size that is not a number, a row or cluster that does not
 
 from __future__ import annotations
 
-import re
 
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
+
+from ..atomic import safe_file_name
 
 
 class _Base(RequestHandler):
@@ -53,7 +54,7 @@ class ThumbHandler(_Base):
 
 def _send_csv(handler, frame, name):
     handler.set_header("Content-Type", "text/csv; charset=utf-8")
-    handler.set_header("Content-Disposition", f'attachment; filename="{re.sub(r"[^A-Za-z0-9_.-]", "_", name)}"')
+    handler.set_header("Content-Disposition", f'attachment; filename="{safe_file_name(name)}"')
     handler.write(frame.to_csv(index=False))
 
 
@@ -80,7 +81,7 @@ class VOTableHandler(_Base):
             raise HTTPError(404, reason="unknown or expired selection")
         name = self.data.selection_names.get(token, "selection")
         self.set_header("Content-Type", "application/x-votable+xml")
-        self.set_header("Content-Disposition", f'inline; filename="{re.sub(r"[^A-Za-z0-9_.-]", "_", name)}.vot"')
+        self.set_header("Content-Disposition", f'inline; filename="{safe_file_name(name)}.vot"')
         self.write(body)
 
 
@@ -116,7 +117,7 @@ class GuidedHandler(_Base):
 
     async def get(self, name, fmt):
         from ..errors import InputError
-        from .labelling import check_class_name, fits_bytes, safe_file_name
+        from .labelling import check_class_name, fits_bytes
 
         guide, top = self.data.guide, _top(self.get_argument("top", "200"))
         try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import sky
+from ..atomic import safe_file_name
 from ..catalog import ID
 from ..errors import InputError
 from ..guided import GuidedSearch, LabelStore
@@ -50,11 +50,6 @@ def check_class_name(name) -> str:
     if any(unicodedata.category(c).startswith("C") for c in name):
         raise InputError("a class name cannot hold control characters (line breaks, tabs, ...)", param="class_name")
     return name
-
-
-def safe_file_name(name: str) -> str:
-    """``name`` with every character but ASCII letters, digits, ``_``, ``.``, ``-`` replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_"
 
 
 class Guide:
