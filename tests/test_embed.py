@@ -161,3 +161,40 @@ def test_embed_cli_resolves_relative_paths_and_checks_carry(survey, tmp_path, ca
     rc = main(["embed", str(survey / "catalog.csv"), "--model", str(survey / "model"), "--out",
                str(tmp_path / "x.parquet"), "--carry", "redshift"])
     assert rc == 2 and "redshift" in capsys.readouterr().err
+
+
+def _cli_embed(survey, out, *extra):
+    from raregal.cli import main
+
+    return main(["embed", str(survey / "catalog.csv"), "--model", str(survey / "model"), "--out", str(out),
+                 "--workers", "0", "--batch-size", "3", "--chunk-size", "8", "--device", "cpu", "--carry", "true_class",
+                 *extra])
+
+
+def test_a_users_parts_folder_is_never_adopted_or_deleted(survey, tmp_path, capsys):
+    out = tmp_path / "X.parquet"
+    mine = parts_dir(out)
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own notes\n")
+    assert _cli_embed(survey, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(mine) in err and "raregal did not write" in err
+    assert (mine / "notes.txt").read_text() == "my own notes\n" and not out.exists()
+
+
+def test_a_damaged_part_is_embedded_again_and_named(survey, tmp_path, monkeypatch, caplog):
+    import raregal.embed as embed_mod
+
+    reference = read_table(run(survey, tmp_path / "ref.parquet")["output"])
+    out = tmp_path / "reps.parquet"
+    real_finish = embed_mod._finish
+    monkeypatch.setattr(embed_mod, "_finish", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # killed after every chunk was written, before the merge
+        run(survey, out)
+    monkeypatch.setattr(embed_mod, "_finish", real_finish)
+    damaged = parts_dir(out) / "part-00001.parquet"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a truncated part file
+    with caplog.at_level("WARNING", logger="raregal"):
+        assert _cli_embed(survey, out) == 0
+    assert f"{damaged} is damaged or incomplete" in caplog.text
+    pd.testing.assert_frame_equal(read_table(out), reference)

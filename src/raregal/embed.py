@@ -218,7 +218,25 @@ def check_output(out: str | os.PathLike, *, overwrite: bool = False, batch_size:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise InputError(f"out {out}: cannot be created ({parent} is not a writable folder)", param="out")
+    _check_parts_folder(parts_dir(out))
     return out
+
+
+def _check_parts_folder(pdir: Path) -> None:
+    """Refuse a ``.parts`` path that is not raregal's: a file, or a folder with files but no manifest of
+    ``raregal embed`` (raregal would otherwise delete it after the merge)."""
+    if pdir.exists() and not pdir.is_dir():
+        raise InputError(f"{pdir}: is a file; raregal embed keeps its finished chunks there and never replaces "
+                         "a file it did not write. Move it, or give another --out", param="out")
+    if not pdir.is_dir() or not any(pdir.iterdir()):
+        return
+    try:
+        ours = "fingerprint" in json.loads((pdir / "manifest.json").read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise InputError(f"{pdir}: the folder holds files raregal did not write (no manifest.json of raregal "
+                         "embed); raregal never deletes them. Move it, or give another --out", param="out")
 
 
 def _merge(parts: list[Path], out: Path) -> int:
@@ -264,7 +282,8 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     if workers is None:  # a GPU eats images faster than a few processes decode them
         workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if device_of(model).type == "cuda" else default_workers()
     pdir, n_chunks = _open_parts(out, model, catalog, chunk_size, carry, overwrite, model_name)
-    todo = [c for c in range(n_chunks) if not _part(pdir, c).is_file()]
+    todo = [c for c in range(n_chunks) if not _part_done(pdir, c, min(len(catalog), (c + 1) * chunk_size)
+                                                          - c * chunk_size)]
     if len(todo) < n_chunks:
         log.info("resuming: %d of %d chunks already done in %s", n_chunks - len(todo), n_chunks, pdir)
     bounds = {c: (c * chunk_size, min(len(catalog), (c + 1) * chunk_size)) for c in todo}
@@ -286,6 +305,25 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
 def _part(pdir: Path, c: int) -> Path:
     """The finished part file of chunk ``c``."""
     return pdir / f"part-{c:05d}.parquet"
+
+
+def _part_done(pdir: Path, c: int, n_rows: int) -> bool:
+    """Whether chunk ``c`` (``n_rows`` catalog rows) is finished and sound: its part file reads as Parquet
+    and, with its skipped list, accounts for every row. A damaged part (a run killed mid-write by
+    an older raregal, a disk error) is removed with a warning naming it, and the chunk is redone."""
+    import pyarrow.parquet as pq
+
+    part, skipped = _part(pdir, c), pdir / f"part-{c:05d}.skipped.csv"
+    if not part.exists():
+        return False
+    try:
+        sound = pq.read_metadata(part).num_rows + len(pd.read_csv(skipped, dtype=str)) == n_rows
+    except Exception:  # pyarrow's and pandas' many kinds of "not a table"
+        sound = False
+    if not sound:
+        log.warning("embed: %s is damaged or incomplete; its %d galaxies are embedded again", part, n_rows)
+        part.unlink(missing_ok=True)
+    return sound
 
 
 def _open_parts(out: Path, model, catalog: pd.DataFrame, chunk_size: int, carry: list[str], overwrite: bool,
