@@ -93,3 +93,17 @@ def test_a_5000_character_id_never_becomes_a_file_name_too_long(tiny_run_dir, tm
     a, b = safe_file_name(long_id), safe_file_name(long_id + "x")
     assert a != b and len(a) <= 100 and len(b) <= 100 and set(a) <= set("J0123456789-abcdef")
     assert safe_file_name("../../etc/passwd") == "_.._etc_passwd" and safe_file_name("") == "_"
+
+
+def test_vote_fractions_outside_0_1_are_refused_naming_the_column(tiny_run_dir, tmp_path, capsys):
+    import pandas as pd
+
+    reps = pd.read_parquet(tiny_run_dir.parent / "reps.parquet")
+    reps.loc[3, "smooth-or-featured_smooth_fraction"] = 1.7
+    reps.loc[4, "smooth-or-featured_smooth_fraction"] = float("nan")  # not asked: fine
+    bad = tmp_path / "reps.parquet"
+    reps.to_parquet(bad)
+    assert main(["search", str(bad), "--out", str(tmp_path / "run"), "--n-neighbors", "10", "--min-samples", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'smooth-or-featured_smooth_fraction': 1 vote fraction(s) outside [0, 1]" in err
+    assert f"{reps.loc[3, 'id_str']}=1.7" in err and not (tmp_path / "run").exists()

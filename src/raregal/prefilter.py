@@ -91,8 +91,21 @@ def paper_cuts(smooth_cut: float = 0.5, edge_on_cut: float = 0.3, artifact_cut: 
     return cuts
 
 
+#: How far a vote fraction may stray outside [0, 1] (float32 rounding of a softmax or of votes / total).
+FRACTION_SLACK = 1e-4
+
+
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    """The vote fractions of ``column`` as floats (NaN: the question was not asked); InputError naming
+    the column and example ids when any lies outside [0, 1], which would change the cuts silently."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = (values < -FRACTION_SLACK) | (values > 1 + FRACTION_SLACK) | np.isinf(values)
+    if bad.any():
+        ids = frame["id_str"].to_numpy()[bad][:5] if "id_str" in frame.columns else np.flatnonzero(bad)[:5]
+        shown = ", ".join(f"{i}={v:g}" for i, v in zip(ids, values[bad][:5]))
+        raise InputError(f"column {column!r}: {int(bad.sum())} vote fraction(s) outside [0, 1], e.g. {shown}; "
+                         "fractions are votes for an answer / votes for its question (NaN: not asked)")
+    return values
 
 
 def _rescued(frame: pd.DataFrame, cut: Cut) -> np.ndarray | None:
