@@ -17,13 +17,21 @@ POOL_PER_SLOT = 5
 
 
 def top_unlabelled(scores: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` unlabelled rows (``y == -1``) with the highest ``scores``, best first (ties: lower row)."""
-    cand = np.flatnonzero(y == -1)
-    if len(cand) > 4 * n:  # argpartition first: O(N), not a full sort of millions of rows
-        keep = np.argpartition(-scores[cand], 4 * n - 1)[:4 * n]
-        threshold = scores[cand][keep].min()
-        cand = cand[scores[cand] >= threshold]
-    order = np.lexsort((cand, -scores[cand]))
+    """The ``n`` unlabelled rows (``y == -1``) with the highest ``scores``, best first (ties: lower row).
+
+    O(N) (:func:`numpy.argpartition`), not a full sort: the labelled rows (a few hundred) are masked
+    in a copy of the scores rather than the millions of unlabelled ones gathered.
+    """
+    masked = np.array(scores, dtype=np.float32, copy=True)
+    masked[np.flatnonzero(y != -1)] = -np.inf
+    n = min(n, int((y == -1).sum()))
+    if n == 0:
+        return np.zeros(0, np.int64)
+    keep = np.argpartition(-masked, n - 1)[:n] if n < len(masked) else np.arange(len(masked))
+    threshold = masked[keep].min()
+    cand = np.flatnonzero(masked >= threshold)  # all rows tied at the threshold, so ties go to the lower row
+    cand = cand[np.isfinite(masked[cand]) | (y[cand] == -1)]
+    order = np.lexsort((cand, -masked[cand]))
     return cand[order[:n]].astype(np.int64)
 
 

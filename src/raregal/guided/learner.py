@@ -38,6 +38,7 @@ CHUNK = 16_384
 #: Above this many rows, ranks are interpolated from a fixed sample of the scores (:func:`ranks`).
 EXACT_RANKS = 1_000_000
 RANK_BINS = 65_536
+RANK_CHUNK = 1 << 20
 #: Below this many rows a round runs BLAS on one thread (its products are small).
 MANY_ROWS = 200_000
 #: Folds of the cross-validation that weighs the hybrid's learners, and the labels it needs.
@@ -64,24 +65,49 @@ class Scorer:
                                                                                        non_members)
 
     def score(self, X, chunk: int = CHUNK, nearest: bool = True) -> dict[str, np.ndarray]:
-        """``{"nearest": (N,), "linear": (N,)}`` (those asked for and fitted) over the rows of ``X`` (N, D)."""
-        n, m, k = len(X), self.n_members, self.n_non
-        out = {"nearest": np.empty(n, np.float32)} if nearest else {}
+        """``{"nearest": (N,), "linear": (N,)}`` (those asked for and fitted) over the rows of ``X`` (N, D).
+
+        Chunks run on the CPU's cores (:func:`in_chunks`); each writes its own rows, so the scores
+        do not depend on the thread count.
+        """
+        out = {"nearest": np.empty(len(X), np.float32)} if nearest else {}
         if self.has_linear:
-            out["linear"] = np.empty(n, np.float32)
-        for start in range(0, n, chunk):
-            block = np.asarray(X[start:start + chunk], np.float32)
-            part = slice(start, start + len(block))
+            out["linear"] = np.empty(len(X), np.float32)
+
+        def one(start: int, stop: int) -> None:
+            block = np.asarray(X[start:stop], np.float32)
             G = block @ self.columns  # (B, M + K [+ 1])
+            m, k = self.n_members, self.n_non
             if nearest:
                 sq = np.einsum("ij,ij->i", block, block)
                 near = -np.sqrt(np.maximum(sq + 2.0 * (self.half_sq[0] - G[:, :m]).min(axis=1), 0.0))
                 if k:
                     near += np.sqrt(np.maximum(sq + 2.0 * (self.half_sq[1] - G[:, m:m + k]).min(axis=1), 0.0))
-                out["nearest"][part] = near
+                out["nearest"][start:stop] = near
             if self.has_linear:
-                out["linear"][part] = G[:, -1] + self.b
+                out["linear"][start:stop] = G[:, -1] + self.b
+
+        in_chunks(len(X), one, chunk)
         return out
+
+
+def in_chunks(n: int, work, chunk: int = CHUNK) -> None:
+    """Call ``work(start, stop)`` for consecutive chunks of ``range(n)``, on every usable core when there
+    are many chunks. BLAS runs on one thread inside (the products are skinny: (chunk, D) x (D, a few),
+    where BLAS's own threads only wait for each other); numpy releases the GIL, so the chunks overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..workers import usable_cores
+
+    starts = range(0, n, chunk)
+    with single_blas_thread():
+        if len(starts) < 4 or usable_cores() == 1:
+            for start in starts:
+                work(start, min(n, start + chunk))
+            return
+        with ThreadPoolExecutor(usable_cores()) as pool:
+            for done in pool.map(lambda start: work(start, min(n, start + chunk)), starts):
+                pass
 
 
 def nearest_member_scores(X: np.ndarray, members: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
@@ -135,11 +161,26 @@ def ranks(scores: np.ndarray) -> np.ndarray:
         out[order] = np.arange(n, dtype=np.float32) / max(n - 1, 1)
         return out
     lo, hi = float(scores.min()), float(scores.max())
-    pos = (scores - np.float32(lo)) * np.float32(RANK_BINS / max(hi - lo, 1e-30))
-    idx = np.minimum(pos.astype(np.int32), RANK_BINS - 1)
-    hist = np.bincount(idx, minlength=RANK_BINS)
-    below = np.r_[0, np.cumsum(hist)[:-1]].astype(np.float32)
-    return ((below[idx] + (pos - idx) * hist[idx].astype(np.float32)) / np.float32(n)).astype(np.float32)
+    scale = np.float32(RANK_BINS / max(hi - lo, 1e-30))
+    idx = np.empty(n, np.int32)
+    frac = np.empty(n, np.float32)
+
+    def bins(start: int, stop: int) -> None:
+        pos = (scores[start:stop] - np.float32(lo)) * scale
+        idx[start:stop] = np.minimum(pos.astype(np.int32), RANK_BINS - 1)
+        frac[start:stop] = pos - idx[start:stop]
+
+    in_chunks(n, bins, RANK_CHUNK)
+    hist = np.bincount(idx, minlength=RANK_BINS).astype(np.float32)
+    below = np.r_[np.float32(0), np.cumsum(hist, dtype=np.float64)[:-1].astype(np.float32)]
+    out = np.empty(n, np.float32)
+
+    def rank(start: int, stop: int) -> None:
+        i = idx[start:stop]
+        out[start:stop] = (below[i] + frac[start:stop] * hist[i]) / np.float32(n)
+
+    in_chunks(n, rank, RANK_CHUNK)
+    return out
 
 
 def cv_weights(X, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
@@ -176,10 +217,11 @@ def learn_scores(X, y: np.ndarray, learner: str = "hybrid", rng=None) -> np.ndar
 
 
 def _learn_scores(X, y: np.ndarray, learner: str, rng: np.random.Generator) -> np.ndarray:
-    members = np.asarray(X[np.flatnonzero(y == 1)], np.float32)
-    non_members = np.asarray(X[np.flatnonzero(y == 0)], np.float32)
+    near = learner != "linear"
+    members = np.asarray(X[np.flatnonzero(y == 1) if near else []], np.float32).reshape(-1, X.shape[1])
+    non_members = np.asarray(X[np.flatnonzero(y == 0) if near else []], np.float32).reshape(-1, X.shape[1])
     w, b = fit_linear(X, y, rng) if learner != "nearest" else (None, 0.0)
-    raw = Scorer(members, non_members, w, b).score(X, nearest=learner != "linear")
+    raw = Scorer(members, non_members, w, b).score(X, nearest=near)
     if learner != "hybrid":
         return raw[learner]
     weights = cv_weights(X, y, rng)
