@@ -107,3 +107,38 @@ def test_vote_fractions_outside_0_1_are_refused_naming_the_column(tiny_run_dir, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "'smooth-or-featured_smooth_fraction': 1 vote fraction(s) outside [0, 1]" in err
     assert f"{reps.loc[3, 'id_str']}=1.7" in err and not (tmp_path / "run").exists()
+
+
+def test_similar_on_a_run_that_lost_its_clusters_says_so(tiny_run_dir, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    (run / "clusters.parquet").unlink()
+    assert main(["similar", str(run), "--cluster", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a run directory (clusters.parquet missing)" in err and "--out is needed" not in err
+    assert main(["similar", str(run), "--cluster", "0", "--out", str(tmp_path / "s.csv")]) == 2
+    assert "clusters.parquet missing" in capsys.readouterr().err
+
+
+def test_a_run_without_clusters_says_it_has_none(tiny_run_dir, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    clusters = pd.read_parquet(run / "clusters.parquet")
+    clusters["cluster"] = -1
+    clusters.to_parquet(run / "clusters.parquet")
+    assert main(["similar", str(run), "--cluster", "2", "--no-gallery"]) == 2
+    assert "no cluster 2 in this run; it has no clusters" in capsys.readouterr().err
+
+
+def test_a_report_without_the_tree_says_so(tiny_run_dir, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    (run / "condensed_tree.parquet").unlink()
+    assert main(["report", str(run)]) == 0
+    assert "has no condensed_tree.parquet" in capsys.readouterr().err
+    assert "The run has no condensed_tree.parquet." in (run / "report" / "index.html").read_text()

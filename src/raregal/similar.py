@@ -328,6 +328,7 @@ def load_source(source, reps=None, features=None, index: str = "auto", nprobe: i
     in the run's ``features`` and ``metric``), or a table as it is (Euclidean).
     """
     kw = dict(index=index, nprobe=nprobe)
+    _check_not_a_broken_run(source)
     if is_run_dir(source):
         run = read_run(source)
         return SimilarityIndex.from_run(run, reps, features, columns=None, **kw), run.clusters
@@ -335,6 +336,15 @@ def load_source(source, reps=None, features=None, index: str = "auto", nprobe: i
         raise InputError("--reps is only for a run directory; give the table itself as the source")
     table = source if isinstance(source, pd.DataFrame) else read_table(source)
     return SimilarityIndex(table, features, **kw), None
+
+
+def _check_not_a_broken_run(source) -> None:
+    """A run folder that lost a file is named as such (not read as a table folder)."""
+    from .runfolder import folder_kind
+    from .runmodel import check_run_dir
+
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and folder_kind(source) == "run":
+        check_run_dir(source)
 
 
 def _query_ids(clusters, table_ids: pd.Index, cluster, ids) -> list[str]:
@@ -345,8 +355,8 @@ def _query_ids(clusters, table_ids: pd.Index, cluster, ids) -> list[str]:
             raise InputError("--cluster needs a run directory (written by `raregal search`) as the source")
         found = sorted(int(c) for c in clusters["cluster"].unique() if c >= 0)
         if int(cluster) not in found:
-            raise InputError(f"no cluster {cluster} in this run; it has clusters "
-                             f"{found[0] if found else 'none'}..{found[-1] if found else ''}")
+            has = f"it has clusters {found[0]}..{found[-1]}" if found else "it has no clusters (every galaxy is -1)"
+            raise InputError(f"no cluster {cluster} in this run; {has}")
         return clusters.loc[clusters["cluster"] == int(cluster), ID].astype(str).tolist()
     return list(dict.fromkeys(str(i) for i in ids))
 

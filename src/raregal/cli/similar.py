@@ -39,6 +39,9 @@ def _default_out(args) -> Path:
     from ..runmodel import is_run_dir
 
     if not is_run_dir(args.source):
+        from ..similar import _check_not_a_broken_run
+
+        _check_not_a_broken_run(args.source)  # a run that lost clusters.parquet says so
         raise InputError("--out is needed when the source is a table, not a run directory")
     if args.cluster is not None:
         name = f"cluster_{args.cluster}"

@@ -131,6 +131,8 @@ def tree_section(page: Page) -> None:
     nodes = {int(k): int(n) for k, n in zip(info["cluster"], info["tree_node"]) if n >= 0}
     if run.tree is None or run.tree.empty:
         page.tree_missing = "The run has no condensed_tree.parquet."
+        log.warning("report: %s has no condensed_tree.parquet (or it is empty); the report has no tree section",
+                    run.path)
         return
     plot = tree.TreePlot(run.tree, nodes, page.colors)
     plot.save(page.folder / "tree.png")
