@@ -142,3 +142,42 @@ def test_a_report_without_the_tree_says_so(tiny_run_dir, tmp_path, capsys):
     assert main(["report", str(run)]) == 0
     assert "has no condensed_tree.parquet" in capsys.readouterr().err
     assert "The run has no condensed_tree.parquet." in (run / "report" / "index.html").read_text()
+
+
+def test_training_with_no_readable_image_says_so_not_batch_size(tmp_path, capsys):
+    import pandas as pd
+
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame({"id_str": ["a", "b", "c"], "file_loc": ["no/a.png", "no/b.png", "no/c.png"]}).to_csv(catalog,
+                                                                                                      index=False)
+    assert main(["train", "--catalog", str(catalog), "--objective", "contrastive", "--out", str(tmp_path / "m"),
+                 "--batch-size", "2", "--arch", "resnet18", "--input-size", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none of the 3 images of the catalog can be read" in err and "--batch-size" not in err
+
+
+def test_vote_counts_that_are_not_whole_numbers_are_named(caplog):
+    import pandas as pd
+
+    from raregal import schema
+    from raregal.train import vote_counts
+
+    tree = schema.get("gz-desi")
+    frame = pd.DataFrame({a: [3.0, 1.0] for a in tree.answers})
+    frame[tree.answers[0]] = [0.25, 2.0]
+    with caplog.at_level("WARNING", logger="raregal"):
+        counts = vote_counts(frame, "gz-desi")
+    assert counts[0, 0] == pytest.approx(0.25) and "not whole numbers in 1 column(s)" in caplog.text
+    frame[tree.answers[1]] = [float("inf"), 1.0]
+    with pytest.raises(Exception, match="negative or infinite vote counts"):
+        vote_counts(frame, "gz-desi")
+
+
+def test_a_search_of_too_few_galaxies_does_not_suggest_the_value_it_has(tmp_path, capsys):
+    import numpy as np
+
+    table = tmp_path / "one.npy"
+    np.save(table, np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32))
+    assert main(["search", str(table), "--out", str(tmp_path / "run"), "--n-neighbors", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "only 3 galaxies to search" in err and "try --n-neighbors 2" not in err

@@ -162,8 +162,11 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     def check_size(self, n: int) -> None:
         """Raise InputError, naming the parameter, unless ``n`` rows are enough to search."""
         if n <= self.n_components + 1 or n <= self.n_neighbors:
+            smaller = max(2, n // 4)
+            hint = (f"try n_neighbors={smaller}" if smaller < self.n_neighbors and n > max(smaller, self.n_components + 1)
+                    else "a search needs many more galaxies than that")
             raise InputError(f"only {n} galaxies to search (n_samples={n}); need more than n_neighbors={self.n_neighbors} "
-                             f"(try n_neighbors={max(2, n // 4)})", param="n_neighbors")
+                             f"and n_components + 1 = {self.n_components + 1} ({hint})", param="n_neighbors")
         if n < self.min_samples:
             raise InputError(f"only {n} galaxies to search (n_samples={n}), fewer than min_samples={self.min_samples}; "
                              f"small samples need a smaller value, e.g. min_samples={max(2, n // 50)}",

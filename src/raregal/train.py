@@ -212,12 +212,20 @@ def vote_counts(catalog: pd.DataFrame, tree=None) -> np.ndarray:
         log.warning("vote columns of other trees are ignored (training the %s tree): %s", tree.name,
                     ", ".join(ignored[:10]))
     counts = np.zeros((len(catalog), len(tree.answers)), dtype=np.float32)
+    fractional = []
     for j, a in enumerate(tree.answers):
         if a in catalog.columns:
             values = pd.to_numeric(catalog[a], errors="coerce").to_numpy(dtype=np.float64)
-            if np.any(values[np.isfinite(values)] < 0):
-                raise InputError(f"column {a!r} holds negative vote counts")
-            counts[:, j] = np.nan_to_num(values, nan=0.0, posinf=0.0)
+            if np.any(values[np.isfinite(values)] < 0) or np.isinf(values).any():
+                raise InputError(f"column {a!r} holds negative or infinite vote counts; counts are whole numbers "
+                                 ">= 0 (NaN: not asked)")
+            if np.any(values[np.isfinite(values)] % 1 != 0):
+                fractional.append(a)
+            counts[:, j] = np.nan_to_num(values, nan=0.0)
+    if fractional:  # Dirichlet-multinomial works with real counts; say so rather than round silently
+        log.warning("vote counts that are not whole numbers in %d column(s) (%s): used as they are, as weights of the "
+                    "Dirichlet-multinomial loss; if these are fractions, give the counts instead", len(fractional),
+                    ", ".join(fractional[:5]))
     return counts
 
 
@@ -363,6 +371,10 @@ def plan_run(catalog: pd.DataFrame, config: TrainConfig) -> _Plan:
     locs = image_sources(catalog)  # file paths, or the images inside the catalog's shards
     ok = readable_mask(locs)
     n_ok, n_train_ok = int(ok.sum()), int(ok[tr_idx].sum())
+    if n_ok == 0:
+        bad = catalog["id_str"].astype(str).head(3).tolist()
+        raise InputError(f"none of the {len(catalog)} images of the catalog can be read (e.g. ids {', '.join(bad)}); "
+                         "check the file_loc paths (relative paths are read from the catalog's folder)")
     if n_train_ok < config.batch_size:
         where = (f"the {n_ok} readable images of the catalog ({len(catalog)} rows)" if n_train_ok == n_ok else
                  f"the {n_train_ok} readable images of the training split ({n_ok} readable in the catalog, "
