@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from raregal.cli import main
+from test_embed import survey  # noqa: F401 - a fixture, used by name
 
 
 @pytest.fixture
@@ -181,3 +182,18 @@ def test_a_search_of_too_few_galaxies_does_not_suggest_the_value_it_has(tmp_path
     assert main(["search", str(table), "--out", str(tmp_path / "run"), "--n-neighbors", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "only 3 galaxies to search" in err and "try --n-neighbors 2" not in err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
+def test_embed_on_a_full_disk_is_one_line_and_resumes_when_there_is_room(full_disk, survey, capsys):
+    from test_embed import _cli_embed
+
+    out = full_disk / "reps.parquet"
+    assert _cli_embed(survey, out) == 2
+    err = capsys.readouterr().err  # a progress bar (carriage returns), then the one line
+    line = [x[x.index("raregal embed: error"):] for x in err.splitlines() if "raregal embed: error" in x]
+    assert len(line) == 1 and "Traceback" not in err
+    assert "cannot write " + str(out) + ".parts/part-0" in line[0] and "the disk is full" in line[0]
+    assert (full_disk / "notes.txt").read_text() == "the user's own notes\n"
+    (full_disk / "data.bin").unlink()  # the user makes room; the same command finishes the job
+    assert _cli_embed(survey, out) == 0 and out.exists()
