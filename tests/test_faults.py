@@ -1,6 +1,6 @@
 """Faults a user will meet (issue #30), driven through the command line as a user would.
 
-A full disk is a real one: a 64 KiB tmpfs (needs root to mount; skipped with the reason elsewhere).
+A full disk is a real one: a 512 KiB tmpfs (needs root to mount; skipped with the reason elsewhere).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from test_embed import survey  # noqa: F401 - a fixture, used by name
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A folder on a 64 KiB tmpfs nearly filled by the user's own files (unmounted after the test)."""
+    """A folder on a 512 KiB tmpfs nearly filled by the user's own files (unmounted after the test)."""
     where = tmp_path / "small"
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip() or 'not root'})")
     (where / "notes.txt").write_text("the user's own notes\n")
-    (where / "data.bin").write_bytes(b"\x01" * 56 * 1024)
+    (where / "data.bin").write_bytes(b"\x01" * 504 * 1024)
     yield where
     subprocess.run(["umount", str(where)], check=False)
 
@@ -39,7 +39,7 @@ def test_search_on_a_full_disk_is_one_line_and_loses_nothing(full_disk, tiny_run
     assert line[0].startswith("raregal search: error: cannot write ") and str(full_disk / "run") in line[0]
     assert "the disk is full" in line[0]
     assert (full_disk / "notes.txt").read_text() == "the user's own notes\n"
-    assert (full_disk / "data.bin").read_bytes() == b"\x01" * 56 * 1024
+    assert (full_disk / "data.bin").read_bytes() == b"\x01" * 504 * 1024
     leftovers = [p.name for p in (full_disk / "run").rglob("*") if p.name.startswith(".") and "parquet" in p.name] \
         if (full_disk / "run").exists() else []
     assert leftovers == []  # no half-written temporary file
