@@ -77,13 +77,16 @@ def test_a_person_finds_the_class_round_by_round():
     assert found == 27  # every other member within 40 looks
 
 
-def test_diverse_batch_has_no_near_duplicates_first():
-    X, truth = planted()
+def test_diverse_batch_skips_near_duplicates_that_greedy_takes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8)).astype(np.float32) * 5
+    X[1:6] = X[0] + 0.01 * rng.normal(size=(5, 8))  # five near copies of the member
     y = np.full(len(X), -1, np.int8)
-    y[[0, 15]] = 1  # one example in each lump
-    batch = GuidedSearch(acquisition="diverse", random_state=0).fit(X, y).next_batch(4)
-    lumps = {bool(X[r, 0] > 0) for r in batch[:2]}
-    assert lumps == {True, False}
+    y[0] = 1
+    greedy = GuidedSearch(learner="nearest").fit(X, y).next_batch(4)
+    diverse = GuidedSearch(learner="nearest", acquisition="diverse").fit(X, y).next_batch(4)
+    assert set(greedy) <= {1, 2, 3, 4, 5}  # the copies first
+    assert len(set(diverse) & {1, 2, 3, 4, 5}) == 1 and diverse[0] in {1, 2, 3, 4, 5}  # one copy, then others
 
 
 def test_nearest_member_scores_match_scipy_and_ranks_are_deterministic():
@@ -257,3 +260,52 @@ def test_two_processes_labelling_at_once_lose_nothing(run_dir):
     assert [p.exitcode for p in procs] == [0, 0]
     assert sorted(LabelStore(run_dir).read()["id_str"]) == sorted([f"p{i}" for i in range(25)] +
                                                                    [f"q{i}" for i in range(25)])
+
+
+def test_scores_do_not_depend_on_the_chunking_and_many_labels_stay_bounded(monkeypatch):
+    import raregal.guided.learner as learner
+
+    X, truth = planted(n=3000, n_class=30, lumps=1)
+    y = np.full(len(X), -1, np.int8)
+    y[[0, 1, 2, 3, 4]] = 1
+    y[500:900] = 0
+    whole = GuidedSearch(random_state=0).fit(X, y)
+    monkeypatch.setattr(learner, "CHUNK", 256)  # 12 chunks on the thread pool, each writing its own rows
+    monkeypatch.setattr(learner, "BLOCK_VALUES", 256 * 64)  # and fewer rows per chunk with 405 labelled
+    chunked = GuidedSearch(random_state=0).fit(X, y)
+    np.testing.assert_array_equal(whole.scores_, chunked.scores_)
+    assert np.array_equal(whole.next_batch(20), chunked.next_batch(20)) and truth[whole.next_batch(20)].sum() == 20
+
+
+def test_ranks_tie_break_and_the_histogram_path(monkeypatch):
+    import raregal.guided.learner as learner
+
+    r = ranks(np.zeros(5, np.float32))
+    assert list(np.argsort(-r, kind="stable")) == [0, 1, 2, 3, 4]  # ties: the lower row ranks higher
+    s = np.random.default_rng(2).normal(size=50_000).astype(np.float32)
+    exact = ranks(s)
+    monkeypatch.setattr(learner, "EXACT_RANKS", 1000)
+    approx = ranks(s)
+    assert np.abs(approx - exact).max() < 0.01  # the histogram's ranks are within a bin of the exact ones
+    assert (np.diff(approx[np.argsort(s)]) >= 0).all()  # never out of order (float32 may tie close scores)
+
+
+def test_dataframes_and_non_finite_rows_are_refused_or_read_by_row():
+    X, truth = planted(n=200)
+    y = np.full(len(X), -1, np.int8)
+    y[0] = 1
+    a = GuidedSearch(random_state=0).fit(pd.DataFrame(X), y).next_batch(5)
+    assert np.array_equal(a, GuidedSearch(random_state=0).fit(X, y).next_batch(5))
+    X[7, 3] = np.inf
+    with pytest.raises(InputError, match=r"NaN or inf values, e.g. rows \[7\]") as err:
+        GuidedSearch().fit(X, y)
+    assert err.value.param == "X"
+
+
+def test_cli_guide_never_writes_over_its_labels(run_dir, tmp_path, capsys):
+    labels = tmp_path / "next.csv"
+    pd.DataFrame({"id_str": members_of(run_dir, 1), "rank": 1, "score": 1.0, "label": 1}).to_csv(labels, index=False)
+    before = labels.read_text()
+    assert main(["guide", str(run_dir), "--labels", str(labels), "--out", str(labels)]) == 2
+    assert "--out " + str(labels) + ": is also --labels" in capsys.readouterr().err
+    assert labels.read_text() == before

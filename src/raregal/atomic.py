@@ -47,6 +47,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         tmp_path.unlink(missing_ok=True)
         if isinstance(err, OSError) and (err.filename is None or os.fsdecode(err.filename) == str(tmp_path)):
             err.filename = str(path)  # say which file failed, by the name the user knows
+        if isinstance(err, OSError):
+            err.raregal_writing = True  # raregal.errors.write_failure: it was a write
         raise
 
 

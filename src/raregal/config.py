@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass, fields
+from numbers import Integral
 from pathlib import Path
 
 from .cluster import BACKENDS
@@ -107,7 +108,7 @@ class SearchConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
                 raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
             raise InputError(f"config key 'seed' must be a whole number in 0..{2**32 - 1}, got {self.seed!r}")
         choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
                    "metric": METRICS,

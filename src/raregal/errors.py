@@ -69,5 +69,8 @@ def write_failure(err: OSError) -> str | None:
     if hint is None:
         return None
     where = os.fsdecode(err.filename) if err.filename is not None else "a file"
+    writing = getattr(err, "raregal_writing", False) or err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    if not writing:  # a name too long, a permission: it may be an input; do not claim it was a write
+        return f"cannot read or write {where}: {err.strerror or os.strerror(err.errno)}"
     return (f"cannot write {where}: {err.strerror or os.strerror(err.errno)}; {hint}. Nothing finished "
             "before was lost (files are written whole or not at all; long runs resume)")

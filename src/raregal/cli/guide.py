@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--scores-out", help="also write every galaxy's score and label (Parquet)")
     p.add_argument("--seed", type=int, default=0, help="seed (the same labels and seed give the same order)")
     p.add_argument("--learner", choices=("hybrid", "nearest", "linear"), default="hybrid",
-                   help="hybrid (default): mean rank of nearest-member distance and a logistic regression")
+                   help="hybrid (default): nearest-neighbour contrast and a logistic regression, their ranks weighed by "
+                        "cross-validated AUC; nearest; linear")
     p.add_argument("--acquisition", choices=("greedy", "diverse"), default="greedy",
                    help="greedy (default): most likely members first; diverse: no near-duplicates in a batch")
     p.add_argument("--reps", help="the run's representation table, if it moved since the run")
@@ -52,6 +53,20 @@ def check_scores_out(path: Path) -> None:
                              "raregal never replaces it. Give a new file name")
 
 
+def _check_distinct(out: Path, args) -> None:
+    """Refuse outputs that are an input (the labels being read, the table) or each other."""
+    from ..errors import InputError
+
+    outputs = [("--out", out)] + ([("--scores-out", Path(args.scores_out))] if args.scores_out else [])
+    inputs = [(f, Path(v)) for f, v in (("--labels", args.labels), ("the source", args.source), ("--reps", args.reps))
+              if v]
+    for flag, path in outputs:
+        for other, src in inputs + [o for o in outputs if o[0] != flag]:
+            if path.resolve() == src.resolve():
+                raise InputError(f"{flag} {path}: is also {other}; raregal never writes over what it reads or "
+                                 "writes two tables to one file. Give another name")
+
+
 def run(args) -> int:
     import pyarrow as pa
 
@@ -63,6 +78,7 @@ def run(args) -> int:
 
     check_batch(args.batch)
     out = Path(args.out)
+    _check_distinct(out, args)
     check_out(out, gallery=False, header=HEADER, command="raregal guide")
     if args.scores_out:
         check_scores_out(Path(args.scores_out))

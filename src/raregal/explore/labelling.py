@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import threading
 import unicodedata
@@ -137,7 +138,7 @@ class Guide:
         if self.guide_off:
             raise InputError(f"the guided search is off: {self.guide_off}")
         labels = self.labels(class_name, table).sort_index()
-        digest = hashlib.sha1("\n".join(f"{i}\t{v}" for i, v in labels.items()).encode()).hexdigest()
+        digest = hashlib.sha1(json.dumps([[str(i), int(v)] for i, v in labels.items()]).encode()).hexdigest()
         key = (class_name, digest)
         with self._lock:
             if key in self._fits:

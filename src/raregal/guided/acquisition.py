@@ -38,8 +38,9 @@ def top_unlabelled(scores: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
 def diverse(scores: np.ndarray, y: np.ndarray, n: int, X) -> np.ndarray:
     """Greedy over the best ``POOL_PER_SLOT * n`` candidates, skipping near-duplicates of those chosen."""
     pool = top_unlabelled(scores, y, POOL_PER_SLOT * n)
-    P = np.asarray(X[pool], np.float64)
-    d = np.sqrt(np.maximum(((P[:, None, :] - P[None, :, :]) ** 2).sum(-1), 0))
+    P = np.asarray(X[np.sort(pool)], np.float64)[np.argsort(np.argsort(pool))]  # read forwards, keep pool order
+    sq = (P ** 2).sum(axis=1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * P @ P.T, 0))  # (5n, 5n), not (5n, 5n, D)
     np.fill_diagonal(d, np.inf)
     spacing = np.median(d.min(axis=1)) if len(pool) > 1 else 0.0
     chosen: list[int] = []

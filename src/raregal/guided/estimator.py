@@ -40,6 +40,16 @@ def check_labels_vector(y, n_rows: int) -> np.ndarray:
     return y
 
 
+def check_finite(X, chunk: int = 1 << 20) -> None:
+    """InputError naming the first rows of ``X`` (N, D) with NaN or inf (read in chunks: it may be memory-mapped)."""
+    for start in range(0, len(X), chunk):
+        bad = ~np.isfinite(np.asarray(X[start:start + chunk])).all(axis=1)
+        if bad.any():
+            rows = (start + np.flatnonzero(bad)[:5]).tolist()
+            raise InputError(f"X has rows with NaN or inf values, e.g. rows {rows}; leave them out (raregal guide "
+                             "does) or fix the embedding", param="X")
+
+
 class GuidedSearch(BaseEstimator):
     """Learn a class of galaxies from labelled examples and rank the rest for a person to look at.
 
@@ -78,11 +88,12 @@ class GuidedSearch(BaseEstimator):
     def fit(self, X, y) -> "GuidedSearch":
         """Learn from ``y`` (N,: 1, 0, -1) over ``X`` (N, D, finite; memory-mapped arrays are read in chunks)."""
         self._check_params()
-        if getattr(X, "ndim", None) != 2:
+        if not isinstance(X, np.ndarray):  # a DataFrame, a list: rows, not columns, by position
             X = np.asarray(X, np.float32)
         if X.ndim != 2 or X.shape[1] < 1:
             raise InputError(f"X must be a 2-D array (N, D), got shape {X.shape}", param="X")
         y = check_labels_vector(y, X.shape[0])
+        check_finite(X)
         self.labels_ = y
         self.scores_ = learn_scores(X, y, self.learner, self.random_state)
         self.n_members_, self.n_non_members_ = int((y == 1).sum()), int((y == 0).sum())

@@ -14,9 +14,11 @@ Learners (chosen by measurement, ``benchmarks/guided.py``; the table is in ``ben
   non-members the unlabelled galaxies stand in for them (a positive-unlabelled fit): a rare
   class is a few per cent of the table at most, so a random unlabelled galaxy is almost never a
   member.
-* ``hybrid`` (default): a weighted mean of the two scores' ranks; the weights are each learner's
-  cross-validated ROC AUC on the labels so far (:func:`cv_weights`), so a class in several lumps,
-  which no hyperplane holds, leans on ``nearest``, a class spread along a direction on ``linear``.
+* ``hybrid`` (default): a weighted mean of the two scores' ranks. Once there are :data:`CV_MIN`
+  members and non-members, the weights are each learner's cross-validated ROC AUC on the labels
+  (:func:`cv_weights`), so a class in several lumps, which no hyperplane holds, leans on
+  ``nearest``, a class spread along a direction on ``linear``; before that, equal weights (which
+  measured better in the first rounds than ``nearest`` alone, ``benchmarks/README.md``).
 
 At the paper's base catalogue (8.7M x 128, memory-mapped) a round reads the table once in
 chunks (:func:`score_pass`) and ranks without a full sort (:func:`ranks`).
@@ -33,8 +35,10 @@ LEARNERS = ("hybrid", "nearest", "linear")
 #: Unlabelled galaxies drawn as stand-in non-members for the linear fit (per labelled member, at least).
 PSEUDO_PER_MEMBER = 20
 PSEUDO_MIN = 200
-#: Rows scored at once: a (chunk, D) float32 block stays in the CPU's cache.
+#: Rows scored at once: a (chunk, D) float32 block stays in the CPU's cache; fewer when many galaxies are
+#: labelled, so that a thread's (chunk, members + non-members) block holds at most BLOCK_VALUES floats (16 MiB).
 CHUNK = 16_384
+BLOCK_VALUES = 1 << 22
 #: Above this many rows, ranks are interpolated from a fixed sample of the scores (:func:`ranks`).
 EXACT_RANKS = 1_000_000
 RANK_BINS = 65_536
@@ -64,12 +68,14 @@ class Scorer:
         self.half_sq = 0.5 * np.einsum("ij,ij->i", members, members), 0.5 * np.einsum("ij,ij->i", non_members,
                                                                                        non_members)
 
-    def score(self, X, chunk: int = CHUNK, nearest: bool = True) -> dict[str, np.ndarray]:
+    def score(self, X, chunk: int | None = None, nearest: bool = True) -> dict[str, np.ndarray]:
         """``{"nearest": (N,), "linear": (N,)}`` (those asked for and fitted) over the rows of ``X`` (N, D).
 
         Chunks run on the CPU's cores (:func:`in_chunks`); each writes its own rows, so the scores
         do not depend on the thread count.
         """
+        width = self.columns.shape[1]
+        chunk = chunk or max(256, min(CHUNK, BLOCK_VALUES // max(width, 1)))  # bounds each thread's (B, M + K)
         out = {"nearest": np.empty(len(X), np.float32)} if nearest else {}
         if self.has_linear:
             out["linear"] = np.empty(len(X), np.float32)
@@ -91,7 +97,7 @@ class Scorer:
         return out
 
 
-def in_chunks(n: int, work, chunk: int = CHUNK) -> None:
+def in_chunks(n: int, work, chunk: int) -> None:
     """Call ``work(start, stop)`` for consecutive chunks of ``range(n)``, on every usable core when there
     are many chunks. BLAS runs on one thread inside (the products are skinny: (chunk, D) x (D, a few),
     where BLAS's own threads only wait for each other); numpy releases the GIL, so the chunks overlap."""
@@ -110,7 +116,7 @@ def in_chunks(n: int, work, chunk: int = CHUNK) -> None:
                 pass
 
 
-def nearest_member_scores(X: np.ndarray, members: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+def nearest_member_scores(X: np.ndarray, members: np.ndarray, chunk: int | None = None) -> np.ndarray:
     """Minus the Euclidean distance of each row of ``X`` (N, D) to its nearest row of ``members`` (M, D)."""
     return Scorer(members, np.zeros((0, np.shape(members)[1]), np.float32), None).score(X, chunk)["nearest"]
 
@@ -149,14 +155,14 @@ def _draw_unlabelled(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
 def ranks(scores: np.ndarray) -> np.ndarray:
     """The fraction of rows scoring below each row, in [0, 1] (1 = highest).
 
-    Exact (a stable sort: ties in row order) up to :data:`EXACT_RANKS` rows. Above, from a
+    Exact (a sort; among tied scores the lower row ranks higher) up to :data:`EXACT_RANKS` rows. Above, from a
     histogram of :data:`RANK_BINS` equal bins between the lowest and highest score, interpolated
     linearly within each bin (so still strictly increasing in the score): O(N) arithmetic, no
     sort and no binary search, which at 8.7M rows take a second each on this machine.
     """
     n = len(scores)
     if n <= EXACT_RANKS:
-        order = np.argsort(scores, kind="stable")
+        order = np.lexsort((-np.arange(n), scores))  # ties: the lower row ranks higher, as in the batch order
         out = np.empty(n, np.float32)
         out[order] = np.arange(n, dtype=np.float32) / max(n - 1, 1)
         return out
@@ -198,6 +204,7 @@ def cv_weights(X, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
     for train, test in folds.split(A, y[labelled]):
         y_train = np.full(len(y), -1, np.int8)
         y_train[labelled[train]] = y[labelled[train]]
+        y_train[labelled[test]] = -2  # held out: neither a label nor a stand-in non-member
         scorer = Scorer(A[train][y[labelled[train]] == 1], A[train][y[labelled[train]] == 0],
                         *fit_linear(X, y_train, rng))
         got = scorer.score(A[test])

@@ -53,11 +53,11 @@ def _labels(labels, source, class_name):
         from .store import LabelStore
 
         if isinstance(source, pd.DataFrame):
-            raise InputError("labels are needed when the source is a table", param="labels")
+            raise InputError("a table of labels is needed when the source is a table (--labels)")
         labels = LabelStore(source).read()
         if labels.empty:
-            raise InputError(f"{source}: no labels yet (labels.parquet); label galaxies in `raregal explore` or "
-                             "give a labels table", param="labels")
+            raise InputError(f"{source}: nothing is labelled in the run yet (its labels.parquet); label galaxies "
+                             "in `raregal explore` or give a table of labels with --labels")
     frame = check_labels(labels) if isinstance(labels, pd.DataFrame) else read_labels(labels)
     return pick_class(frame, class_name)
 
@@ -93,6 +93,9 @@ def guide(source, labels=None, batch: int = 10, *, class_name: str | None = None
     lost = int((y_table >= 0).sum() - (y >= 0).sum())
     if lost:
         log.warning("guide: %d labelled galaxies have no finite representation and are left out", lost)
+    if not (y == 1).any():
+        raise InputError(f"all {int((y_table == 1).sum())} labelled members have no finite representation "
+                         "(NaN/inf features); label a member whose embedding is sound", param="labels")
     estimator.fit(index.X, y)
     chosen = estimator.next_batch(batch)
     table_rows = index.rows[chosen]
