@@ -197,3 +197,12 @@ def test_embed_on_a_full_disk_is_one_line_and_resumes_when_there_is_room(full_di
     assert (full_disk / "notes.txt").read_text() == "the user's own notes\n"
     (full_disk / "data.bin").unlink()  # the user makes room; the same command finishes the job
     assert _cli_embed(survey, out) == 0 and out.exists()
+
+
+def test_an_infinite_position_is_called_infinite_not_missing():
+    import numpy as np
+
+    from raregal.cutouts import sky_problems
+
+    why = sky_problems(np.array([np.inf, np.nan, 10.0, 400.0]), np.array([0.0, 0.0, -np.inf, 0.0]))
+    assert why.tolist() == ["ra is infinite", "ra is missing", "dec is infinite", "ra 400 is outside [0, 360) degrees"]

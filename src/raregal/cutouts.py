@@ -135,11 +135,13 @@ def check_settings(layer: str, pixscale: float, size: int, fmt: str, workers: in
 
 
 def sky_problems(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """Per row, why (``ra``, ``dec``) in degrees cannot be requested ("" when it can): missing or out of range."""
+    """Per row, why (``ra``, ``dec``) in degrees cannot be requested ("" when it can): missing (NaN), infinite or
+    out of range."""
     ra, dec = np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
     why = np.full(len(ra), "", dtype=object)
-    for bad, text in ((~np.isfinite(ra), "ra is missing"), (~np.isfinite(dec), "dec is missing")):
-        why[bad & (why == "")] = text
+    for name, v in (("ra", ra), ("dec", dec)):
+        why[np.isnan(v) & (why == "")] = f"{name} is missing"
+        why[np.isinf(v) & (why == "")] = f"{name} is infinite"
     out_ra = np.isfinite(ra) & ((ra < 0) | (ra >= 360))
     out_dec = np.isfinite(dec) & ((dec < -90) | (dec > 90))
     why[out_ra & (why == "")] = [f"ra {v:g} is outside [0, 360) degrees" for v in ra[out_ra & (why == "")]]
