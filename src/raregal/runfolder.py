@@ -3,7 +3,7 @@
 raregal replaces only what it made. Every folder it writes (a search's run folder, a report
 folder) gets a small marker file, ``.raregal.json`` (``{"kind": "run"|"report", ...}``), written
 before anything else, so a later command can tell its own folders from a user's (kinds:
-``run``, ``report``, ``cutouts``):
+``run``, ``report``, ``cutouts``, ``finetune``):
 
 * :func:`check_output_folder` decides, before any expensive work, whether a folder may be
   written: a new or empty folder may; a raregal folder of the same kind may when the caller
@@ -48,13 +48,16 @@ OUTPUTS = {
             "merge_suggestions.csv", "report/", "similar/"),
     "report": (),  # a report folder is replaced whole (see raregal.report)
     "cutouts": ("catalog.parquet", "failed.csv", "cutouts.json", "images/"),  # raregal cutouts
+    "finetune": ("reps.parquet", "ranked.csv", "finetune.json", "skipped.csv", "model/"),  # raregal finetune
 }
-_WHAT = {"run": "a raregal search run", "report": "a raregal report", "cutouts": "a raregal cutouts folder"}
+_WHAT = {"run": "a raregal search run", "report": "a raregal report", "cutouts": "a raregal cutouts folder",
+         "finetune": "a raregal fine-tuning"}
 _HELD: set[Path] = set()  # folders whose lock this process holds
 
 
 def folder_kind(path: str | os.PathLike) -> str | None:
-    """The kind (``"run"``, ``"report"``, ``"cutouts"``) when ``path`` is a folder raregal wrote, else None."""
+    """The kind (``"run"``, ``"report"``, ``"cutouts"``, ``"finetune"``) when ``path`` is a folder raregal wrote,
+    else None."""
     path = Path(path)
     try:
         kind = json.loads((path / MARKER).read_text()).get("kind")
@@ -89,7 +92,7 @@ def check_output_folder(path: str | os.PathLike, kind: str, *, overwrite: bool =
     Parameters
     ----------
     path : the folder to write.
-    kind : ``"run"``, ``"report"`` or ``"cutouts"``.
+    kind : ``"run"``, ``"report"``, ``"cutouts"`` or ``"finetune"``.
     overwrite : allow replacing an existing raregal folder of the same kind (a report is always
         derived output, so callers pass True for reports).
     inputs : paths the command reads; the folder may neither be one of them, hold one, nor lie
