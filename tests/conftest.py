@@ -206,3 +206,34 @@ def explorer_process(run_dir, max_points: int = 200, env: dict | None = None):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def handlers_server(data):
+    """The explorer's plain HTTP endpoints (no Bokeh page) for ``data`` on 127.0.0.1, in a thread; yields the URL."""
+    import asyncio
+    import queue
+    import threading
+
+    from tornado.httpserver import HTTPServer
+    from tornado.ioloop import IOLoop
+    from tornado.netutil import bind_sockets
+    from tornado.web import Application
+
+    from raregal.explore.handlers import patterns
+
+    q = queue.Queue()
+
+    def serve():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        sockets = bind_sockets(0, "127.0.0.1")
+        HTTPServer(Application(patterns(data))).add_sockets(sockets)
+        q.put((IOLoop.current(), f"http://127.0.0.1:{sockets[0].getsockname()[1]}/"))
+        IOLoop.current().start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    loop, url = q.get(timeout=30)
+    try:
+        yield url
+    finally:
+        loop.add_callback(loop.stop)

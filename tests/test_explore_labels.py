@@ -8,10 +8,8 @@ Bokeh ``Document`` and driven through their widgets' own Python callbacks (``But
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import queue
 import threading
 import urllib.error
 import urllib.parse
@@ -21,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_EVIL_ID
+from conftest import TINY_EVIL_ID, handlers_server
 from samphub import running_hub
 from skyrun import make_sky_run
 
@@ -198,26 +196,8 @@ def test_strip_tile_and_header_escape_catalog_and_class_strings(data):
 @pytest.fixture(scope="module")
 def endpoints(label_data):
     """The explorer's HTTP endpoints (no Bokeh page) on 127.0.0.1, in a thread: (data, url)."""
-    from tornado.httpserver import HTTPServer
-    from tornado.ioloop import IOLoop
-    from tornado.netutil import bind_sockets
-    from tornado.web import Application
-
-    from raregal.explore.handlers import patterns
-
-    q = queue.Queue()
-
-    def serve():
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        sockets = bind_sockets(0, "127.0.0.1")
-        HTTPServer(Application(patterns(label_data))).add_sockets(sockets)
-        q.put((IOLoop.current(), f"http://127.0.0.1:{sockets[0].getsockname()[1]}/"))
-        IOLoop.current().start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    loop, url = q.get(timeout=30)
-    yield label_data, url
-    loop.add_callback(loop.stop)
+    with handlers_server(label_data) as url:
+        yield label_data, url
 
 
 def _get(url):

@@ -6,11 +6,8 @@ so the user's ~/.samp is never read or written, and a receiving client that reco
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-import queue
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +15,8 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import handlers_server
 
 from raregal import samp
 from raregal.cli import main
@@ -94,29 +93,12 @@ def test_similar_samp_without_hub_warns_and_keeps_the_table(sky_run, tmp_path, n
 @pytest.fixture(scope="module")
 def endpoints(sky_run):
     """The explorer's data and its HTTP endpoints (no Bokeh page) on 127.0.0.1, in a thread."""
-    from tornado.httpserver import HTTPServer
-    from tornado.ioloop import IOLoop
-    from tornado.netutil import bind_sockets
-    from tornado.web import Application
-
     from raregal.explore.data import ExplorerData
-    from raregal.explore.handlers import patterns
     from raregal.report.rundir import load_run
 
     data = ExplorerData(load_run(sky_run), neighbours=False)
-    q = queue.Queue()
-
-    def serve():
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        sockets = bind_sockets(0, "127.0.0.1")
-        HTTPServer(Application(patterns(data))).add_sockets(sockets)
-        q.put((IOLoop.current(), f"http://127.0.0.1:{sockets[0].getsockname()[1]}/"))
-        IOLoop.current().start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    loop, url = q.get(timeout=30)
-    yield data, url
-    loop.add_callback(loop.stop)
+    with handlers_server(data) as url:
+        yield data, url
 
 
 def test_explorer_sends_a_cluster_and_points_viewers(endpoints, tmp_path, no_hub):
