@@ -17,7 +17,8 @@ Arms, all on the same start members and, up to ``--switch`` (50) shown, the same
 * ``refit+guided``, ``refit+head`` (``--refit 50``): like the two above, fine-tuned again (from the
   shipped encoder) on all the labels so far every ``--refit`` shown after the switch.
 
-Every fine-tuning's seconds are recorded (1 torch thread, images decoded in-process).
+Every fine-tuning's seconds are recorded (1 torch thread, images decoded in-process). Each finished
+class and draw is kept in ``OUT.partial.json``, so an interrupted run resumes where it stopped.
 
 Usage::
 
@@ -155,10 +156,18 @@ def main(argv=None) -> int:
               "start": args.start, "batch": args.batch, "switch": args.switch, "refit": args.refit,
               "settings": settings, "recall": {}, "per_draw": {}, "finetune_seconds": [], "device": "cpu, 1 thread",
               "code": code_version()}
+    partial = Path(f"{args.out}.partial.json") if args.out else None
+    done = resumed(partial, result)
     for cls in args.classes.split(","):
         draws = []
         for draw in range(args.draws):
-            curves, seconds = run_draw(X, truth, cls, draw, model, catalog, args, settings)
+            if f"{cls}/{draw}" in done:
+                curves, seconds = done[f"{cls}/{draw}"]
+            else:
+                curves, seconds = run_draw(X, truth, cls, draw, model, catalog, args, settings)
+                done[f"{cls}/{draw}"] = (curves, seconds)
+                if partial:
+                    partial.write_text(json.dumps({"setup": setup(result), "done": done}))
             draws.append(curves)
             result["finetune_seconds"] += [round(s, 1) for s in seconds]
             print(f"{cls} draw {draw}: " + "  ".join(f"{a} {c[max(c, key=int)]:.2f}" for a, c in curves.items()
@@ -172,7 +181,24 @@ def main(argv=None) -> int:
     print(format_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        partial.unlink(missing_ok=True)
     return 0
+
+
+def setup(result: dict) -> dict:
+    """What must match for finished draws to be reused: everything but the results."""
+    return {k: v for k, v in result.items() if k not in ("recall", "per_draw", "finetune_seconds")}
+
+
+def resumed(partial: Path | None, result: dict) -> dict:
+    """The draws an interrupted run of the same setup finished (``OUT.partial.json``), by ``class/draw``."""
+    if partial is None or not partial.is_file():
+        return {}
+    saved = json.loads(partial.read_text())
+    if saved.get("setup") != json.loads(json.dumps(setup(result))):
+        return {}
+    print(f"resuming {len(saved['done'])} finished draws from {partial}", flush=True)
+    return {k: tuple(v) for k, v in saved["done"].items()}
 
 
 def format_table(result: dict) -> str:
