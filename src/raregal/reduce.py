@@ -90,19 +90,12 @@ def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block:
 
 
 def run_blocks(work, jobs) -> list:
-    """``[work(job) for job in jobs]`` on ``numba.get_num_threads()`` Python threads, BLAS on one thread each.
-
-    BLAS and the numba kernels release the GIL; with one BLAS thread a GEMM of given shapes
-    rounds the same way every time, so each job's result depends on nothing but its inputs.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
+    """``[work(job) for job in jobs]`` on ``numba.get_num_threads()`` threads (:func:`raregal.workers.run_blocks`)."""
     import numba
 
-    from .workers import single_blas_thread
+    from .workers import run_blocks as run
 
-    with single_blas_thread(), ThreadPoolExecutor(max(1, numba.get_num_threads())) as pool:
-        return list(pool.map(work, jobs))
+    return run(work, jobs, numba.get_num_threads())
 
 
 def exact_knn_of(P: np.ndarray, sq: np.ndarray, rows: np.ndarray, m: int, tile: int = 8192):

@@ -51,3 +51,19 @@ def single_blas_thread():
     except ImportError:  # pragma: no cover - scikit-learn depends on it
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def run_blocks(work, jobs, threads: int) -> list:
+    """``[work(job) for job in jobs]`` on ``threads`` Python threads, BLAS on one thread each.
+
+    BLAS, numba kernels and numpy's large ufuncs release the GIL; with one BLAS thread a GEMM of
+    given shapes rounds the same way every time, so each job's result depends on nothing but its
+    inputs, whatever the thread count.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with single_blas_thread():
+        if threads <= 1:
+            return [work(job) for job in jobs]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(work, jobs))

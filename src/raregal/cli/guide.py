@@ -72,7 +72,7 @@ def run(args) -> int:
 
     from ..atomic import atomic_path, write_parquet
     from ..guided import guide
-    from ..guided.rank import check_batch
+    from ..guided.estimator import check_batch
     from ..timing import StageTimer
     from .similar import check_out
 

@@ -50,6 +50,13 @@ def check_finite(X, chunk: int = 1 << 20) -> None:
                              "does) or fix the embedding", param="X")
 
 
+def check_batch(batch) -> int:
+    """``batch`` (galaxies to show next) as a positive int; InputError otherwise."""
+    if isinstance(batch, bool) or not isinstance(batch, Integral) or batch < 1:
+        raise InputError(f"batch must be a positive whole number of galaxies to show, got {batch!r}", param="batch")
+    return int(batch)
+
+
 class GuidedSearch(BaseEstimator):
     """Learn a class of galaxies from labelled examples and rank the rest for a person to look at.
 
@@ -103,6 +110,4 @@ class GuidedSearch(BaseEstimator):
     def next_batch(self, n: int) -> np.ndarray:
         """The ``n`` unlabelled rows (fewer when fewer are left) to show next, best first: (n,) int64."""
         check_is_fitted(self, "scores_")
-        if not isinstance(n, Integral) or isinstance(n, bool) or n < 1:
-            raise InputError(f"batch must be a positive whole number, got {n!r}", param="batch")
-        return choose_batch(self.scores_, self.labels_, int(n), self.acquisition, self._X)
+        return choose_batch(self.scores_, self.labels_, check_batch(n), self.acquisition, self._X)

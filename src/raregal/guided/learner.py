@@ -101,21 +101,12 @@ class Scorer:
 
 def in_chunks(n: int, work, chunk: int) -> None:
     """Call ``work(start, stop)`` for consecutive chunks of ``range(n)``, on every usable core when there
-    are many chunks. BLAS runs on one thread inside (the products are skinny: (chunk, D) x (D, a few),
-    where BLAS's own threads only wait for each other); numpy releases the GIL, so the chunks overlap."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..workers import usable_cores
+    are several (:func:`raregal.workers.run_blocks`: BLAS on one thread, as the products are skinny,
+    (chunk, D) x (D, a few), where BLAS's own threads only wait for each other)."""
+    from ..workers import run_blocks, usable_cores
 
     starts = range(0, n, chunk)
-    with single_blas_thread():
-        if len(starts) < 4 or usable_cores() == 1:
-            for start in starts:
-                work(start, min(n, start + chunk))
-            return
-        with ThreadPoolExecutor(usable_cores()) as pool:
-            for done in pool.map(lambda start: work(start, min(n, start + chunk)), starts):
-                pass
+    run_blocks(lambda start: work(start, min(n, start + chunk)), starts, usable_cores() if len(starts) >= 4 else 1)
 
 
 def nearest_member_scores(X: np.ndarray, members: np.ndarray, chunk: int | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..catalog import ID
 from ..errors import InputError
-from .estimator import GuidedSearch
+from .estimator import GuidedSearch, check_batch
 from .labels import check_labels, labels_vector, pick_class, read_labels
 
 log = logging.getLogger("raregal")
@@ -38,13 +38,6 @@ class GuideResult:
     scores: pd.DataFrame
     estimator: GuidedSearch
     class_name: str
-
-
-def check_batch(batch) -> int:
-    """``batch`` as a positive int; InputError otherwise."""
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise InputError(f"batch must be a positive whole number of galaxies to show, got {batch!r}", param="batch")
-    return int(batch)
 
 
 def _labels(labels, source, class_name):
