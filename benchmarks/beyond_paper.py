@@ -2,7 +2,7 @@
 
     python benchmarks/beyond_paper.py [--n 20000] [--dim 128] [--repeats 5] [--similar-n 300000]
 
-1. **Stability and merge suggestions.** A seeded planted table (``raregal.datasets``) in which
+1. **Stability and merge suggestions.** A seeded planted table (``raregal.evaluation.planted``) in which
    one planted group is moved apart in two touching halves (a class that leaf clustering
    splits) is searched with ``--stability``; prints each planted group's best cluster and its
    stability, the distribution of stability over clusters made only of bulk galaxies, seconds
@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def split_table(n, dim, seed=3):
-    from raregal.datasets import make_planted
+    from raregal.evaluation.planted import make_planted
 
     frame = make_planted(n=n, dim=dim, group_fractions=(0.002, 0.004, 0.006, 0.01), seed=seed)
     X = frame.filter(like="feat_").to_numpy().copy()
@@ -48,7 +48,7 @@ def split_table(n, dim, seed=3):
 
 
 def stability_and_merges(args) -> dict:
-    from raregal.search import run_search
+    from raregal.search.pipeline import run_search
 
     frame = split_table(args.n, args.dim)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +95,7 @@ def stability_and_merges(args) -> dict:
 
 
 def similar_precision(args) -> dict:
-    from raregal.datasets import make_planted
+    from raregal.evaluation.planted import make_planted
     from raregal.similar import similar
 
     out = {}

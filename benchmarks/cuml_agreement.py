@@ -39,9 +39,9 @@ def main(argv=None) -> int:
     from sklearn.datasets import make_blobs
     from sklearn.metrics import adjusted_rand_score
 
-    from raregal.catalog import feature_matrix, read_table
-    from raregal.cluster import leaf_clusters
-    from raregal.search import RareClassSearch
+    from raregal.inputs.tables import feature_matrix, read_table
+    from raregal.search.hdbscan_leaves import leaf_clusters
+    from raregal.search.pipeline import RareClassSearch
 
     if args.reps:
         X = feature_matrix(read_table(args.reps)).astype(np.float32)

@@ -4,7 +4,7 @@ Every way is timed in the same run on the same images, **decoding and preprocess
 (JPEG decode, scale to 0..1, antialiased resize to 224 px, model forward, copy to NumPy). The
 baseline is what one writes first: a single process that decodes a batch with Pillow and
 torchvision, then runs the timm model eagerly in float32. raregal's ways go through
-:func:`raregal.embed.embed_chunk` (a DataLoader with decoding workers) and one of the runtimes of
+:func:`raregal.embedding.local.embed_chunk` (a DataLoader with decoding workers) and one of the runtimes of
 :mod:`raregal.encoder.runtime`. For each way the script reports images/s, the speed-up over
 the baseline, and the smallest per-galaxy cosine similarity to the baseline's representation.
 The baseline is run first and again last, so that a machine whose load changed shows it.
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="result JSON (default benchmarks/results/embed_throughput_<device>.json)")
     args = p.parse_args(argv)
 
-    from raregal.embed import embed_chunk
+    from raregal.embedding.local import embed_chunk
     from raregal.encoder import EncoderConfig, GalaxyEncoder
 
     cuda = args.device.startswith("cuda")

@@ -83,7 +83,7 @@ def encoder_report(cat, reps_path: Path) -> dict:
 def compare(path_a: Path, path_b: Path, n_boot: int = 2000, k: int = 10) -> dict:
     import pandas as pd
 
-    from raregal.evaluate import knn_purity
+    from raregal.evaluation.encoders import knn_purity
 
     rare = ("ring", "one_armed_spiral", "clumpy_barred_dwarf", "tidal_merger", "shells_streams", "shredded",
             "satellite_trail", "diffraction_spikes", "ghost_ring", "missing_band")

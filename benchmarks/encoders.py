@@ -5,11 +5,11 @@ training survey unless its recipe says otherwise) on a seeded synthetic *trainin
 (seed 0, never the demo's seed 1), then judged on the survey ``make demo`` searches (seed 1,
 3000 galaxies, each planted class 1 %):
 
-* per planted class, kNN@10 purity of its representation (:func:`raregal.evaluate.evaluate`),
+* per planted class, kNN@10 purity of its representation (:func:`raregal.evaluation.encoders.evaluate`),
   always next to the raw-pixel baseline (evaluate's PCA of 32 x 32 pixels);
 * the classes the demo's search recovers (``DemoConfig``: n_neighbors 30, min_samples 10,
   min_cluster_size 10, seed 1), with the paper's pre-filter and with ``--keep-artifacts``
-  (:func:`raregal.search.run_search`, ``summary['metrics']``), and per class how many of its
+  (:func:`raregal.search.pipeline.run_search`, ``summary['metrics']``), and per class how many of its
   galaxies the paper's filter keeps;
 * training seconds (wall clock, on whatever the machine was doing; see the table's note).
 
@@ -131,9 +131,9 @@ def search_both(reps: Path, out: Path) -> dict:
     """The demo's search in both filter modes; per mode the metrics and per class the kept count."""
     import pandas as pd
 
-    from raregal.config import SearchConfig
+    from raregal.search.config import SearchConfig
     from raregal.demo import DemoConfig
-    from raregal.search import run_search
+    from raregal.search.pipeline import run_search
 
     d = DemoConfig()
     res = {}
@@ -158,7 +158,7 @@ def search_both(reps: Path, out: Path) -> dict:
 
 
 def judge(name: str, model: Path, demo_catalog: Path, work: Path, train_seconds, pixels: bool) -> dict:
-    from raregal.evaluate import evaluate
+    from raregal.evaluation.encoders import evaluate
 
     out = work / name
     out.mkdir(parents=True, exist_ok=True)

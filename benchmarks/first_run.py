@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000, help="galaxies in the planted table")
     parser.add_argument("--runs", type=int, default=2, help="processes, one after another")
     args = parser.parse_args()
-    from raregal.datasets import make_planted
+    from raregal.evaluation.planted import make_planted
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

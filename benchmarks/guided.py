@@ -36,7 +36,7 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from raregal.catalog import feature_matrix, read_table  # noqa: E402
+from raregal.inputs.tables import feature_matrix, read_table  # noqa: E402
 from raregal.guided.estimator import GuidedSearch  # noqa: E402
 from raregal.guided.learner import nearest_member_scores  # noqa: E402
 

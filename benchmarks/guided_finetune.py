@@ -39,7 +39,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from raregal.catalog import feature_matrix, read_catalog, read_table  # noqa: E402
+from raregal.inputs.tables import feature_matrix, read_catalog, read_table  # noqa: E402
 from raregal.encoder.finetune import finetune  # noqa: E402
 from raregal.guided.acquisition import top_unlabelled  # noqa: E402
 from raregal.guided.estimator import GuidedSearch  # noqa: E402
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--settings", default="{}", help="JSON of finetune() settings (blocks, epochs, lr, ...)")
     ap.add_argument("--out", help="JSON to write")
     args = ap.parse_args(argv)
-    from raregal.embed import load_model
+    from raregal.embedding.local import load_model
 
     catalog = read_catalog(args.survey)
     frame = read_table(args.reps).set_index("id_str").loc[catalog["id_str"].astype(str)]

@@ -1,11 +1,11 @@
 """Seconds and recall@50 of the search's k-NN graphs: exact, NN-descent (the default) and partitioned.
 
-On seeded planted tables of 128-d rows (``raregal.datasets.make_planted``, as
+On seeded planted tables of 128-d rows (``raregal.evaluation.planted.make_planted``, as
 ``search_scaling.py``), n_neighbors=50, all threads of this machine:
 
-* ``exact``: :func:`raregal.reduce.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
+* ``exact``: :func:`raregal.search.umap.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
 * ``nndescent``: umap-learn's NN-descent as the default search runs it (thread-dependent);
-* ``partitioned``: :func:`raregal.partitioned_knn.partitioned_knn` (``layout="deterministic"``).
+* ``partitioned``: :func:`raregal.search.knn.partitioned_knn` (``layout="deterministic"``).
 
 Recall: the fraction of each row's 50 exact neighbours the graph lists, over 2,000 seeded rows
 (their exact neighbours computed directly). Results: ``benchmarks/results/knn_recall.json``.
@@ -31,19 +31,19 @@ def recall(graph: np.ndarray, truth: np.ndarray) -> float:
 
 
 def measure(n: int, probes, k: int = 50, seed: int = 0) -> list[dict]:
-    from raregal import reduce
-    from raregal.datasets import make_planted
-    from raregal.distances import metric_space
-    from raregal.partitioned_knn import partitioned_knn
+    from raregal.search import umap
+    from raregal.evaluation.planted import make_planted
+    from raregal.search.distances import metric_space
+    from raregal.search.knn import partitioned_knn
 
     X = make_planted(n=n, dim=128, seed=seed).filter(like="feat_").to_numpy(np.float32)
     P = metric_space(X, "euclidean")
     rows = np.sort(np.random.default_rng(1).choice(n, min(n, 2000), replace=False))
-    truth = reduce.exact_knn_of(P, np.einsum("ij,ij->i", P, P), rows, k)[0]
-    runs = [("nndescent", None, lambda: reduce.knn_graph(X, k, random_state=seed))]
+    truth = umap.exact_knn_of(P, np.einsum("ij,ij->i", P, P), rows, k)[0]
+    runs = [("nndescent", None, lambda: umap.knn_graph(X, k, random_state=seed))]
     runs += [("partitioned", p, lambda p=p: partitioned_knn(X, k, n_probe=p, random_state=seed)) for p in probes]
     if n <= 100_000:
-        runs.append(("exact", None, lambda: reduce.exact_knn(X, k)))
+        runs.append(("exact", None, lambda: umap.exact_knn(X, k)))
     out = []
     for name, n_probe, fn in runs:
         t0 = time.perf_counter()
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 632_000])
     parser.add_argument("--probes", type=int, nargs="+", default=[16, 32])
     args = parser.parse_args(argv)
-    from raregal.partitioned_knn import partitioned_knn
+    from raregal.search.knn import partitioned_knn
 
     partitioned_knn(np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32), 10)  # compile, uncounted
     rows = [r for n in args.sizes for r in measure(n, args.probes)]

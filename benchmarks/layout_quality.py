@@ -1,13 +1,13 @@
 """umap-learn's layout optimiser vs raregal's deterministic one (``layout="deterministic"``), same graph.
 
-On a seeded planted table (:func:`raregal.datasets.make_planted`, 128-d) the exact k-NN graph
-(:func:`raregal.reduce.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
-PCA init (:func:`raregal.layout.prepare_layout`) are built once per seed; then the 5-D layout
+On a seeded planted table (:func:`raregal.evaluation.planted.make_planted`, 128-d) the exact k-NN graph
+(:func:`raregal.search.umap.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
+PCA init (:func:`raregal.search.deterministic_umap.prepare_layout`) are built once per seed; then the 5-D layout
 is optimised twice from the same start: by ``umap.layouts.optimize_layout_euclidean`` (as
 umap-learn runs it with a seed: one thread, ``move_other=True``) and by
-:func:`raregal.layout.optimize_layout`. Each layout is scored by trustworthiness (scikit-learn,
+:func:`raregal.search.deterministic_umap.optimize_layout`. Each layout is scored by trustworthiness (scikit-learn,
 on a fixed 2,000-row sample, 15 and 50 neighbours) and by planted recovery of HDBSCAN leaf
-clusters (:func:`raregal.metrics.score_clusters`). Seconds: k-NN (exact, and NN-descent for
+clusters (:func:`raregal.evaluation.recovery.score_clusters`). Seconds: k-NN (exact, and NN-descent for
 reference) and both optimisers, in one process per thread count (NUMBA/OpenMP/BLAS threads set
 alike); the deterministic layouts of every thread count are checked to be the same bits.
 
@@ -35,7 +35,7 @@ THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "
 def _data(n: int):
     import numpy as np
 
-    from raregal.datasets import make_planted
+    from raregal.evaluation.planted import make_planted
 
     table = make_planted(n=n, dim=128, group_fractions=GROUPS, seed=0)
     return table.filter(like="feat_").to_numpy(np.float32), table["true_class"].to_numpy().astype(str)
@@ -55,8 +55,8 @@ def _umap_learn(problem, seed: int):
 def _score(X, y, emb, sample, min_samples: int) -> dict:
     from sklearn.manifold import trustworthiness
 
-    from raregal.cluster import leaf_clusters
-    from raregal.metrics import score_clusters
+    from raregal.search.hdbscan_leaves import leaf_clusters
+    from raregal.evaluation.recovery import score_clusters
 
     labels = leaf_clusters(emb, min_samples, 10).labels
     scores = score_clusters(y, labels)
@@ -71,16 +71,17 @@ def worker(n: int, seeds: list[int], min_samples: int, out: str) -> None:
     """One thread count: time the k-NN graphs and both optimisers, score every layout."""
     import numpy as np
 
-    from raregal import layout, reduce
+    from raregal.search import deterministic_umap as layout
+    from raregal.search import umap
 
     _warm()
     X, y = _data(n)
     sample = np.random.default_rng(0).choice(n, 2000, replace=False)
     t = time.perf_counter()
-    knn = reduce.exact_knn(X, 50)
+    knn = umap.exact_knn(X, 50)
     res = {"knn_exact_s": time.perf_counter() - t}
     t = time.perf_counter()
-    reduce.knn_graph(X, 50, random_state=0)  # NN-descent (n > EXACT_KNN_BELOW), for its time only
+    umap.knn_graph(X, 50, random_state=0)  # NN-descent (n > EXACT_KNN_BELOW), for its time only
     res["knn_nndescent_s"] = time.perf_counter() - t
     graph = layout.fuzzy_graph(X, knn, 50, 0)
     res["runs"] = []
@@ -104,15 +105,16 @@ def _warm() -> None:
     """Compile on a small table first (umap-learn's kernels are not cached on disk), so no timing counts it."""
     import numpy as np
 
-    from raregal import layout, reduce
+    from raregal.search import deterministic_umap as layout
+    from raregal.search import umap
 
     X, _ = _data(2000)
-    knn = reduce.exact_knn(X, 15)
+    knn = umap.exact_knn(X, 15)
     problem = layout.prepare_layout(X, layout.fuzzy_graph(X, knn, 15, 0), 5, init="pca", n_epochs=5)
     layout.optimize_layout(problem.init, problem.indptr, problem.tail, problem.epochs_per_sample, 5,
                            problem.a, problem.b, 0)
     _umap_learn(problem, 0)
-    reduce.knn_graph(np.vstack([X] * 5), 15)
+    umap.knn_graph(np.vstack([X] * 5), 15)
 
 
 def _table(results: dict) -> str:

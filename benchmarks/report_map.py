@@ -3,7 +3,7 @@
     python benchmarks/report_map.py [--n 632000] [--clusters 200] [--tree]
 
 Times, on synthetic 2-D map positions with planted small clusters:
-* the report's datashader map PNG (``raregal.report.maps.plot_map``);
+* the report's datashader map PNG (``raregal.views.report.maps.plot_map``);
 * one explorer view update: datashader raster of the view + choosing the hover markers
   (``ExplorerData.in_view``), full view and zoomed in, and a click (k-d tree) and a lasso;
 * with ``--tree``: fast_hdbscan on the points and hdbscan's condensed-tree plot of the result.
@@ -41,10 +41,10 @@ def main() -> None:
 
     import pandas as pd
 
-    from raregal.explore.data import ExplorerData
-    from raregal.report import maps
-    from raregal.report.rundir import Run
-    from raregal.runmodel import cluster_info
+    from raregal.views.explore.data import ExplorerData
+    from raregal.views.report import maps
+    from raregal.runs.with_images import Run
+    from raregal.runs.model import cluster_info
     from raregal.timing import peak_rss_mib
 
     def step(name, fn, repeat=1):
@@ -84,7 +84,7 @@ def main() -> None:
     if args.tree:
         import fast_hdbscan
 
-        from raregal.report.tree import TreePlot
+        from raregal.views.report.tree import TreePlot
 
         X = np.c_[x, y]
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Shared test fixtures.
 
 ``tiny_run_dir`` (issue 5, reports and explorer): a small but complete run directory, written by
-:func:`raregal.runmodel.write_run` like a search's, plus the representation table and PNG images
+:func:`raregal.runs.model.write_run` like a search's, plus the representation table and PNG images
 it points to, built directly from a seeded synthetic table so report/explorer tests do not depend
 on the search stage. It holds 4 clusters found by a real
 ``hdbscan.HDBSCAN(cluster_selection_method='leaf')``, one ``id_str`` with HTML in it, one corrupt
@@ -36,20 +36,20 @@ _TINY_GROUPS = [
 
 def _tiny_fractions(rng, labels):
     """Per-question vote fractions (rows sum to 1 within each question), one answer raised per group."""
-    from raregal import schema
+    from raregal.inputs import gz_trees
 
     out = {}
-    for q in schema.TREE:
+    for q in gz_trees.TREE:
         alpha = np.full(len(q.answers), 2.0)
         out.update({f"{a}_fraction": v for a, v in zip(q.answers, rng.dirichlet(alpha, size=len(labels)).T)})
     frame = pd.DataFrame(out)
     for g, (_, _, answer, _) in enumerate(_TINY_GROUPS):
-        q = next(q for q in schema.TREE if f"{answer[:-len('_fraction')]}" in q.answers)
+        q = next(q for q in gz_trees.TREE if f"{answer[:-len('_fraction')]}" in q.answers)
         rows = labels == g
         cols = [f"{a}_fraction" for a in q.answers]
         frame.loc[rows, cols] *= 0.15
         frame.loc[rows, answer] += 0.85
-    frame[schema.SMOOTH_FRACTION] = frame[schema.SMOOTH_FRACTION].clip(upper=0.45)
+    frame[gz_trees.SMOOTH_FRACTION] = frame[gz_trees.SMOOTH_FRACTION].clip(upper=0.45)
     return frame.astype(np.float32)
 
 
@@ -99,7 +99,7 @@ def _tiny_leaves(umap5):
 def tiny_run_dir(tmp_path_factory) -> Path:
     """A run directory of ~280 kept + 20 filtered galaxies in 4 leaf clusters, with images and reps."""
     from raregal.atomic import write_parquet
-    from raregal.runmodel import Run, write_run
+    from raregal.runs.model import Run, write_run
 
     rng = np.random.default_rng(5)
     root = tmp_path_factory.mktemp("tiny_run")
@@ -176,7 +176,7 @@ def tiny_run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_report(tiny_run_dir) -> Path:
     """``index.html`` of the report of :func:`tiny_run_dir` (built once per test session)."""
-    from raregal.report import build_report
+    from raregal.views.report import build_report
 
     return build_report(tiny_run_dir, progress=False)
 
@@ -220,7 +220,7 @@ def handlers_server(data):
     from tornado.netutil import bind_sockets
     from tornado.web import Application
 
-    from raregal.explore.handlers import patterns
+    from raregal.views.explore.handlers import patterns
 
     q = queue.Queue()
 

@@ -38,9 +38,9 @@ def environment() -> dict:
 
 def pinned_values() -> dict:
     """Run the search on the pinned table and return the values it wrote, rounded for JSON."""
-    from raregal.datasets import make_planted
-    from raregal.runmodel import read_run
-    from raregal.search import run_search
+    from raregal.evaluation.planted import make_planted
+    from raregal.runs.model import read_run
+    from raregal.search.pipeline import run_search
 
     frame = make_planted(n=1500, dim=16, group_fractions=(0.01, 0.02, 0.03),
                                     artifact_group_fraction=0.01, seed=11)

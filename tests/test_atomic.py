@@ -63,21 +63,21 @@ def test_a_json_value_that_cannot_be_written_leaves_the_old_file(tmp_path):
 def test_a_run_interrupted_before_its_summary_is_no_run(tmp_path, monkeypatch):
     import pandas as pd
 
-    from raregal import runmodel
+    from raregal.runs import model
 
-    run = runmodel.Run(clusters=pd.DataFrame({"id_str": ["a", "b"], "cluster": [0, -1], "probability": [1.0, 0.0],
+    run = model.Run(clusters=pd.DataFrame({"id_str": ["a", "b"], "cluster": [0, -1], "probability": [1.0, 0.0],
                                               "kept": [True, True]}))
 
     real = atomic.write_json
 
     def stop_at_summary(path, obj):
-        if str(path).endswith(runmodel.SUMMARY):
+        if str(path).endswith(model.SUMMARY):
             raise Interrupted
         return real(path, obj)
 
     monkeypatch.setattr(atomic, "write_json", stop_at_summary)  # summary.json is written last
     with pytest.raises(Interrupted):
-        runmodel.write_run(run, tmp_path / "run")
-    assert not runmodel.is_run_dir(tmp_path / "run")  # no reader takes the half-written folder for a run
+        model.write_run(run, tmp_path / "run")
+    assert not model.is_run_dir(tmp_path / "run")  # no reader takes the half-written folder for a run
     left = {p.name for p in (tmp_path / "run").iterdir()} - {".raregal.json", ".raregal.lock"}
     assert left == {"clusters.parquet", "config.toml"}  # whole files, and no temporary one

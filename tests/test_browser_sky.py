@@ -88,7 +88,7 @@ def test_cluster_table_words_are_not_cut_off(page, sky_explorer, tmp_path):  # n
 
 
 def test_galaxy_position_and_samp_buttons(page, sky_explorer, hub, tmp_path):  # noqa: F811
-    from raregal import samp
+    from raregal.views import samp
 
     url, run = sky_explorer
     _open(page, url)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.diagnostics import describe_checks
+from raregal.search.checks.per_cluster import describe_checks
 
 
 def test_describe_checks():
@@ -21,7 +21,7 @@ def test_describe_checks():
 @pytest.fixture(scope="module")
 def checked_run(tiny_run_dir, tmp_path_factory):
     """The tiny run with the checks' fields: cluster 1 unstable, cluster 2 an artifact class, one merge pair."""
-    from raregal.merge import merge_suggestions
+    from raregal.search.checks.merge import merge_suggestions
 
     root = tmp_path_factory.mktemp("checked")
     run = root / "run"
@@ -46,9 +46,9 @@ def checked_run(tiny_run_dir, tmp_path_factory):
 
 
 def test_explorer_shows_stability_and_artifact_class(checked_run):
-    from raregal.explore import panels
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore import panels
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     run, _ = checked_run
     data = ExplorerData(load_run(run), max_points=50, neighbours=False)
@@ -58,7 +58,7 @@ def test_explorer_shows_stability_and_artifact_class(checked_run):
 
 
 def test_report_shows_checks_and_merge_pairs_side_by_side(checked_run, tmp_path):
-    from raregal.report import build_report
+    from raregal.views.report import build_report
 
     run, merges = checked_run
     page = build_report(run, out=tmp_path / "report", progress=False).read_text()

@@ -2,7 +2,7 @@
 
 The server answers the Legacy Surveys' URL form. What it does is chosen by the galaxy's ``ra``
 (see :data:`CUES`): a cutout (JPEG made from the same g, r, z cube as the FITS, by
-:func:`raregal.colour.grz_to_rgb`), a 503 before succeeding, a hang longer than the client's
+:func:`raregal.images.colour.grz_to_rgb`), a 503 before succeeding, a hang longer than the client's
 timeout, an HTML error page, a 404, a blank image.
 """
 
@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from raregal.cli import main
-from raregal.colour import grz_to_rgb
-from raregal.cutouts import check_service, cutout_url, fetch_cutouts, file_loc, sky_problems
+from raregal.images.colour import grz_to_rgb
+from raregal.inputs.cutouts import check_service, cutout_url, fetch_cutouts, file_loc, sky_problems
 from raregal.errors import InputError
 
 #: ra -> what the server does for that galaxy (any other ra: a good cutout).
@@ -148,8 +148,8 @@ def sky_catalog(path, hang: bool = True):
 
 
 def test_fetch_lists_each_failure_by_id_and_writes_a_catalog_embed_reads(server, tmp_path):
-    from raregal.catalog import image_sources, read_catalog
-    from raregal.images import load_image
+    from raregal.inputs.tables import image_sources, read_catalog
+    from raregal.images.dataset import load_image
 
     cat = sky_catalog(tmp_path / "sky.csv")
     out = tmp_path / "cutouts"
@@ -199,8 +199,8 @@ def test_fits_cutouts_embed_as_the_colour_picture_of_the_jpeg(server, tmp_path):
     """A (g, r, z) FITS cutout and the JPEG cutout of the same galaxy give the model the same picture."""
     from torch.nn.functional import avg_pool2d
 
-    from raregal.images import load_image
-    from raregal.report.thumbs import load_preview
+    from raregal.images.dataset import load_image
+    from raregal.views.report.thumbs import load_preview
 
     cat = tmp_path / "sky.csv"  # RA/DEC in capitals are read as ra/dec, as everywhere in raregal
     pd.DataFrame({"id_str": ["a", "b"], "RA": [10.0, 11.0], "DEC": [0.0, 1.0]}).to_csv(cat, index=False)

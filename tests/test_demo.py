@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raregal import schema
+from raregal.inputs import gz_trees
 from raregal.encoder import load_model
 from raregal.encoder.loading import demo_model_path
 
@@ -38,7 +38,7 @@ def test_demo_encoder_ships_in_the_package():
 
 @pytest.fixture(scope="module")
 def small_survey(tmp_path_factory):
-    from raregal.catalog import read_catalog
+    from raregal.inputs.tables import read_catalog
     from raregal.synth import RARE_CLASSES, make_survey
 
     out = tmp_path_factory.mktemp("demo_survey")
@@ -47,13 +47,13 @@ def small_survey(tmp_path_factory):
 
 
 def test_demo_encoder_predicts_the_votes_of_galaxies_it_never_saw(small_survey):
-    from raregal.embed import embed_chunk
+    from raregal.embedding.local import embed_chunk
 
     table, skipped = embed_chunk(load_model("demo"), small_survey, batch_size=64)
     assert len(table) == len(small_survey) and skipped.empty
     votes = small_survey.set_index("id_str").loc[table["id_str"]]
     for answer in ("smooth-or-featured_smooth", "disk-edge-on_yes"):
-        q = schema.question(answer.rsplit("_", 1)[0])
+        q = gz_trees.question(answer.rsplit("_", 1)[0])
         asked = votes[list(q.answers)].sum(axis=1).to_numpy()
         observed = votes[answer].to_numpy() / np.maximum(asked, 1)
         keep = asked >= 5
@@ -75,7 +75,7 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
     assert set(on_disk["metrics"]["classes"]) == set(RARE_CLASSES) and len(RARE_CLASSES) == 10
     import pandas as pd
 
-    from raregal.metrics import score_clusters
+    from raregal.evaluation.recovery import score_clusters
 
     for mode, entry in on_disk["modes"].items():  # the demo's scores are those of its run directory
         rows = pd.read_parquet(Path(entry["run_dir"]) / "clusters.parquet")
@@ -113,13 +113,13 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
     assert len(nxt) == guided["batch"] and not set(nxt["id_str"]) & set(labels["id_str"])
     assert paper["report"] is None and art["report"] is None  # search_extra report=False: none built
     # a rerun re-uses the survey and the embedding (the encoder is not even loaded), and builds the reports
-    import raregal.embed
-    import raregal.report
+    import raregal.embedding.local
+    import raregal.views.report
 
     images = sorted((tmp_path / "demo" / "survey").rglob("*.png"))
     assert len(images) >= 200
     stamps = {p: p.stat().st_mtime_ns for p in (*images[::20], tmp_path / "demo" / "reps.parquet")}
-    monkeypatch.setattr(raregal.embed, "load_model", lambda *a, **k: pytest.fail("embedded again"))
+    monkeypatch.setattr(raregal.embedding.local, "load_model", lambda *a, **k: pytest.fail("embedded again"))
     reported = []
 
     def fake_report(run_dir, progress=True):  # the report's own tests build real ones
@@ -127,7 +127,7 @@ def test_run_demo_end_to_end_on_a_small_survey(tmp_path, monkeypatch):
         (Path(run_dir) / "report").mkdir(exist_ok=True)
         (Path(run_dir) / "report" / "index.html").write_text("<html></html>")
 
-    monkeypatch.setattr(raregal.report, "report_after_search", fake_report)
+    monkeypatch.setattr(raregal.views.report, "report_after_search", fake_report)
     again = run_demo(tmp_path / "demo", DemoConfig(**{**config.__dict__, "search_extra": {}}), progress=False)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert reported == ["search", "search_artifacts"]

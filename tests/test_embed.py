@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal import schema
-from raregal.catalog import feature_matrix, read_catalog, read_table
-from raregal.embed import embed_catalog, embed_chunk, parts_dir, skipped_path
+from raregal.inputs import gz_trees
+from raregal.inputs.tables import feature_matrix, read_catalog, read_table
+from raregal.embedding.local import embed_catalog, embed_chunk, parts_dir, skipped_path
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
 from raregal.errors import InputError
-from raregal.images import load_image, resize
+from raregal.images.dataset import load_image, resize
 
 ARCH = "test_efficientnet"
 N_GOOD = 34
@@ -58,7 +58,7 @@ def test_embed_writes_the_representation_table_search_reads(survey, tmp_path):
     out = tmp_path / "reps.parquet"
     summary = run(survey, out)
     table = read_table(out)
-    expected_cols = (["id_str", "file_loc"] + [f"feat_{j}" for j in range(8)] + schema.FRACTIONS + ["true_class"])
+    expected_cols = (["id_str", "file_loc"] + [f"feat_{j}" for j in range(8)] + gz_trees.FRACTIONS + ["true_class"])
     assert list(table.columns) == expected_cols + ["ra"]  # the sky position is carried whenever the catalog has it
     assert summary["n_input"] == N_GOOD + 2 and summary["n_embedded"] == N_GOOD and summary["n_skipped"] == 2
     assert table["id_str"].tolist() == [f"g{i:02d}" for i in range(N_GOOD)]  # catalog order, bad rows dropped
@@ -67,7 +67,7 @@ def test_embed_writes_the_representation_table_search_reads(survey, tmp_path):
     assert all(table[c].dtype == np.float32 for c in expected_cols[2:-1])
     X = feature_matrix(table)
     assert X.shape == (N_GOOD, 8) and np.isfinite(X).all()
-    for q in schema.TREE:
+    for q in gz_trees.TREE:
         np.testing.assert_allclose(table[[f"{a}_fraction" for a in q.answers]].sum(axis=1), 1.0, rtol=1e-5)
     # the numbers are the model's: recompute three rows directly
     model = load_model(survey / "model")
@@ -75,7 +75,7 @@ def test_embed_writes_the_representation_table_search_reads(survey, tmp_path):
     with torch.no_grad():
         z, frac = model.embed_and_predict(x)
     np.testing.assert_allclose(X[:3], z.numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(table[schema.FRACTIONS].to_numpy()[:3], frac.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table[gz_trees.FRACTIONS].to_numpy()[:3], frac.numpy(), rtol=1e-4, atol=1e-6)
     # the skipped report names the bad ids and why
     skipped = pd.read_csv(skipped_path(out))
     assert skipped["id_str"].tolist() == ["corrupt", "missing"]
@@ -86,7 +86,7 @@ def test_embed_writes_the_representation_table_search_reads(survey, tmp_path):
 
 
 def test_resume_after_a_killed_run_gives_the_same_table(survey, tmp_path, monkeypatch):
-    import raregal.embed as embed_mod
+    import raregal.embedding.local as embed_mod
 
     reference = read_table(run(survey, tmp_path / "ref.parquet")["output"])
     out = tmp_path / "reps.parquet"
@@ -113,7 +113,7 @@ def test_resume_after_a_killed_run_gives_the_same_table(survey, tmp_path, monkey
 
 
 def test_parts_of_another_run_are_not_mixed_in(survey, tmp_path, monkeypatch):
-    import raregal.embed as embed_mod
+    import raregal.embedding.local as embed_mod
 
     out = tmp_path / "reps.parquet"
 
@@ -144,7 +144,7 @@ def test_encoder_without_head_gives_nan_fractions(survey, tmp_path):
     headless = GalaxyEncoder(EncoderConfig(arch=ARCH, bottleneck=None, input_size=32, head=False)).eval()
     table, _ = embed_chunk(headless, read_catalog(survey / "catalog.csv").head(4))
     assert feature_matrix(table).shape == (4, headless.encoder.num_features)
-    assert table[schema.FRACTIONS].isna().all().all()
+    assert table[gz_trees.FRACTIONS].isna().all().all()
 
 
 def test_embed_cli_resolves_relative_paths_and_checks_carry(survey, tmp_path, capsys):
@@ -183,7 +183,7 @@ def test_a_users_parts_folder_is_never_adopted_or_deleted(survey, tmp_path, caps
 
 
 def test_a_damaged_part_is_embedded_again_and_named(survey, tmp_path, monkeypatch, caplog):
-    import raregal.embed as embed_mod
+    import raregal.embedding.local as embed_mod
 
     reference = read_table(run(survey, tmp_path / "ref.parquet")["output"])
     out = tmp_path / "reps.parquet"

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal.catalog import feature_matrix, read_catalog, read_table
-from raregal.embed import embed_chunk
-from raregal.embed_dask import ModelSpec, embed_catalog_dask, make_client, part_path
+from raregal.inputs.tables import feature_matrix, read_catalog, read_table
+from raregal.embedding.local import embed_chunk
+from raregal.embedding.on_dask import ModelSpec, embed_catalog_dask, make_client, part_path
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
 from raregal.encoder.runtime import make_runner
 from raregal.errors import InputError
@@ -52,14 +52,14 @@ def client():
 
 def _slow_partition(*args, **kwargs):
     """The real task, slowed so that a worker can be killed while others are still queued."""
-    from raregal.embed_dask import embed_partition
+    from raregal.embedding.on_dask import embed_partition
 
     time.sleep(0.3)
     return embed_partition(*args, **kwargs)
 
 
 def test_a_killed_worker_does_not_lose_or_duplicate_galaxies(survey, client, tmp_path, monkeypatch):
-    import raregal.embed_dask as mod
+    import raregal.embedding.on_dask as mod
 
     catalog = read_catalog(survey / "catalog.csv")
     out = tmp_path / "reps"

@@ -22,12 +22,12 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal import schema
-from raregal.catalog import image_sources, read_catalog
-from raregal.embedded import ROW, SHARD, EmbeddedImages
+from raregal.inputs import gz_trees as schema
+from raregal.inputs.tables import image_sources, read_catalog
+from raregal.inputs.shards import ROW, SHARD, EmbeddedImages
 from raregal.errors import InputError
-from raregal.images import ImageDataset, eval_transform, load_image
-from raregal.pixels import EncodedImage
+from raregal.images.dataset import ImageDataset, eval_transform, load_image
+from raregal.images.decode import EncodedImage
 
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 ARCH = "test_efficientnet"
@@ -166,7 +166,7 @@ def test_bytes_are_told_by_their_first_bytes_not_by_a_name():
 
     from astropy.io import fits
 
-    from raregal.report.thumbs import load_preview
+    from raregal.views.report.thumbs import load_preview
 
     buf = io.BytesIO()
     fits.PrimaryHDU(np.arange(64.0).reshape(8, 8)).writeto(buf)
@@ -195,8 +195,8 @@ def test_catalogs_that_cannot_say_which_picture_is_which_are_refused(survey, tmp
 
 
 def test_embed_reads_the_shards_like_the_files_and_lists_bad_rows_by_id(survey, tmp_path):
-    from raregal.catalog import read_table
-    from raregal.embed import embed_catalog, skipped_path
+    from raregal.inputs.tables import read_table
+    from raregal.embedding.local import embed_catalog, skipped_path
     from raregal.encoder import load_model
 
     model = load_model(survey / "model")
@@ -219,7 +219,7 @@ def test_embed_reads_the_shards_like_the_files_and_lists_bad_rows_by_id(survey, 
 
 
 def test_train_reads_the_shards_like_the_files(survey, tmp_path):
-    from raregal.train import TrainConfig, train
+    from raregal.encoder.train import TrainConfig, train
 
     cfg = dict(arch=ARCH, bottleneck=8, input_size=32, epochs=1, batch_size=6, lr=3e-3, val_fraction=0.25,
                patience=3, seed=0, workers=0)
@@ -275,8 +275,8 @@ def shard_run(tiny_run_dir, tmp_path_factory):
 
 
 def test_report_shows_the_images_inside_the_shards(tiny_run_dir, shard_run, tmp_path):
-    from raregal.report import build_report
-    from raregal.report.rundir import load_run
+    from raregal.views.report import build_report
+    from raregal.runs.with_images import load_run
 
     fixture = json.loads((tiny_run_dir / "tiny_fixture.json").read_text())
     ids = pd.read_parquet(tiny_run_dir / "clusters.parquet")["id_str"]
@@ -300,11 +300,11 @@ def run_file(run_dir: Path, gid: str) -> str:
 
 
 def test_explorer_and_similar_show_the_images_inside_the_shards(shard_run, tmp_path):
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
-    from raregal.report.thumbs import encode, placeholder
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
+    from raregal.views.report.thumbs import encode, placeholder
     from raregal.similar import similar
-    from raregal.report.similar_gallery import write_similar_gallery
+    from raregal.views.report.similar_gallery import write_similar_gallery
 
     data = ExplorerData(load_run(shard_run), neighbours=False)
     row = int(data.members(1, 1)[0])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from raregal import schema
+from raregal.inputs import gz_trees as schema
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
 from raregal.encoder.dirichlet import (dirichlet_loss, dirichlet_multinomial_nll, fractions_from_concentrations,
                                        question_matrix)

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.catalog import read_table
+from raregal.inputs.tables import read_table
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.evaluate import evaluate, held_back_recall, knn_purity, split_queries
-from raregal.metrics import score_clusters
+from raregal.evaluation.encoders import evaluate, held_back_recall, knn_purity, split_queries
+from raregal.evaluation.recovery import score_clusters
 
 # Three tight groups A, B (3 galaxies) and C (2), and a scattered "bulk" class of 4: two galaxies
 # beside A and B, and a pair between the groups. Nearest distances (worked out by hand):
@@ -144,7 +144,7 @@ def test_pixel_baseline_beside_encoder_with_catalog(tmp_path):
     assert {c: e["purity"] for c, e in pix["classes"].items()} == {"blue": 1.0, "red": 1.0}
     assert pix["classes"]["blue"]["recall"] == 1.0  # red (6) is the background
     assert out["encoder"]["classes"]["red"]["n"] == 6 and pix["classes"]["red"]["n"] == 5
-    from raregal.evaluate import format_evaluation
+    from raregal.evaluation.encoders import format_evaluation
 
     text = format_evaluation(out)
     assert "purity_pixels" in text and "recall_pixels" in text and "1 unreadable image(s) skipped: broken" in text

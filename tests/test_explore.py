@@ -16,8 +16,8 @@ from conftest import TINY_EVIL_ID
 
 @pytest.fixture(scope="module")
 def tiny_explorer(tiny_run_dir):
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     return ExplorerData(load_run(tiny_run_dir), max_points=50)
 
@@ -61,7 +61,7 @@ def test_more_like_this_finds_the_same_kind(tiny_explorer):
 
 
 def test_panels_escape_catalog_strings(tiny_explorer):
-    from raregal.explore import panels
+    from raregal.views.explore import panels
 
     d = tiny_explorer
     evil = int(np.flatnonzero(d.ids == TINY_EVIL_ID)[0])
@@ -77,7 +77,7 @@ def test_panels_escape_catalog_strings(tiny_explorer):
 @pytest.fixture(scope="module")
 def tiny_server(tiny_run_dir):
     """The explorer served on 127.0.0.1 (free port) in a thread with its own event loop."""
-    from raregal.explore import make_server
+    from raregal.views.explore import make_server
 
     q = queue.Queue()
 

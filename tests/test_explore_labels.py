@@ -31,8 +31,8 @@ def label_run(tiny_run_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def label_data(label_run):
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     return ExplorerData(load_run(label_run), max_points=50)
 
@@ -48,7 +48,7 @@ def data(label_data, label_run):
 def _session(data):
     from bokeh.document import Document
 
-    from raregal.explore.app import make_document
+    from raregal.views.explore.app import make_document
 
     return make_document(Document(), data)
 
@@ -183,7 +183,7 @@ def test_unreadable_labels_file_is_said_and_left_alone(data, label_run):
 
 
 def test_strip_tile_and_header_escape_catalog_and_class_strings(data):
-    from raregal.explore import panels
+    from raregal.views.explore import panels
 
     evil = int(np.flatnonzero(data.all_ids == TINY_EVIL_ID)[0])
     text = panels.strip_tile(data, evil, 0.5, 1) + panels.galaxy_label(TINY_EVIL_ID, "<i>c</i>", 1)
@@ -211,7 +211,7 @@ ODD = "odd/class ü & <x>.csv"
 def test_exports_rank_members_and_candidates_with_sky_positions(endpoints, data, label_run, tmp_path):
     from astropy.table import Table
 
-    from raregal.explore.labelling import write_candidates
+    from raregal.views.explore.labelling import write_candidates
 
     _, url = endpoints
     members = data.members(1)[:4]
@@ -262,8 +262,8 @@ def test_bad_class_names_and_parameters_get_4xx(endpoints, data, caplog):
 def test_candidates_go_over_samp_with_scores_and_positions(endpoints, data, tmp_path):
     from astropy.table import Table
 
-    from raregal import samp
-    from raregal.explore.sampbar import send_rows
+    from raregal.views import samp
+    from raregal.views.explore.sampbar import send_rows
 
     _, url = endpoints
     s = _session(data)

@@ -22,7 +22,7 @@ TUNNEL = "tunnel.example.org:8443"
 
 def _start(run_dir, **kwargs):
     """An explorer (make_server(run_dir, port=0, **kwargs)) running in a thread with its own event loop."""
-    from raregal.explore import make_server
+    from raregal.views.explore import make_server
 
     q = queue.Queue()
 
@@ -72,7 +72,7 @@ def _get(port, path, host=None, address="127.0.0.1"):
 @pytest.fixture
 def no_load(monkeypatch):
     """Make loading a run fail the test: the checks under test must come before it."""
-    import raregal.report.rundir as rundir
+    import raregal.runs.with_images as rundir
 
     def load_run(*args, **kwargs):
         raise AssertionError("the run was loaded before the options were checked")
@@ -148,7 +148,7 @@ def test_good_thumbnail_sizes_still_served(served):
     ({"host": "", "port": 0}, "host ''"),
 ])
 def test_options_are_checked_before_the_run_is_loaded(tiny_run_dir, no_load, kwargs, named):
-    from raregal.explore import make_server
+    from raregal.views.explore import make_server
 
     with pytest.raises(InputError) as err:
         make_server(tiny_run_dir, **kwargs)
@@ -156,7 +156,7 @@ def test_options_are_checked_before_the_run_is_loaded(tiny_run_dir, no_load, kwa
 
 
 def test_port_in_use_is_named_before_the_run_is_loaded(tiny_run_dir, tmp_path, no_load):
-    from raregal.explore import make_server
+    from raregal.views.explore import make_server
 
     with socket.socket() as other:  # another program on the port
         other.bind(("127.0.0.1", 0))

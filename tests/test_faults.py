@@ -160,10 +160,10 @@ def test_training_with_no_readable_image_says_so_not_batch_size(tmp_path, capsys
 def test_vote_counts_that_are_not_whole_numbers_are_named(caplog):
     import pandas as pd
 
-    from raregal import schema
-    from raregal.train import vote_counts
+    from raregal.inputs import gz_trees
+    from raregal.encoder.train import vote_counts
 
-    tree = schema.get("gz-desi")
+    tree = gz_trees.get("gz-desi")
     frame = pd.DataFrame({a: [3.0, 1.0] for a in tree.answers})
     frame[tree.answers[0]] = [0.25, 2.0]
     with caplog.at_level("WARNING", logger="raregal"):
@@ -202,7 +202,7 @@ def test_embed_on_a_full_disk_is_one_line_and_resumes_when_there_is_room(full_di
 def test_an_infinite_position_is_called_infinite_not_missing():
     import numpy as np
 
-    from raregal.cutouts import sky_problems
+    from raregal.inputs.cutouts import sky_problems
 
     why = sky_problems(np.array([np.inf, np.nan, 10.0, 400.0]), np.array([0.0, 0.0, -np.inf, 0.0]))
     assert why.tolist() == ["ra is infinite", "ra is missing", "dec is infinite", "ra 400 is outside [0, 360) degrees"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal.catalog import read_catalog
+from raregal.inputs.tables import read_catalog
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
 from raregal.encoder import finetune as ft
 from raregal.errors import InputError
@@ -144,7 +144,7 @@ def test_bad_settings_are_input_errors_naming_the_parameter(survey):
 
 
 def test_the_cli_writes_its_folder_continues_with_guide_and_refuses_a_users_folder(survey, tmp_path, capsys):
-    from raregal import runfolder
+    from raregal.runs import folder as runfolder
     from raregal.cli import main
 
     model_dir = save_model(tiny_model(), tmp_path / "tiny_model")
@@ -183,10 +183,10 @@ def test_the_cli_writes_its_folder_continues_with_guide_and_refuses_a_users_fold
 
 
 def test_the_cli_names_bad_labels_before_loading_a_model(survey, tmp_path, capsys, monkeypatch):
-    from raregal import embed
+    from raregal.embedding import local
     from raregal.cli import main
 
-    monkeypatch.setattr(embed, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(local, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     pd.DataFrame({"id_str": ["g00", "zzz"], "label": [1, 0]}).to_csv(tmp_path / "labels.csv", index=False)
     rc = main(["finetune", str(survey / "catalog.parquet"), "--labels", str(tmp_path / "labels.csv"),
                "--out", str(tmp_path / "ft")])

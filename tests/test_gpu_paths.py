@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raregal.config import SearchConfig
+from raregal.search.config import SearchConfig
 from raregal.errors import InputError
 
 
 def test_device_cuda_routes_umap_and_hdbscan_to_cuml(monkeypatch):
-    import raregal.cluster as cluster
-    import raregal.reduce as reduce
-    from raregal.search import RareClassSearch
+    import raregal.search.hdbscan_leaves as cluster
+    import raregal.search.umap as reduce
+    from raregal.search.pipeline import RareClassSearch
 
     calls = []
 
@@ -46,7 +46,7 @@ def test_uint8_resize_matches_the_float_path_within_a_grey_level(tmp_path):
     from astropy.io import fits
     from PIL import Image
 
-    from raregal.images import ImageDataset, eval_transform
+    from raregal.images.dataset import ImageDataset, eval_transform
 
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")

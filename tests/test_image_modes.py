@@ -1,7 +1,7 @@
 """Every image mode Pillow can open, and FITS of every BITPIX, reads as its 8-bit RGB picture.
 
 Each test draws one 32x32 test card as 8-bit RGB (the reference), writes it in another mode or
-format in ``tmp_path``, reads it back with :func:`raregal.images.load_image` and compares it with
+format in ``tmp_path``, reads it back with :func:`raregal.images.dataset.load_image` and compares it with
 the reference. Transparent pixels are expected composited on black (empty sky). Pillow opens a file
 by its content, not its name, so a TIFF named ``.png`` is how modes PNG cannot hold (``F``, ``I``,
 ``LAB``...) reach ``load_image`` here, as a misnamed file would in a user's catalog.
@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal import pixels
+from raregal.images import decode as pixels
 from raregal.errors import InputError
-from raregal.images import ImageDataset, collate_images, eval_transform, load_image, scale_fits
-from raregal.pixels import pil_pixels
+from raregal.images.dataset import ImageDataset, collate_images, eval_transform, load_image, scale_fits
+from raregal.images.decode import pil_pixels
 
 STEP = 1 / 255 + 1e-6  # one grey level: what 16 -> 8 bits may differ by
 
@@ -342,7 +342,7 @@ def test_luminance_of_a_transparent_colour_image_is_of_its_picture(tmp_path):
 
 
 def test_thumbnails_show_the_same_picture(tmp_path):
-    from raregal.report.thumbs import load_preview
+    from raregal.views.report.thumbs import load_preview
 
     Image.fromarray(grey_card().astype(np.uint16) * 257).save(tmp_path / "w.png")
     Image.fromarray(np.dstack([card(), alpha_card()]), "RGBA").save(tmp_path / "a.png")
@@ -356,7 +356,7 @@ def test_thumbnails_show_the_same_picture(tmp_path):
 def test_fits_thumbnails_keep_the_contrast_of_wide_types(tmp_path):
     from astropy.io import fits
 
-    from raregal.report.thumbs import load_preview
+    from raregal.views.report.thumbs import load_preview
 
     fits.PrimaryHDU((grey_card().astype(np.int64) * 1_000_000 + 10**15)).writeto(tmp_path / "i64.fits")
     preview, why = load_preview(tmp_path / "i64.fits", size=32)

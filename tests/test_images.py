@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal.catalog import read_catalog
+from raregal.inputs.tables import read_catalog
 from raregal.errors import InputError
-from raregal.images import (ImageDataset, collate_images, eval_transform, load_image, resize, scale_fits,
+from raregal.images.dataset import (ImageDataset, collate_images, eval_transform, load_image, resize, scale_fits,
                             train_transform)
 
 DECALS = Path(__file__).parent / "data" / "decals" / "catalog.csv"

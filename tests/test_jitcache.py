@@ -18,7 +18,7 @@ class Rec(event.Listener):
         compiled.append(f"{f.__module__}.{f.__qualname__}")
 event.register("numba:compile", Rec())
 import umap.umap_ as uu
-from raregal.jitcache import cache_kernels
+from raregal.numba_cache import cache_kernels
 switched = cache_kernels("umap")
 at_import = compiled[:]  # kernels with explicit signatures compile when imported (umap.utils.tau_rand*)
 compiled.clear()

@@ -1,4 +1,4 @@
-"""layout="deterministic": thread-independent k-NN graphs, raregal.layout's parallel optimiser, bit-identical at any thread count."""
+"""layout="deterministic": thread-independent k-NN graphs, raregal.search.deterministic_umap's parallel optimiser, bit-identical at any thread count."""
 
 import json
 import os
@@ -9,19 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raregal import layout, reduce
+from raregal.search import deterministic_umap as layout
+from raregal.search import umap
 from raregal.errors import InputError
-from raregal.search import RareClassSearch
+from raregal.search.pipeline import RareClassSearch
 
-# above reduce.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
-# deterministic one to raregal.partitioned_knn
+# above umap.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
+# deterministic one to raregal.search.knn
 N_ROWS = 9000
 
 _FIT = """
 import json, sys
 import numpy as np
-from raregal.datasets import make_planted
-from raregal.search import RareClassSearch
+from raregal.evaluation.planted import make_planted
+from raregal.search.pipeline import RareClassSearch
 n, out, seeds, layout = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 X = make_planted(n=n, dim=16, seed=3).filter(like="feat_").to_numpy(np.float32)
 arrays = {}
@@ -47,7 +48,7 @@ def _fit_in_subprocess(tmp_path: Path, threads: int, seeds, n=N_ROWS, layout="de
 
 @pytest.mark.timeout(600)
 def test_one_and_two_threads_give_the_same_bits(tmp_path):
-    assert N_ROWS > reduce.EXACT_KNN_BELOW
+    assert N_ROWS > umap.EXACT_KNN_BELOW
     one = _fit_in_subprocess(tmp_path, 1, [0, 1])
     two = _fit_in_subprocess(tmp_path, 2, [0])
     for key in ("knn_i_0", "knn_d_0", "emb_0", "emb2_0", "labels_0"):
@@ -78,24 +79,24 @@ def test_exact_knn_matches_brute_force_and_lists_self_first():
 
     X = _blobs()
     X[5] = X[4]  # a duplicate: each copy still lists itself first
-    idx, dist = reduce.exact_knn(X, 10, block=128, tile=200)
+    idx, dist = umap.exact_knn(X, 10, block=128, tile=200)
     assert idx.dtype == np.int32 and dist.dtype == np.float32
     np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
     ref_d, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
     np.testing.assert_allclose(dist, ref_d, atol=1e-5)
-    cos_i, cos_d = reduce.exact_knn(X, 10, metric="cosine")
+    cos_i, cos_d = umap.exact_knn(X, 10, metric="cosine")
     ref_cd, _ = NearestNeighbors(n_neighbors=10, metric="cosine").fit(X).kneighbors(X)
     np.testing.assert_allclose(cos_d, ref_cd, atol=1e-5)
     with pytest.raises(ValueError, match="exact k-NN supports"):
-        reduce.exact_knn(X, 10, metric="manhattan")
+        umap.exact_knn(X, 10, metric="manhattan")
 
 
 def test_deterministic_layout_repeats_and_separates_blobs():
     X = _blobs()
-    knn = reduce.exact_knn(X, 10)
-    a = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
-    b = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
-    c = reduce.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=2, backend="deterministic")
+    knn = umap.exact_knn(X, 10)
+    a = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
+    b = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
+    c = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=2, backend="deterministic")
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     y = np.repeat([0, 1], 300)
@@ -115,9 +116,9 @@ def test_layout_choice_is_validated():
 
 def test_config_and_cli_carry_the_layout():
     from raregal.cli.search import _FLAGS
-    from raregal.config import SearchConfig, config_from_dict
+    from raregal.search.config import SearchConfig, config_from_dict
 
-    from raregal.search import _config
+    from raregal.search.pipeline import _config
 
     assert SearchConfig().layout == "auto" and _config(None, {}).to_dict()["layout"] == "auto"
     assert _config(None, {"layout": "umap-learn"}).layout == "umap-learn"
@@ -132,7 +133,7 @@ def test_config_and_cli_carry_the_layout():
 
 def test_a_run_folder_config_from_before_auto_repeats_umap_learn(tmp_path):
     from raregal.atomic import write_toml
-    from raregal.config import SearchConfig, load_config
+    from raregal.search.config import SearchConfig, load_config
 
     old = SearchConfig().to_dict()
     del old["layout"]  # what raregal wrote before layout="auto": every key but the default layout

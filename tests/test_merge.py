@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
-from raregal.datasets import make_planted
-from raregal.search import RareClassSearch
+from raregal.search.checks.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
+from raregal.evaluation.planted import make_planted
+from raregal.search.pipeline import RareClassSearch
 
 
 def _tree(rows):

@@ -1,4 +1,4 @@
-"""raregal.metrics on hand-made label sets whose answers are known."""
+"""raregal.evaluation.recovery on hand-made label sets whose answers are known."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from raregal.errors import InputError
-from raregal.metrics import format_scores, score_clusters
+from raregal.evaluation.recovery import format_scores, score_clusters
 
 
 def _labels():

@@ -15,16 +15,16 @@ def test_every_command_is_built_in():
 
 
 def test_embed_evaluate_and_train_share_the_workers_module():
-    import raregal.embed
-    import raregal.train
+    import raregal.embedding.local
+    import raregal.encoder.train
 
-    assert raregal.embed.default_workers is raregal.train.default_workers is workers.default_workers
+    assert raregal.embedding.local.default_workers is raregal.encoder.train.default_workers is workers.default_workers
     assert 0 <= workers.default_workers() <= min(4, workers.usable_cores())
     assert 1 <= workers.default_threads(workers.default_workers()) <= workers.usable_cores()
 
 
 def test_workers_imports_nothing_heavy():
-    code = ("import sys, raregal.workers; heavy = sorted(m for m in ('torch', 'numba', 'raregal.train') "
+    code = ("import sys, raregal.workers; heavy = sorted(m for m in ('torch', 'numba', 'raregal.encoder.train') "
             "if m in sys.modules); print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from raregal.errors import InputError
-from raregal.pca import explained_variance, pca_report
+from raregal.embedding.pca import explained_variance, pca_report
 
 
 def low_rank(n=400, dim=40, seed=0):

@@ -138,7 +138,7 @@ def test_downloads_per_cluster_csv_and_fits(tiny_run_dir, tiny_report):
 
 def test_catalog_option_and_rebuild(tiny_run_dir, tmp_path):
     from raregal.errors import InputError
-    from raregal.report import build_report
+    from raregal.views.report import build_report
 
     clusters = pd.read_parquet(tiny_run_dir / "clusters.parquet")
     cat = clusters[["id_str", "file_loc"]].copy()
@@ -163,7 +163,7 @@ def test_catalog_option_and_rebuild(tiny_run_dir, tmp_path):
 def test_cli_report(tiny_run_dir, tmp_path, capsys):
     from raregal.cli import main
 
-    from raregal.runmodel import read_run
+    from raregal.runs.model import read_run
 
     assert main(["report", str(tiny_run_dir), "--out", str(tmp_path / "r")]) == 0
     index = tmp_path / "r" / "index.html"
@@ -181,7 +181,7 @@ def test_previews_of_fits_and_jpeg(tmp_path):
     from astropy.io import fits
     from PIL import Image
 
-    from raregal.report.thumbs import load_preview
+    from raregal.views.report.thumbs import load_preview
 
     yy, xx = np.mgrid[:40, :60]
     blob = np.exp(-((xx - 40) ** 2 + (yy - 12) ** 2) / 20.0).astype(np.float32)
@@ -208,20 +208,20 @@ def test_morphology_words_of_a_dr8_table_come_from_its_schema(tiny_run_dir, tmp_
     # the same run with its input's fractions named as GZ DECaLS DR8's: the words name dr8 answers
     import shutil
 
-    from raregal import schema
-    from raregal.report import build_report
-    from raregal.report.morphology import run_fractions
-    from raregal.report.rundir import load_run
+    from raregal.inputs import gz_trees
+    from raregal.views.report import build_report
+    from raregal.views.report.morphology import run_fractions
+    from raregal.runs.with_images import load_run
 
     root = tmp_path / "dr8"
     shutil.copytree(tiny_run_dir.parent, root)
     reps = pd.read_parquet(root / "reps.parquet")
-    reps.rename(columns=dict(zip(schema.DESI.fractions, schema.DECALS_DR8.fractions))).to_parquet(root / "reps.parquet")
+    reps.rename(columns=dict(zip(gz_trees.DESI.fractions, gz_trees.DECALS_DR8.fractions))).to_parquet(root / "reps.parquet")
     summary = json.loads((root / "run" / "summary.json").read_text())
     summary["input"] = str(root / "reps.parquet")
     (root / "run" / "summary.json").write_text(json.dumps(summary))
     frac = run_fractions(load_run(root / "run"))
-    assert list(frac.columns[1:]) == schema.DECALS_DR8.fractions
+    assert list(frac.columns[1:]) == gz_trees.DECALS_DR8.fractions
     html = build_report(root / "run", progress=False).read_text()
     words = re.findall(r"<b>([\w-]+)</b> \d\.\d\d vs \d\.\d\d", html)
     assert words and all("-dr8_" in w for w in words) and "bar-dr8_strong" in words

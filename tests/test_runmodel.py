@@ -1,4 +1,4 @@
-"""The run model (raregal.runmodel): one typed Run, written and read by one module."""
+"""The run model (raregal.runs.model): one typed Run, written and read by one module."""
 
 import json
 import shutil
@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal import runfolder
-from raregal.diagnostics import ClusterChecks
+from raregal.runs import folder
+from raregal.search.checks.per_cluster import ClusterChecks
 from raregal.errors import InputError
-from raregal.merge import COLUMNS
-from raregal.runmodel import INFO_DTYPES, Run, is_run_dir, read_run, write_run
-from raregal.stability import Stability
+from raregal.search.checks.merge import COLUMNS
+from raregal.runs.model import INFO_DTYPES, Run, is_run_dir, read_run, write_run
+from raregal.search.checks.stability import Stability
 
 
 def assert_runs_equal(a: Run, b: Run) -> None:
@@ -60,7 +60,7 @@ def test_every_table_and_dict_round_trips(tmp_path):
     assert on_disk["merge_suggestions"][0]["join_lambda"] is None  # NaN is JSON null, read back as NaN
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         ".raregal.json", "clusters.parquet", "condensed_tree.parquet", "config.toml", "summary.json"]
-    assert runfolder.folder_kind(tmp_path / "run") == "run" and is_run_dir(tmp_path / "run")
+    assert folder.folder_kind(tmp_path / "run") == "run" and is_run_dir(tmp_path / "run")
 
 
 def test_the_tiny_run_round_trips(tiny_run_dir, tmp_path):

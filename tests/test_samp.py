@@ -18,7 +18,7 @@ import pytest
 
 from conftest import handlers_server
 
-from raregal import samp
+from raregal.views import samp
 from raregal.cli import main
 from samphub import hub_env, running_hub
 from skyrun import make_sky_run
@@ -93,8 +93,8 @@ def test_similar_samp_without_hub_warns_and_keeps_the_table(sky_run, tmp_path, n
 @pytest.fixture(scope="module")
 def endpoints(sky_run):
     """The explorer's data and its HTTP endpoints (no Bokeh page) on 127.0.0.1, in a thread."""
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     data = ExplorerData(load_run(sky_run), neighbours=False)
     with handlers_server(data) as url:
@@ -102,7 +102,7 @@ def endpoints(sky_run):
 
 
 def test_explorer_sends_a_cluster_and_points_viewers(endpoints, tmp_path, no_hub):
-    from raregal.explore.sampbar import point_at_row, send_rows
+    from raregal.views.explore.sampbar import point_at_row, send_rows
 
     data, url = endpoints
     members = data.members(2)

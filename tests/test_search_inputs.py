@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from raregal.catalog import feature_matrix, read_table
+from raregal.inputs.tables import feature_matrix, read_table
 from raregal.cli import main
-from raregal.config import load_config
+from raregal.search.config import load_config
 from raregal.errors import InputError
-from raregal.datasets import make_planted
-from raregal.search import run_search
+from raregal.evaluation.planted import make_planted
+from raregal.search.pipeline import run_search
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
 

@@ -6,8 +6,8 @@ import pytest
 
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.datasets import make_planted
-from raregal.search import run_search
+from raregal.evaluation.planted import make_planted
+from raregal.search.pipeline import run_search
 from raregal.similar import NeighbourSearch, rank_neighbours, similar
 
 
@@ -92,7 +92,7 @@ def test_cli_cluster_query_writes_table_and_gallery(run_dir, capsys):
     assert printed.split("\n")[2].split()[:2] == ["1", out["id_str"].iloc[0]]  # rank 1 first in the printout
     from PIL import Image
 
-    from raregal.report.similar_gallery import write_similar_gallery
+    from raregal.views.report.similar_gallery import write_similar_gallery
 
     with Image.open(run_dir / "similar" / f"cluster_{k}.png") as im:  # the same picture the API's result gives
         shown = np.asarray(im.convert("RGB"))
@@ -117,7 +117,7 @@ def test_clear_errors(frame, run_dir):
 def test_gallery_shows_query_then_candidates(tiny_run_dir, tmp_path):
     from PIL import Image
 
-    from raregal.report.similar_gallery import write_similar_gallery
+    from raregal.views.report.similar_gallery import write_similar_gallery
 
     out = similar(tiny_run_dir, cluster=1, k=12, progress=False)
     assert len(out) == 12 and out["file_loc"].notna().all()

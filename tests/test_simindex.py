@@ -51,8 +51,8 @@ def _write_run(root, metric="cosine", features=None, list_column=None, filtered=
 
 
 def _explorer(run_dir):
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     return ExplorerData(load_run(run_dir), max_points=50)
 
@@ -81,7 +81,7 @@ def test_cosine_run_is_ranked_by_cosine_in_similar_and_explorer(tmp_path):
 
 
 def test_filtered_galaxy_is_a_neighbour_in_the_explorer(tmp_path):
-    from raregal.explore import panels
+    from raregal.views.explore import panels
 
     d = _explorer(_write_run(tmp_path))
     assert d.n == len(VECTORS) - 1 and d.n_all == len(VECTORS)
@@ -104,8 +104,8 @@ def test_list_column_representation_in_the_explorer(tmp_path, named):
 
 
 def test_explorer_and_similar_give_the_same_neighbours(tiny_run_dir):
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     d = ExplorerData(load_run(tiny_run_dir), max_points=50)
     for row in (0, int(d.members(1)[0]), d.n - 1):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal import sky
+from raregal.inputs import sky
 from raregal.errors import InputError
 from skyrun import make_sky_run
 
@@ -22,7 +22,7 @@ def sky_run(tiny_run_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sky_report(sky_run):
-    from raregal.report import build_report
+    from raregal.views.report import build_report
 
     return build_report(sky_run, progress=False, sky_layer="ls-dr9")
 
@@ -70,7 +70,7 @@ def test_viewer_link_and_formats():
 
 
 def test_cluster_table_carries_the_checked_coordinates():
-    from raregal.search import cluster_table
+    from raregal.search.pipeline import cluster_table
 
     frame = sky.with_coordinates(_frame([10.0, 20.0, 30.0], [1.0, 2.0, 3.0], file_loc=["a", "b", "c"]))
     est = SimpleNamespace(labels_=np.array([0, -1]), probabilities_=np.array([0.9, 0.0]),
@@ -82,7 +82,7 @@ def test_cluster_table_carries_the_checked_coordinates():
 
 def test_search_refuses_impossible_coordinates_before_any_work(tmp_path, capsys):
     from raregal.cli import main
-    from raregal.datasets import make_planted
+    from raregal.evaluation.planted import make_planted
 
     frame = make_planted(n=200, dim=8, group_fractions=(0.05,), seed=1)
     frame["ra"], frame["dec"] = np.linspace(-3, -1, 200), 0.0  # all negative: a -180..180 convention
@@ -119,8 +119,8 @@ def test_member_exports_carry_coordinates_with_units(sky_run, sky_report):
 
 
 def test_report_catalog_adds_coordinates_the_run_lacks(tiny_run_dir, sky_run, tmp_path):
-    from raregal.report import build_report
-    from raregal.report.rundir import load_run
+    from raregal.views.report import build_report
+    from raregal.runs.with_images import load_run
 
     cat = pd.read_parquet(sky_run / "clusters.parquet")[["id_str", "ra", "dec"]].rename(columns={"ra": "RA"})
     cat.loc[0, "RA"] = 999.0  # bad: listed, left without position
@@ -136,9 +136,9 @@ def test_report_catalog_adds_coordinates_the_run_lacks(tiny_run_dir, sky_run, tm
 
 
 def test_explorer_galaxy_panel_shows_position_and_link(sky_run):
-    from raregal.explore import panels
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore import panels
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     data = ExplorerData(load_run(sky_run), neighbours=False, sky_layer="ls-dr9")
     row = int(data.members(0)[3])

@@ -10,7 +10,7 @@ from PIL import Image
 
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.schema import ANSWERS, DEPENDENCIES, QUESTIONS, TREE
+from raregal.inputs.gz_trees import ANSWERS, DEPENDENCIES, QUESTIONS, TREE
 from raregal.synth import (ARTIFACT_CLASSES, BULK, CLASSES, DEFAULT_FRACTIONS, RARE_CLASSES, RARE_GALAXY_CLASSES,
                            answer_probabilities, assign_classes, class_counts, make_survey, render_galaxy,
                            render_scene, sample_galaxy, to_rgb)

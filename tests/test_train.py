@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal import schema
-from raregal.catalog import read_catalog
+from raregal.inputs import gz_trees as schema
+from raregal.inputs.tables import read_catalog
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model
 from raregal.encoder.dirichlet import dirichlet_loss
 from raregal.errors import InputError
-from raregal.train import TrainConfig, split_indices, train, vote_counts
+from raregal.encoder.train import TrainConfig, split_indices, train, vote_counts
 
 ARCH = "test_efficientnet"
 
@@ -73,7 +73,7 @@ def test_vote_columns_of_an_unknown_or_another_campaign_are_explained(caplog):
 def test_the_tree_is_inferred_from_complete_vote_columns_and_said(caplog):
     import logging
 
-    from raregal.train import train_schema
+    from raregal.encoder.train import train_schema
 
     caplog.set_level(logging.INFO, logger="raregal")
     dr5_dr8 = schema.DECALS_DR5.answers + schema.DECALS_DR8.answers
@@ -113,7 +113,7 @@ def test_split_is_seeded_and_independent_of_row_order():
 
 def test_one_training_step_lowers_the_loss(tmp_path):
     catalog = make_catalog(tmp_path, n=16, bad=False)
-    from raregal.images import load_image, resize
+    from raregal.images.dataset import load_image, resize
 
     x = torch.stack([resize(load_image(p), 32) for p in catalog["file_loc"]])
     y = torch.as_tensor(vote_counts(catalog))
@@ -179,7 +179,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_early_stopping_and_init_from_another_model(tmp_path, monkeypatch):
-    import raregal.train as train_mod
+    import raregal.encoder.train as train_mod
 
     catalog = make_catalog(tmp_path / "data", bad=False)
     train(catalog, tmp_path / "first", config(epochs=1), progress=False)
@@ -221,7 +221,7 @@ def _campaign_catalog(folder, n=16):
 def test_train_on_two_campaigns_infers_the_all_campaigns_tree_and_records_it(tmp_path, caplog):
     import logging
 
-    from raregal.embed import embed_chunk
+    from raregal.embedding.local import embed_chunk
 
     caplog.set_level(logging.INFO, logger="raregal")
     catalog = _campaign_catalog(tmp_path / "data")
@@ -277,7 +277,7 @@ def test_train_cli_names_schema_when_the_votes_are_ambiguous(tmp_path, capsys):
 
 def test_rarity_weights_follow_the_hand_computed_surprise():
     from raregal.encoder.dirichlet import mean_fractions, vote_surprise
-    from raregal.train import RarityWeighting
+    from raregal.encoder.train import RarityWeighting
 
     tree = schema.DEFAULT
     sof = [tree.answers.index(f"smooth-or-featured_{a}") for a in ("smooth", "featured-or-disk", "artifact")]
@@ -316,7 +316,7 @@ def test_rarity_weight_trains_and_is_refused_where_there_are_no_votes(tmp_path):
 
 
 def test_the_rarity_weights_reach_the_training_loss(tmp_path, monkeypatch):
-    import raregal.train as tr
+    import raregal.encoder.train as tr
     from raregal.encoder.dirichlet import dirichlet_multinomial_nll
 
     seen = []
@@ -339,7 +339,7 @@ def test_the_rarity_weights_reach_the_training_loss(tmp_path, monkeypatch):
 
 
 def test_rarity_weights_are_one_when_nothing_is_rare():
-    from raregal.train import RarityWeighting
+    from raregal.encoder.train import RarityWeighting
 
     tree = schema.DEFAULT
     counts = np.zeros((3, len(tree.answers)), np.float32)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal import schema
-from raregal.catalog import read_catalog
-from raregal.contrastive import nt_xent_loss, paired_views, view_transform, vicreg_loss
+from raregal.inputs import gz_trees
+from raregal.inputs.tables import read_catalog
+from raregal.encoder.contrastive import nt_xent_loss, paired_views, view_transform, vicreg_loss
 from raregal.encoder import load_model
 from raregal.errors import InputError
-from raregal.train import TrainConfig, train
+from raregal.encoder.train import TrainConfig, train
 
 ARCH = "test_efficientnet"
 
@@ -58,7 +58,7 @@ def vote_free_catalog(folder, n, seed=0):
 def partly_voted_catalog(folder, n, voted_every=3):
     """Every ``voted_every``-th galaxy has votes (ring or not -> featured or smooth), the rest none (NaN)."""
     frame = vote_free_catalog(folder, n)
-    for a in schema.ANSWERS:
+    for a in gz_trees.ANSWERS:
         frame[a] = np.nan
     voted = np.arange(n) % voted_every == 0
     ring = np.arange(n) % 2 == 1
@@ -86,7 +86,7 @@ def test_losses_prefer_matching_pairs():
 
 
 def test_views_are_random_keep_colour_and_range(tmp_path):
-    from raregal.images import load_image
+    from raregal.images.dataset import load_image
 
     image = load_image(galaxy_images(tmp_path, 1)[0])
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def test_contrastive_training_lowers_its_loss_and_pulls_views_of_one_galaxy_toge
 
     model = load_model(tmp_path / "ck").eval()
     assert model.head is None and not any(k.startswith("projection") for k in model.state_dict())
-    from raregal.images import load_image
+    from raregal.images.dataset import load_image
 
     views = paired_views(32)
     torch.manual_seed(123)
@@ -160,12 +160,12 @@ def test_hybrid_on_a_partly_voted_catalog_trains_both_parts_and_embeds_fractions
     stored = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert stored["training"]["n_with_votes"] == 16 and stored["model"]["head"] is True
 
-    from raregal.embed import embed_catalog
+    from raregal.embedding.local import embed_catalog
 
     reps = embed_catalog(catalog, load_model(tmp_path / "ck").eval(), tmp_path / "reps.parquet", workers=0,
                          progress=False)
     frame = pd.read_parquet(tmp_path / "reps.parquet")
-    assert np.isfinite(frame[schema.SMOOTH_FRACTION]).all(), reps
+    assert np.isfinite(frame[gz_trees.SMOOTH_FRACTION]).all(), reps
 
 
 def test_vote_free_catalog_is_refused_by_dirichlet_saying_what_is_missing(tmp_path):
@@ -173,7 +173,7 @@ def test_vote_free_catalog_is_refused_by_dirichlet_saying_what_is_missing(tmp_pa
     with pytest.raises(InputError, match="no vote-count columns.*--objective contrastive"):
         train(catalog, tmp_path / "ck", config(objective="dirichlet"), progress=False)
     assert not (tmp_path / "ck").exists()
-    catalog[schema.ANSWERS[0]] = np.nan  # vote columns, but no votes
+    catalog[gz_trees.ANSWERS[0]] = np.nan  # vote columns, but no votes
     with pytest.raises(InputError, match="no galaxy of the catalog has any votes"):
         train(catalog, tmp_path / "ck", config(objective="dirichlet"), progress=False)
 
@@ -199,7 +199,7 @@ def test_bad_inputs_fail_before_out_is_created(tmp_path):
 
 def test_cli_contrastive_then_embed_gives_nan_fractions_and_the_prefilter_says_it_removed_nothing(tmp_path, capsys):
     from raregal.cli import main
-    from raregal.prefilter import paper_cuts, prefilter
+    from raregal.search.prefilter import paper_cuts, prefilter
 
     vote_free_catalog(tmp_path / "data", 40)
     cat = str(tmp_path / "data" / "catalog.parquet")
@@ -217,7 +217,7 @@ def test_cli_contrastive_then_embed_gives_nan_fractions_and_the_prefilter_says_i
     assert main(["embed", cat, "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "reps.parquet"),
                  "--workers", "0", "--device", "cpu"]) == 0
     reps = pd.read_parquet(tmp_path / "reps.parquet")
-    assert len(reps) == 40 and reps[schema.FRACTIONS].isna().all().all()
+    assert len(reps) == 40 and reps[gz_trees.FRACTIONS].isna().all().all()
     capsys.readouterr()
     kept, counts = prefilter(reps, paper_cuts())  # what `raregal search` runs first
     assert kept.all() and counts["kept"] == 40
@@ -252,7 +252,7 @@ def test_contrastive_resume_equals_an_uninterrupted_run_and_validation_views_are
         train(catalog, tmp_path / "resumed", config(epochs=3, lr_schedule="cosine"), progress=False)
 
     # the validation loss of one model is the same however often (and after whatever training RNG) it is taken
-    from raregal.train import _Run, plan_run
+    from raregal.encoder.train import _Run, plan_run
 
     run = _Run(catalog, tmp_path / "resumed", cfg, plan_run(catalog, cfg), restart=False, progress=False)
     _, val_ds = run._datasets()

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal import runfolder
+from raregal.runs import folder
 from raregal.cli import main
 from raregal.errors import InputError
-from raregal.datasets import make_planted
-from raregal.report import build_report
-from raregal.search import RareClassSearch, run_search
+from raregal.evaluation.planted import make_planted
+from raregal.views.report import build_report
+from raregal.search.pipeline import RareClassSearch, run_search
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
 
@@ -80,7 +80,7 @@ def test_report_replaces_its_own_report_and_keeps_the_umask(run_copy, tmp_path):
     finally:
         os.umask(old)
     assert index.is_file() and not (tmp_path / "rep" / "stale.png").exists()
-    assert runfolder.folder_kind(tmp_path / "rep") == "report"
+    assert folder.folder_kind(tmp_path / "rep") == "report"
     assert (tmp_path / "rep").stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700
     assert not list(tmp_path.glob(".rep.*"))  # no temporary folders left beside it
 
@@ -99,7 +99,7 @@ def test_search_refuses_a_users_folder_before_computing(reps, tmp_path, no_fit, 
 def test_search_replaces_its_own_run_only_with_overwrite_and_removes_stale_outputs(reps, tmp_path):
     out = tmp_path / "run"
     run_search(reps, out, **SMALL)
-    assert runfolder.folder_kind(out) == "run"
+    assert folder.folder_kind(out) == "run"
     (out / "report").mkdir()  # a report and a similar table of the earlier run, and a user's note
     (out / "report" / "index.html").write_text("old report")
     (out / "similar").mkdir()
@@ -136,7 +136,7 @@ def test_out_that_is_a_file_or_cannot_be_made_fails_first(reps, tmp_path, no_fit
 
 _HOLD = """
 import sys, time
-from raregal.runfolder import WriteLock
+from raregal.runs.folder import WriteLock
 with WriteLock(sys.argv[1], "raregal search (test holder)"):
     print("locked", flush=True)
     time.sleep(60)
@@ -164,11 +164,11 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(reps, tmp_path, caplog):
     assert holder.stdout.readline().strip() == "locked"
     holder.kill()  # killed: its lock file stays, with its pid
     holder.wait()
-    assert json.loads((out / runfolder.LOCK).read_text())["pid"] == holder.pid
+    assert json.loads((out / folder.LOCK).read_text())["pid"] == holder.pid
     summary = run_search(reps, out, **SMALL)
     assert summary["n_clusters"] >= 1
     assert f"stale lock left by pid {holder.pid}" in caplog.text
-    assert not (out / runfolder.LOCK).exists()  # released and removed at the end
+    assert not (out / folder.LOCK).exists()  # released and removed at the end
 
 
 # --- fail before the compute -----------------------------------------------------------------
@@ -236,8 +236,8 @@ def test_no_2d_with_the_report_on_gives_a_report_without_a_map(tmp_path):
     html = (tmp_path / "run" / "report" / "index.html").read_text()
     assert "No 2-D map: the run was searched with --no-2d." in html
     assert not (tmp_path / "run" / "report" / "map.png").exists()
-    from raregal.explore.data import ExplorerData
-    from raregal.report.rundir import load_run
+    from raregal.views.explore.data import ExplorerData
+    from raregal.runs.with_images import load_run
 
     with pytest.raises(InputError, match="no 2-D map .*search again without --no-2d"):
         ExplorerData(load_run(tmp_path / "run"))
@@ -246,9 +246,9 @@ def test_no_2d_with_the_report_on_gives_a_report_without_a_map(tmp_path):
 # --- embed and similar -----------------------------------------------------------------------
 
 def test_embed_refuses_bad_outputs_before_loading_the_model(tmp_path, monkeypatch, capsys):
-    import raregal.embed
+    import raregal.embedding.local
 
-    monkeypatch.setattr(raregal.embed, "load_model", lambda *a, **k: pytest.fail("model loaded before checks"))
+    monkeypatch.setattr(raregal.embedding.local, "load_model", lambda *a, **k: pytest.fail("model loaded before checks"))
     cat = tmp_path / "cat.csv"
     pd.DataFrame({"id_str": ["a"], "file_loc": ["a.png"]}).to_csv(cat, index=False)
     (tmp_path / "users.parquet").write_bytes(b"my own table")
@@ -264,7 +264,7 @@ def test_embed_refuses_bad_outputs_before_loading_the_model(tmp_path, monkeypatc
 
 
 def test_embed_dask_never_removes_a_users_folder(tmp_path):
-    from raregal.embed_dask import _plan
+    from raregal.embedding.on_dask import _plan
 
     before = user_folder(tmp_path / "mine")
     with pytest.raises(InputError, match="not a raregal embedding directory"):
@@ -287,10 +287,10 @@ def test_similar_warns_when_k_is_capped_and_keeps_users_files(tiny_run_dir, tmp_
 def test_folder_kind_recognises_runs_made_before_markers(tiny_run_dir, tmp_path):
     old = tmp_path / "old_run"  # the tiny run as raregal wrote runs before markers
     shutil.copytree(tiny_run_dir, old, ignore=shutil.ignore_patterns(".raregal*", "report", "similar"))
-    assert not (old / runfolder.MARKER).exists()
-    assert runfolder.folder_kind(old) == "run"
-    assert runfolder.folder_kind(tiny_run_dir) == "run"
-    assert runfolder.folder_kind(tiny_run_dir / "images") is None
+    assert not (old / folder.MARKER).exists()
+    assert folder.folder_kind(old) == "run"
+    assert folder.folder_kind(tiny_run_dir) == "run"
+    assert folder.folder_kind(tiny_run_dir / "images") is None
 
 
 def test_cli_error_translation_keeps_other_words():

@@ -7,7 +7,7 @@ output_dim), ScaledSigmoid))`` with ``ScaledSigmoid(x) = 1 + 100 sigmoid(x)``; L
 question_answer_pairs, dependencies, architecture_name, …}, …}`` (its torchmetrics hold no persistent
 state). The tree is typed out here from ``galaxy_datasets.shared.label_metadata``
 (``decals_all_campaigns_ortho_pairs``: DR1/2, then DR5, then DR8; answers with a leading ``_``),
-independently of :mod:`raregal.schema`, so the test also checks raregal's copy of those facts.
+independently of :mod:`raregal.inputs.gz_trees`, so the test also checks raregal's copy of those facts.
 The reference numbers are a direct forward pass of that state dict, with Zoobot's expected vote
 fractions: within each question, concentration / sum of the question's concentrations.
 """
@@ -20,11 +20,11 @@ import pytest
 import torch
 from PIL import Image
 
-from raregal.catalog import read_catalog
-from raregal.embed import embed_catalog
+from raregal.inputs.tables import read_catalog
+from raregal.embedding.local import embed_catalog
 from raregal.encoder import load_model
 from raregal.errors import InputError
-from raregal.images import ImageDataset, eval_transform
+from raregal.images.dataset import ImageDataset, eval_transform
 
 ARCH = "test_efficientnet"  # timm's tiny test network
 SIZE = 32
@@ -136,7 +136,7 @@ def reference(model: ZoobotLike, catalog: pd.DataFrame) -> tuple[np.ndarray, dic
 
 
 def test_the_all_campaigns_tree_has_label_metadatas_98_answers_in_order():
-    from raregal import schema
+    from raregal.inputs import gz_trees as schema
 
     assert len(LABEL_COLS) == 98
     assert schema.DECALS_ALL.answers == LABEL_COLS

@@ -36,8 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import write_json
-from .timing import StageTimer, peak_rss_mib
+from raregal.atomic import write_json
+from raregal.timing import StageTimer, peak_rss_mib
 
 log = logging.getLogger("raregal")
 
@@ -120,16 +120,16 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
     """Run the demo into ``out_dir``; return (and write to ``out_dir/summary.json``) its summary.
 
     The summary holds the settings, the pre-filter counts, the number of clusters, per planted
-    class its size, best-matching cluster, recall and purity (:func:`raregal.metrics.score_clusters`),
+    class its size, best-matching cluster, recall and purity (:func:`raregal.evaluation.recovery.score_clusters`),
     the number of classes recovered, where the report is, and seconds per stage.
     """
-    from .catalog import read_catalog
-    from .config import SearchConfig
-    from .embed import embed_catalog, load_model
-    from .encoder.loading import demo_model_path
-    from .report import report_after_search
-    from .search import run_search
-    from .synth import RARE_CLASSES, make_survey
+    from raregal.inputs.tables import read_catalog
+    from raregal.search.config import SearchConfig
+    from raregal.embedding.local import embed_catalog, load_model
+    from raregal.encoder.loading import demo_model_path
+    from raregal.views.report import report_after_search
+    from raregal.search.pipeline import run_search
+    from raregal.synth import RARE_CLASSES, make_survey
 
     config = config or DemoConfig()
     out = Path(out_dir)
@@ -210,8 +210,8 @@ def guided_round(reps: Path, run_dir: Path, config: DemoConfig, next_csv: Path) 
     import numpy as np
     import pandas as pd
 
-    from .atomic import atomic_path
-    from .guided import LabelStore, guide
+    from raregal.atomic import atomic_path
+    from raregal.guided import LabelStore, guide
 
     truth = pd.read_parquet(reps, columns=["id_str", "true_class"]).set_index("id_str")["true_class"].astype(str)
     members = truth.index[truth == config.guided_class]
@@ -253,7 +253,7 @@ def format_guided(guided: dict, clustered: dict | None) -> list[str]:
 def format_summary(summary: dict) -> str:
     """What the demo prints: for each filter mode, per planted class found or not, recall and
     purity, and the count recovered (of all, and of those the pre-filter lets through); then where to look."""
-    from .metrics import format_scores
+    from raregal.evaluation.recovery import format_scores
 
     lines = []
     for mode, entry in summary["modes"].items():

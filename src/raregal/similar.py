@@ -39,11 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import sky
-from .catalog import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
-from .distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
-from .errors import InputError
-from .runmodel import is_run_dir, read_run
+from raregal.inputs import sky
+from raregal.inputs.tables import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
+from raregal.search.distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
+from raregal.errors import InputError
+from raregal.runs.model import is_run_dir, read_run
 
 log = logging.getLogger("raregal")
 
@@ -194,7 +194,7 @@ class SimilarityIndex:
 
     The one index behind ``raregal similar`` (:func:`similar`) and the explorer's "more like
     this". It holds all rows of the table (those the pre-filter dropped too), the representation
-    chosen as the search chose it (:func:`raregal.catalog.feature_matrix` with the run's
+    chosen as the search chose it (:func:`raregal.inputs.tables.feature_matrix` with the run's
     ``features``: ``feat_*`` columns, a prefix or a list column) and compares them in the run's
     ``metric`` (cosine and correlation through :func:`metric_space`, so that every index kind ranks
     by the metric). Rows with a non-finite representation are left out (with a warning).
@@ -232,8 +232,8 @@ class SimilarityIndex:
         """The index of a run: its representation table (``summary["input"]``, or ``reps`` when it moved),
         its ``features`` and ``metric`` parameters (``features`` given here wins).
 
-        ``run``: a run directory, a :class:`~raregal.runmodel.Run` (also one not yet written, or a
-        :class:`~raregal.search.SearchResult`) or the report's :class:`~raregal.report.rundir.Run`. ``columns``: table columns
+        ``run``: a run directory, a :class:`~raregal.runs.model.Run` (also one not yet written, or a
+        :class:`~raregal.search.pipeline.SearchResult`) or the report's :class:`~raregal.runs.with_images.Run`. ``columns``: table columns
         to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
         from a Parquet table.
         """
@@ -302,7 +302,7 @@ def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
 
 
 def _representation_columns(names, features: str | None) -> list:
-    """The columns of ``names`` that may hold the representation :func:`~raregal.catalog.feature_matrix` takes."""
+    """The columns of ``names`` that may hold the representation :func:`~raregal.inputs.tables.feature_matrix` takes."""
     names = list(names)
     if features is None:
         return feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation")
@@ -340,8 +340,8 @@ def load_source(source, reps=None, features=None, index: str = "auto", nprobe: i
 
 def _check_not_a_broken_run(source) -> None:
     """A run folder that lost a file is named as such (not read as a table folder)."""
-    from .runfolder import folder_kind
-    from .runmodel import check_run_dir
+    from raregal.runs.folder import folder_kind
+    from raregal.runs.model import check_run_dir
 
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir() and folder_kind(source) == "run":
         check_run_dir(source)
@@ -428,7 +428,7 @@ def describe_rows(out: pd.DataFrame, rows: np.ndarray, table: pd.DataFrame, clus
 
 
 def _images(table, clusters) -> pd.DataFrame | None:
-    """``id_str`` + where the images are (:func:`raregal.catalog.source_columns`), indexed by id, from the table
+    """``id_str`` + where the images are (:func:`raregal.inputs.tables.source_columns`), indexed by id, from the table
     or else the run; None when neither says."""
     for frame in (table, clusters):
         if frame is not None and source_columns(frame):

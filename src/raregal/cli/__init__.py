@@ -13,8 +13,8 @@ import importlib
 import os
 import sys
 
-from ..errors import RaregalError, in_cli_terms, write_failure
-from ..timing import setup_logging
+from raregal.errors import RaregalError, in_cli_terms, write_failure
+from raregal.timing import setup_logging
 
 #: Sub-commands in pipeline order: data -> model -> representations -> search -> look.
 COMMANDS = ["synth", "cutouts", "train", "pca", "embed", "search", "report", "explore", "similar", "guide", "finetune",
@@ -22,7 +22,7 @@ COMMANDS = ["synth", "cutouts", "train", "pca", "embed", "search", "report", "ex
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from raregal import __version__
 
     parser = argparse.ArgumentParser(
         prog="raregal",

@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub) -> argparse.ArgumentParser:
-    from ..cutouts import DEFAULT_SERVICE, FORMATS
+    from raregal.inputs.cutouts import DEFAULT_SERVICE, FORMATS
 
     p = sub.add_parser(
         "cutouts", help="fetch each galaxy's cutout from the Legacy Surveys cutout service by ra/dec",
@@ -41,7 +41,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..cutouts import fetch_cutouts
+    from raregal.inputs.cutouts import fetch_cutouts
 
     s = fetch_cutouts(args.catalog, args.out_dir, layer=args.layer, pixscale=args.pixscale, size=args.size,
                       fmt=args.fmt, workers=args.workers, service=args.service, timeout=args.timeout,

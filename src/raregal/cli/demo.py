@@ -22,7 +22,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..demo import DemoConfig, format_summary, run_demo
+    from raregal.demo import DemoConfig, format_summary, run_demo
 
     config = DemoConfig()
     for key in ("n_galaxies", "seed", "workers"):

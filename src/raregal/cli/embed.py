@@ -49,7 +49,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def _schema_names() -> str:
-    from ..schema import SCHEMAS
+    from raregal.inputs.gz_trees import SCHEMAS
 
     return ", ".join(SCHEMAS)
 
@@ -57,8 +57,8 @@ def _schema_names() -> str:
 def run(args) -> int:
     import torch
 
-    from ..catalog import read_catalog
-    from ..embed import check_output, embed_catalog, load_model
+    from raregal.inputs.tables import read_catalog
+    from raregal.embedding.local import check_output, embed_catalog, load_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     catalog = read_catalog(args.catalog)
@@ -81,7 +81,7 @@ def run(args) -> int:
 
 
 def _run_dask(args, catalog, device: str) -> int:
-    from ..embed_dask import ModelSpec, embed_catalog_dask, make_client
+    from raregal.embedding.on_dask import ModelSpec, embed_catalog_dask, make_client
 
     spec = ModelSpec(str(args.model), arch=args.arch, device=device, input_size=args.input_size,
                      trust_checkpoint=args.trust_checkpoint, backend=args.backend, precision=args.precision,

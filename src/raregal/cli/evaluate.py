@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def _check_out(out: str | None) -> Path | None:
-    from ..errors import InputError
+    from raregal.errors import InputError
 
     if out is None:
         return None
@@ -50,8 +50,8 @@ def _check_out(out: str | None) -> Path | None:
 
 
 def run(args) -> int:
-    from ..atomic import write_json
-    from ..evaluate import evaluate, format_evaluation
+    from raregal.atomic import write_json
+    from raregal.evaluation.encoders import evaluate, format_evaluation
 
     out = _check_out(args.out)  # before the work, not after
     result = evaluate(args.reps, args.labels, args.k, catalog=args.catalog, features=args.features,

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..explore import serve
+    from raregal.views.explore import serve
 
     serve(args.run_dir, host=args.host, port=args.port, catalog=args.catalog,
           open_browser=not args.no_browser, max_points=args.max_points, allow_origin=args.allow_origin,

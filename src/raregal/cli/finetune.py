@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    from ..encoder import finetune as ft
+    from raregal.encoder import finetune as ft
 
     p = subparsers.add_parser(
         "finetune", help="fine-tune the encoder's last blocks and a member-or-not head on labels, then re-embed",
@@ -46,14 +46,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from .. import runfolder
-    from ..embed import load_model
-    from ..encoder import finetune as ft
-    from ..workers import default_workers
+    from raregal.runs import folder
+    from raregal.embedding.local import load_model
+    from raregal.encoder import finetune as ft
+    from raregal.workers import default_workers
 
     t0 = time.perf_counter()
     inputs = tuple(p for p in (args.source, args.labels) if p)
-    runfolder.check_output_folder(args.out_dir, "finetune", overwrite=args.overwrite, inputs=inputs, flag="out_dir")
+    folder.check_output_folder(args.out_dir, "finetune", overwrite=args.overwrite, inputs=inputs, flag="out_dir")
     ft.check_settings(args.blocks, args.epochs, args.lr, args.pseudo_negatives, args.batch_size)
     catalog = ft.read_source(args.source)
     labels = ft.source_labels(args.source, args.labels)

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def check_scores_out(path: Path) -> None:
     """Refuse a --scores-out that is a folder or a file raregal guide did not write."""
-    from ..errors import InputError
+    from raregal.errors import InputError
 
     if path.is_dir():
         raise InputError(f"--scores-out {path}: is a folder; give the Parquet file to write")
@@ -55,7 +55,7 @@ def check_scores_out(path: Path) -> None:
 
 def _check_distinct(out: Path, args) -> None:
     """Refuse outputs that are an input (the labels being read, the table) or each other."""
-    from ..errors import InputError
+    from raregal.errors import InputError
 
     outputs = [("--out", out)] + ([("--scores-out", Path(args.scores_out))] if args.scores_out else [])
     inputs = [(f, Path(v)) for f, v in (("--labels", args.labels), ("the source", args.source), ("--reps", args.reps))
@@ -70,11 +70,11 @@ def _check_distinct(out: Path, args) -> None:
 def run(args) -> int:
     import pyarrow as pa
 
-    from ..atomic import atomic_path, write_parquet
-    from ..guided import guide
-    from ..guided.estimator import check_batch
-    from ..timing import StageTimer
-    from .similar import check_out
+    from raregal.atomic import atomic_path, write_parquet
+    from raregal.guided import guide
+    from raregal.guided.estimator import check_batch
+    from raregal.timing import StageTimer
+    from raregal.cli.similar import check_out
 
     check_batch(args.batch)
     out = Path(args.out)

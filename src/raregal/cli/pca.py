@@ -20,7 +20,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..pca import pca_report
+    from raregal.embedding.pca import pca_report
 
     result = pca_report(args.reps, args.out, features=args.features, max_rows=args.max_rows, seed=args.seed)
     parts = ", ".join(f"{float(t):.0%}: {k}" for t, k in result["components_for"].items())

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..report import build_report
+    from raregal.views.report import build_report
 
     index = build_report(args.run_dir, catalog=args.catalog, out=args.out, sky_layer=args.sky_layer)
     print(f"raregal report: open {index}")

@@ -64,21 +64,21 @@ def overrides(args) -> dict:
 
 
 def run(args) -> int:
-    from ..config import SearchConfig, config_from_dict, load_config
-    from ..search import run_search
+    from raregal.search.config import SearchConfig, config_from_dict, load_config
+    from raregal.search.pipeline import run_search
 
     base = load_config(args.config) if args.config else SearchConfig()
     config = config_from_dict(overrides(args), base=base)
     summary = run_search(args.reps, args.out, config, overwrite=args.overwrite)
-    if config.report:  # the report is the CLI's, not the search's (raregal.search builds none)
-        from ..report import report_after_search
+    if config.report:  # the report is the CLI's, not the search's (raregal.search.pipeline builds none)
+        from raregal.views.report import report_after_search
 
         report_after_search(args.out)
     print(f"{summary['n_clusters']} clusters; {summary['n_clustered']} of {summary['counts']['kept']} kept "
           f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
     metrics = summary.get("metrics")
     if metrics:
-        from ..metrics import format_scores
+        from raregal.evaluation.recovery import format_scores
 
         print(format_scores(metrics))
     return 0

@@ -34,12 +34,12 @@ def register(subparsers) -> None:
 
 
 def _default_out(args) -> Path:
-    from ..atomic import safe_file_name
-    from ..errors import InputError
-    from ..runmodel import is_run_dir
+    from raregal.atomic import safe_file_name
+    from raregal.errors import InputError
+    from raregal.runs.model import is_run_dir
 
     if not is_run_dir(args.source):
-        from ..similar import _check_not_a_broken_run
+        from raregal.similar import _check_not_a_broken_run
 
         _check_not_a_broken_run(args.source)  # a run that lost clusters.parquet says so
         raise InputError("--out is needed when the source is a table, not a run directory")
@@ -58,7 +58,7 @@ def check_out(out: Path, gallery: bool, samp: bool = False, header: str = _HEADE
               command: str = "raregal similar", flag: str = "--out") -> None:
     """Refuse, before any compute, an output table that raregal may not write (a folder, a user's file:
     one whose first line is not ``header``, the columns ``command`` starts its tables with)."""
-    from ..errors import InputError
+    from raregal.errors import InputError
 
     if out.is_dir():
         raise InputError(f"{flag} {out}: is a folder; give the CSV file to write")
@@ -83,9 +83,9 @@ def check_out(out: Path, gallery: bool, samp: bool = False, header: str = _HEADE
 def run(args) -> int:
     import logging
 
-    from ..atomic import atomic_path
-    from ..timing import StageTimer
-    from ..similar import similar
+    from raregal.atomic import atomic_path
+    from raregal.timing import StageTimer
+    from raregal.similar import similar
 
     log = logging.getLogger("raregal")
     out = Path(args.out) if args.out else _default_out(args)
@@ -102,7 +102,7 @@ def run(args) -> int:
                                                           if c in result.columns]))
     print(f"table: {out}")
     if not args.no_gallery:
-        from ..report.similar_gallery import write_similar_gallery
+        from raregal.views.report.similar_gallery import write_similar_gallery
 
         png, bad = write_similar_gallery(result, out.with_suffix(".png"))
         if bad:
@@ -115,7 +115,7 @@ def run(args) -> int:
 
 def _send(result, out: Path, log) -> None:
     """Write ``out``.vot and broadcast it over SAMP; without a hub, a warning (the CSV is written already)."""
-    from ..samp import SampUnavailable, send_frame
+    from raregal.views.samp import SampUnavailable, send_frame
 
     name = f"raregal similar {out.stem}"
     try:

@@ -16,8 +16,8 @@ def _fraction(text: str) -> tuple[str, float]:
 
 
 def register(sub) -> argparse.ArgumentParser:
-    from ..synth.bands import PIXEL_SCALE
-    from ..synth.classes import DEFAULT_FRACTIONS, RARE_CLASSES
+    from raregal.synth.bands import PIXEL_SCALE
+    from raregal.synth.classes import DEFAULT_FRACTIONS, RARE_CLASSES
 
     p = sub.add_parser(
         "synth", help="render a synthetic DESI-like survey with planted rare classes (GalSim)",
@@ -45,7 +45,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..synth import CLASSES, make_survey
+    from raregal.synth import CLASSES, make_survey
 
     catalog = make_survey(args.n_galaxies, args.out, seed=args.seed, size=args.size, fmt=args.format,
                           class_fractions=dict(args.class_fraction), n_workers=args.workers,

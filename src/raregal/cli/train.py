@@ -6,9 +6,9 @@ import argparse
 
 
 def register(sub) -> argparse.ArgumentParser:
-    from ..contrastive import METHODS
-    from ..schema import SCHEMAS
-    from ..train import OBJECTIVES
+    from raregal.encoder.contrastive import METHODS
+    from raregal.inputs.gz_trees import SCHEMAS
+    from raregal.encoder.train import OBJECTIVES
 
     p = sub.add_parser("train", help="train an encoder on Galaxy Zoo vote counts, without votes, or both",
                        description="Train (or retrain from --init) a timm encoder with an optional bottleneck. "
@@ -66,10 +66,10 @@ def register(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from ..catalog import read_catalog
-    from ..errors import InputError
-    from ..train import TrainConfig, train
-    from ..workers import default_workers
+    from raregal.inputs.tables import read_catalog
+    from raregal.errors import InputError
+    from raregal.encoder.train import TrainConfig, train
+    from raregal.workers import default_workers
 
     if args.bottleneck < 0 or args.input_size < 8 or args.epochs < 1 or args.batch_size < 2:
         raise InputError("--bottleneck must be >= 0, --input-size >= 8, --epochs >= 1, --batch-size >= 2")
@@ -87,7 +87,7 @@ def run(args) -> int:
                          schema=args.schema)
     config.validate()  # before reading the catalog
     if args.schema is not None:
-        from ..schema import get
+        from raregal.inputs.gz_trees import get
 
         config.schema = get(args.schema, param="schema").name
     catalog = read_catalog(args.catalog)

@@ -6,10 +6,10 @@
 * :mod:`.checkpoint`: raregal's own format (safetensors + JSON).
 """
 
-from .dirichlet import dirichlet_loss, dirichlet_multinomial_nll, fractions_from_concentrations
-from .loading import load_model, read_state_dict
-from .model import FIRST_CLASS_ARCHS, EncoderConfig, GalaxyEncoder
-from .checkpoint import save_model
+from raregal.encoder.dirichlet import dirichlet_loss, dirichlet_multinomial_nll, fractions_from_concentrations
+from raregal.encoder.loading import load_model, read_state_dict
+from raregal.encoder.model import FIRST_CLASS_ARCHS, EncoderConfig, GalaxyEncoder
+from raregal.encoder.checkpoint import save_model
 
 __all__ = [
     "EncoderConfig", "FIRST_CLASS_ARCHS", "GalaxyEncoder", "dirichlet_loss", "dirichlet_multinomial_nll",

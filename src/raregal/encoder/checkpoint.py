@@ -8,7 +8,7 @@ A raregal model is a folder holding
 * ``config.json``: ``{"format": "raregal-encoder", "format_version": 1, "model": {arch,
   bottleneck, input_size, channels, dropout, head, timm_kwargs}, "representation_dim",
   "encoder_dim", "schema": {"name", "questions", "dependencies", "answers"} (the Galaxy Zoo tree
-  the head predicts, see :mod:`raregal.schema`; null without a head), "raregal_version",
+  the head predicts, see :mod:`raregal.inputs.gz_trees`; null without a head), "raregal_version",
   "training": {...} (how it was trained, when known)}``.
 
 Safetensors cannot execute code when read, so such a folder is safe to load from anyone.
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from .. import schema
-from ..atomic import atomic_path, write_json
-from ..errors import InputError
-from .model import EncoderConfig, GalaxyEncoder
+from raregal.inputs import gz_trees as schema
+from raregal.atomic import atomic_path, write_json
+from raregal.errors import InputError
+from raregal.encoder.model import EncoderConfig, GalaxyEncoder
 
 FORMAT = "raregal-encoder"
 FORMAT_VERSION = 1
@@ -35,14 +35,14 @@ METADATA_KEY = "raregal_config"
 
 
 def schema_description(tree=None) -> dict:
-    """The Galaxy Zoo tree ``tree`` (a name or :class:`~raregal.schema.Schema`; None: GZ DESI) as a
+    """The Galaxy Zoo tree ``tree`` (a name or :class:`~raregal.inputs.gz_trees.Schema`; None: GZ DESI) as a
     checkpoint stores it: its name, questions, dependencies and answers (loading checks the answers)."""
     return schema.get(tree).describe()
 
 
 def describe(model: GalaxyEncoder, training: dict | None = None) -> dict:
     """The JSON description of ``model`` (see the module docstring)."""
-    from .. import __version__
+    from raregal import __version__
 
     return {
         "format": FORMAT,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import schema
+from raregal.inputs import gz_trees as schema
 
 #: Lower and upper bound of the predicted concentrations (Zoobot's choice).
 CONCENTRATION_MIN = 1.0
@@ -39,7 +39,7 @@ def dirichlet_head(in_features: int, n_answers: int = len(schema.ANSWERS), dropo
 
 
 def _questions(tree) -> list:
-    """The questions of ``tree``: a :class:`raregal.schema.Schema`, a list of Questions, or None (GZ DESI)."""
+    """The questions of ``tree``: a :class:`raregal.inputs.gz_trees.Schema`, a list of Questions, or None (GZ DESI)."""
     if tree is None:
         return schema.TREE
     return tree.tree if isinstance(tree, schema.Schema) else tree
@@ -48,7 +48,7 @@ def _questions(tree) -> list:
 def question_matrix(tree=None) -> np.ndarray:
     """(n_answers, n_questions) 0/1 matrix: entry [a, q] is 1 when answer a belongs to question q.
 
-    ``tree``: a :class:`raregal.schema.Schema` or its list of questions (None: GZ DESI's).
+    ``tree``: a :class:`raregal.inputs.gz_trees.Schema` or its list of questions (None: GZ DESI's).
     """
     tree = _questions(tree)
     n_answers = max(q.stop for q in tree)
@@ -81,7 +81,7 @@ def dirichlet_multinomial_nll(concentrations: torch.Tensor, counts: torch.Tensor
     ----------
     concentrations : (B, A) tensor, > 0 (the head's output); A the answers of ``tree``.
     counts : (B, A) tensor of vote counts; NaN (missing) counts as 0 votes.
-    tree : a :class:`raregal.schema.Schema` or its questions (None: GZ DESI's 34 answers).
+    tree : a :class:`raregal.inputs.gz_trees.Schema` or its questions (None: GZ DESI's 34 answers).
 
     Returns
     -------

@@ -45,8 +45,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..catalog import ID, image_sources
-from ..errors import InputError
+from raregal.inputs.tables import ID, image_sources
+from raregal.errors import InputError
 
 log = logging.getLogger("raregal")
 
@@ -189,7 +189,7 @@ def training_set(catalog: pd.DataFrame, labels: pd.DataFrame, *, class_name: str
     InputError. ``pseudo_negatives`` unlabelled galaxies (None: enough to make, with the labelled
     non-members, ``max(PSEUDO_MIN, PSEUDO_PER_MEMBER x members)``) are drawn with ``seed``.
     """
-    from ..guided.labels import check_labels, labels_vector, pick_class
+    from raregal.guided.labels import check_labels, labels_vector, pick_class
 
     if ID not in catalog.columns:
         raise InputError(f"the catalog has no {ID!r} column", param="catalog")
@@ -211,13 +211,13 @@ def training_set(catalog: pd.DataFrame, labels: pd.DataFrame, *, class_name: str
 
 def read_images(sources, size: int, channels: int, workers: int = 0, batch_size: int = 64
                 ) -> tuple[torch.Tensor, np.ndarray, list]:
-    """Every image of ``sources`` (:func:`raregal.catalog.image_sources` items) at ``size`` px.
+    """Every image of ``sources`` (:func:`raregal.inputs.tables.image_sources` items) at ``size`` px.
 
     Returns (images (n_read, C, size, size) float32 in 0..1, positions read (n_read,), failed
-    [(position, reason)]), in the order of ``sources``; read with :class:`raregal.images.ImageDataset`.
+    [(position, reason)]), in the order of ``sources``; read with :class:`raregal.images.dataset.ImageDataset`.
     The images are held in memory (a training set of a few hundred: tens of MiB at 64 px).
     """
-    from ..images import ImageDataset, collate_images, eval_transform
+    from raregal.images.dataset import ImageDataset, collate_images, eval_transform
 
     dataset = ImageDataset(sources, eval_transform(size), channels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
@@ -312,8 +312,8 @@ def embed_all(model: nn.Module, sources, *, batch_size: int = 128, workers: int 
     """
     from tqdm.auto import tqdm
 
-    from ..images import ImageDataset, collate_images, eval_transform
-    from .runtime import make_runner
+    from raregal.images.dataset import ImageDataset, collate_images, eval_transform
+    from raregal.encoder.runtime import make_runner
 
     runner = make_runner(model, backend, "fp32")
     dataset = ImageDataset(sources, eval_transform(model.config.input_size), model.config.channels)
@@ -378,7 +378,7 @@ def finetune(model: nn.Module, catalog_frame: pd.DataFrame, labels_frame: pd.Dat
     model : a :class:`~raregal.encoder.GalaxyEncoder` as :func:`~raregal.encoder.load_model` returns
         it; it is copied, never changed.
     catalog_frame : ``id_str`` and where each image is (``file_loc``, absolute, or ``image_shard`` /
-        ``image_row``), as :func:`raregal.catalog.read_catalog` returns it.
+        ``image_row``), as :func:`raregal.inputs.tables.read_catalog` returns it.
     labels_frame : ``id_str``, ``label`` (1 member, 0 not), optional ``class`` (then ``class_name``
         says which, when there are several); checked before any compute (:func:`training_set`).
     blocks : backbone stages trained, from the last (:func:`unfreeze_last`; None: all but the stem);
@@ -391,7 +391,7 @@ def finetune(model: nn.Module, catalog_frame: pd.DataFrame, labels_frame: pd.Dat
 
     Returns a :class:`FinetuneResult`.
     """
-    from ..workers import default_threads
+    from raregal.workers import default_threads
 
     check_settings(blocks, epochs, lr, pseudo_negatives, batch_size)
     plan = training_set(catalog_frame, labels_frame, class_name=class_name, pseudo_negatives=pseudo_negatives,
@@ -443,7 +443,7 @@ def _info(plan: TrainingSet, model: nn.Module, head: nn.Module, trainable: list[
 
 # ---- I/O at the edges: a catalog or run in, a finetune folder out (what `raregal finetune` runs) ----
 
-#: The files of a finetune folder (:data:`raregal.runfolder.OUTPUTS` ``["finetune"]``).
+#: The files of a finetune folder (:data:`raregal.runs.folder.OUTPUTS` ``["finetune"]``).
 REPS, RANKED, SUMMARY, SKIPPED, MODEL_DIR = "reps.parquet", "ranked.csv", "finetune.json", "skipped.csv", "model"
 #: The binary head's weights, beside the fine-tuned encoder in ``model/``.
 HEAD_WEIGHTS = "member_head.safetensors"
@@ -453,14 +453,14 @@ CARRIED = ("ra", "dec", "true_class")
 
 def read_source(source) -> pd.DataFrame:
     """The galaxies of ``source`` with where their images are: an image catalog
-    (:func:`raregal.catalog.read_catalog`), or a run folder's representation table (``raregal
+    (:func:`raregal.inputs.tables.read_catalog`), or a run folder's representation table (``raregal
     search`` output; ``id_str``, ``file_loc`` or ``image_shard``/``image_row``, and ``ra``/``dec``,
-    ``true_class`` when it has them). Sky positions are checked (:func:`raregal.sky.with_coordinates`)."""
+    ``true_class`` when it has them). Sky positions are checked (:func:`raregal.inputs.sky.with_coordinates`)."""
     from pathlib import Path
 
-    from .. import sky
-    from ..catalog import absolute_file_locs, check_ids, read_catalog, read_table, source_columns
-    from ..runmodel import is_run_dir, read_run
+    from raregal.inputs import sky
+    from raregal.inputs.tables import absolute_file_locs, check_ids, read_catalog, read_table, source_columns
+    from raregal.runs.model import is_run_dir, read_run
 
     if not is_run_dir(source):
         return sky.with_coordinates(read_catalog(source), str(source))
@@ -488,13 +488,13 @@ def read_source(source) -> pd.DataFrame:
 def source_labels(source, labels) -> pd.DataFrame:
     """The labels table: ``labels`` (a path or DataFrame, read and checked with
     :mod:`raregal.guided.labels`), or for a run folder its own ``labels.parquet`` (``raregal explore``)."""
-    from ..guided.labels import check_labels, read_labels
-    from ..runmodel import is_run_dir
+    from raregal.guided.labels import check_labels, read_labels
+    from raregal.runs.model import is_run_dir
 
     if labels is None:
         if not is_run_dir(source):
             raise InputError("labels are needed when the source is a catalog (id_str, label 1/0)", param="labels")
-        from ..guided.store import LabelStore
+        from raregal.guided.store import LabelStore
 
         labels = LabelStore(source).read()
         if labels.empty:
@@ -511,7 +511,7 @@ def result_tables(result: FinetuneResult, catalog: pd.DataFrame) -> tuple[pd.Dat
     the unlabelled galaxies, best score first (ties: catalog order): ``id_str``, ``rank``, ``score``,
     then ``ra``, ``dec``, where the image is, ``true_class`` when known.
     """
-    from ..catalog import source_columns
+    from raregal.inputs.tables import source_columns
 
     picked = catalog.reset_index(drop=True).iloc[result.rows]
     where = {c: picked[c].to_numpy() for c in source_columns(picked)}
@@ -540,8 +540,8 @@ def save_finetuned(result: FinetuneResult, folder) -> None:
 
     from safetensors.torch import save_file
 
-    from ..atomic import atomic_path
-    from .checkpoint import save_model
+    from raregal.atomic import atomic_path
+    from raregal.encoder.checkpoint import save_model
 
     folder = Path(folder)
     save_model(result.model, folder, training={"finetune": result.info, "member_head": HEAD_WEIGHTS,
@@ -554,13 +554,14 @@ def save_finetuned(result: FinetuneResult, folder) -> None:
 
 def write_finetune(result: FinetuneResult, catalog: pd.DataFrame, out_dir, *, overwrite: bool = False,
                    inputs: tuple = (), extra: dict | None = None) -> dict:
-    """Write a fine-tuning's folder ``out_dir`` (:mod:`raregal.runfolder` kind ``finetune``: never a user's
+    """Write a fine-tuning's folder ``out_dir`` (:mod:`raregal.runs.folder` kind ``finetune``: never a user's
     folder; ``overwrite`` replaces an earlier finetune folder's own files): ``reps.parquet``,
     ``ranked.csv``, ``model/`` (:func:`save_finetuned`), ``skipped.csv`` (when images could not be
     read) and ``finetune.json`` (last). Returns what ``finetune.json`` holds."""
     from pathlib import Path
 
-    from .. import atomic, runfolder
+    from raregal import atomic
+    from raregal.runs import folder as runfolder
 
     out_dir = Path(out_dir)
     reps, ranked = result_tables(result, catalog)

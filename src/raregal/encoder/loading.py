@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from .. import schema
-from ..errors import InputError
-from . import checkpoint
-from .model import EncoderConfig, GalaxyEncoder, create_backbone
+from raregal.inputs import gz_trees as schema
+from raregal.errors import InputError
+from raregal.encoder import checkpoint
+from raregal.encoder.model import EncoderConfig, GalaxyEncoder, create_backbone
 
 log = logging.getLogger("raregal")
 
@@ -186,7 +186,7 @@ def head_schema(width: int, hparams: dict | None = None, tree=None, where: str =
 
     ``tree`` (``--schema``) decides when given and must have ``width`` answers; else the tree the
     checkpoint's Zoobot ``hyper_parameters`` name (``question_answer_pairs``), else the one tree of
-    that width (:func:`raregal.schema.by_width`: 34 is GZ DESI's, whose questions GZ DECaLS DR5 and
+    that width (:func:`raregal.inputs.gz_trees.by_width`: 34 is GZ DESI's, whose questions GZ DECaLS DR5 and
     DR8 share; 30, DR1/2's or GZ2's, is ambiguous and an error naming ``--schema``).
     """
     if tree is not None:

@@ -8,7 +8,7 @@
   representation (the paper squeezes it to 128 dimensions);
 * ``head``: Zoobot's Dirichlet head (:func:`raregal.encoder.dirichlet.dirichlet_head`) on the
   representation, one output per answer of the model's Galaxy Zoo tree (``EncoderConfig.schema``,
-  a name of :data:`raregal.schema.SCHEMAS`: 34 for GZ DESI, 98 for GZ DECaLS all campaigns), or
+  a name of :data:`raregal.inputs.gz_trees.SCHEMAS`: 34 for GZ DESI, 98 for GZ DECaLS all campaigns), or
   ``None`` for an encoder without one (e.g. a Hugging Face hub encoder).
 """
 
@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .. import schema
-from .dirichlet import dirichlet_head, fractions_from_concentrations
+from raregal.inputs import gz_trees as schema
+from raregal.encoder.dirichlet import dirichlet_head, fractions_from_concentrations
 
 #: The timm architectures the paper uses (any other timm name works too).
 FIRST_CLASS_ARCHS = ("efficientnet_b0", "maxvit_tiny_rw_224")
@@ -34,7 +34,7 @@ class EncoderConfig:
     ``input_size``: square input side in pixels; ``channels``: 3 (RGB) or 1; ``dropout``: head
     dropout probability; ``head``: whether the Dirichlet head exists; ``timm_kwargs``: extra
     arguments to ``timm.create_model`` (e.g. ``drop_path_rate``); ``schema``: the Galaxy Zoo tree
-    the head predicts (:func:`raregal.schema.get` name; its answer count is the head's width).
+    the head predicts (:func:`raregal.inputs.gz_trees.get` name; its answer count is the head's width).
     """
 
     arch: str = "efficientnet_b0"
@@ -67,7 +67,7 @@ def create_backbone(arch: str, channels: int = 3, pretrained: bool = False, inpu
     """
     import timm
 
-    from ..errors import InputError
+    from raregal.errors import InputError
 
     if not arch.startswith("hf_hub:") and not timm.is_model(arch):
         close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]

@@ -37,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-from .dirichlet import fractions_from_concentrations
+from raregal.encoder.dirichlet import fractions_from_concentrations
 
 log = logging.getLogger("raregal")
 

@@ -7,9 +7,9 @@
   ``RUN_DIR/labels.parquet``, the labels given in the explorer.
 """
 
-from .estimator import GuidedSearch
-from .labels import read_labels
-from .rank import GuideResult, guide
-from .store import LabelStore
+from raregal.guided.estimator import GuidedSearch
+from raregal.guided.labels import read_labels
+from raregal.guided.rank import GuideResult, guide
+from raregal.guided.store import LabelStore
 
 __all__ = ["GuidedSearch", "GuideResult", "LabelStore", "guide", "read_labels"]

@@ -14,9 +14,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import InputError
-from .acquisition import ACQUISITIONS, choose_batch
-from .learner import LEARNERS, learn_scores
+from raregal.errors import InputError
+from raregal.guided.acquisition import ACQUISITIONS, choose_batch
+from raregal.guided.learner import LEARNERS, learn_scores
 
 
 def check_labels_vector(y, n_rows: int) -> np.ndarray:

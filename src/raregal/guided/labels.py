@@ -1,6 +1,6 @@
 """A person's labels: read them, check them, and turn them into the estimator's ``y``.
 
-A labels table (CSV, Parquet, FITS: anything :func:`raregal.catalog.read_table` reads) has
+A labels table (CSV, Parquet, FITS: anything :func:`raregal.inputs.tables.read_table` reads) has
 ``id_str`` and ``label`` (1 = member / interesting, 0 = not a member), and optionally ``class``
 (the name of the class, for several classes in one file; without it every row is one class).
 Every problem is an :class:`~raregal.errors.InputError` raised before any compute: ids not in
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..catalog import ID
-from ..errors import InputError
+from raregal.inputs.tables import ID
+from raregal.errors import InputError
 
 LABEL = "label"
 CLASS = "class"
@@ -65,7 +65,7 @@ def _label_values(values: pd.Series, ids: pd.Series, where: str) -> np.ndarray:
 
 def read_labels(path) -> pd.DataFrame:
     """Read and check a labels table (:func:`check_labels`)."""
-    from ..catalog import read_table
+    from raregal.inputs.tables import read_table
 
     return check_labels(read_table(path), where=str(path))
 

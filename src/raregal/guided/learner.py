@@ -1,7 +1,7 @@
 """What the guided search learns from a person's labels: a score for every galaxy.
 
 Numeric code on plain arrays. ``X`` (N, D) is the representation in the metric's space
-(:func:`raregal.distances.metric_space`), ``y`` (N,) holds 1 (member), 0 (not a member) and
+(:func:`raregal.search.distances.metric_space`), ``y`` (N,) holds 1 (member), 0 (not a member) and
 -1 (not labelled), scikit-learn's convention for semi-supervised data. Every learner returns
 ``scores`` (N,), higher = more likely a member.
 
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from ..workers import single_blas_thread
+from raregal.errors import InputError
+from raregal.workers import single_blas_thread
 
 LEARNERS = ("hybrid", "nearest", "linear")
 #: Unlabelled galaxies drawn as stand-in non-members for the linear fit (per labelled member, at least).
@@ -103,7 +103,7 @@ def in_chunks(n: int, work, chunk: int) -> None:
     """Call ``work(start, stop)`` for consecutive chunks of ``range(n)``, on every usable core when there
     are several (:func:`raregal.workers.run_blocks`: BLAS on one thread, as the products are skinny,
     (chunk, D) x (D, a few), where BLAS's own threads only wait for each other)."""
-    from ..workers import run_blocks, usable_cores
+    from raregal.workers import run_blocks, usable_cores
 
     starts = range(0, n, chunk)
     run_blocks(lambda start: work(start, min(n, start + chunk)), starts, usable_cores() if len(starts) >= 4 else 1)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..catalog import ID
-from ..errors import InputError
-from .estimator import GuidedSearch, check_batch
-from .labels import check_labels, labels_vector, pick_class, read_labels
+from raregal.inputs.tables import ID
+from raregal.errors import InputError
+from raregal.guided.estimator import GuidedSearch, check_batch
+from raregal.guided.labels import check_labels, labels_vector, pick_class, read_labels
 
 log = logging.getLogger("raregal")
 
@@ -43,7 +43,7 @@ class GuideResult:
 def _labels(labels, source, class_name):
     """The checked labels of one class, and its name, from a path, a DataFrame or (None) the run's store."""
     if labels is None:
-        from .store import LabelStore
+        from raregal.guided.store import LabelStore
 
         if isinstance(source, pd.DataFrame):
             raise InputError("a table of labels is needed when the source is a table (--labels)")
@@ -73,8 +73,8 @@ def guide(source, labels=None, batch: int = 10, *, class_name: str | None = None
     The same labels and seed give the same order. Raises InputError before any compute for
     bad labels (see :mod:`raregal.guided.labels`) or parameters.
     """
-    from ..similar import describe_rows, load_source
-    from .. import sky
+    from raregal.similar import describe_rows, load_source
+    from raregal.inputs import sky
 
     batch = check_batch(batch)
     estimator = GuidedSearch(learner=learner, acquisition=acquisition, random_state=seed)

@@ -9,7 +9,7 @@ it excludes other processes and, because each change opens the file anew, other 
 this process too, so two browser tabs labelling at once lose nothing), and the new table is
 written atomically (:mod:`raregal.atomic`): a crash or Ctrl-C leaves the previous whole file or
 the new whole file. The run's own lock (``.raregal.lock``) is not taken: a search rewriting the
-run never touches ``labels.parquet`` (it is not among :data:`raregal.runfolder.OUTPUTS`), so
+run never touches ``labels.parquet`` (it is not among :data:`raregal.runs.folder.OUTPUTS`), so
 labelling goes on while a report is built.
 """
 
@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import atomic, runfolder
-from ..catalog import ID
-from ..errors import InputError
-from .labels import CLASS, LABEL, check_labels
+from raregal import atomic
+from raregal.runs import folder
+from raregal.inputs.tables import ID
+from raregal.errors import InputError
+from raregal.guided.labels import CLASS, LABEL, check_labels
 
 FILE = "labels.parquet"
 LOCK = ".raregal.labels.lock"
@@ -45,7 +46,7 @@ class LabelStore:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.run_dir = Path(run_dir)
-        if runfolder.folder_kind(self.run_dir) != "run":
+        if folder.folder_kind(self.run_dir) != "run":
             raise InputError(f"{self.run_dir}: not a raregal run folder; labels are kept in a run's folder",
                              param="run_dir")
         self.path = self.run_dir / FILE

@@ -15,14 +15,14 @@ shells, trails, ... on pixel grids), :mod:`.render` (scene -> g, r, z images wit
 (Galaxy Zoo DESI votes), :mod:`.survey` (the parallel survey), :mod:`.preview` (contact sheet).
 """
 
-from .bands import BANDS, PIXEL_SCALE, to_rgb
-from .bulk import BULK_SUBTYPES
-from .classes import (ARTIFACT_CLASSES, BULK, CLASSES, DEFAULT_FRACTIONS, RARE_CLASSES, RARE_GALAXY_CLASSES,
+from raregal.synth.bands import BANDS, PIXEL_SCALE, to_rgb
+from raregal.synth.bulk import BULK_SUBTYPES
+from raregal.synth.classes import (ARTIFACT_CLASSES, BULK, CLASSES, DEFAULT_FRACTIONS, RARE_CLASSES, RARE_GALAXY_CLASSES,
                       assign_classes, class_counts, sample_galaxy)
-from .preview import write_preview
-from .render import render_scene
-from .survey import DEFAULT_SIZE, make_survey
-from .votes import answer_probabilities, draw_votes
+from raregal.synth.preview import write_preview
+from raregal.synth.render import render_scene
+from raregal.synth.survey import DEFAULT_SIZE, make_survey
+from raregal.synth.votes import answer_probabilities, draw_votes
 
 __all__ = [
     "ARTIFACT_CLASSES", "BANDS", "BULK", "BULK_SUBTYPES", "CLASSES", "DEFAULT_FRACTIONS", "DEFAULT_SIZE",

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bulk import sample_bulk
-from .field import bright_star
+from raregal.synth.bulk import sample_bulk
+from raregal.synth.field import bright_star
 
 BAND_CHOICES = ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1])
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Colour-image scales and stretch settings live in raregal.colour: one stretch for the synthetic
+# Colour-image scales and stretch settings live in raregal.images.colour: one stretch for the synthetic
 # survey and real FITS cutouts alike (re-exported here, where they used to be).
-from ..colour import RGB_MINIMUM, RGB_Q, RGB_SCALE, RGB_STRETCH, grz_to_rgb  # noqa: F401
+from raregal.images.colour import RGB_MINIMUM, RGB_Q, RGB_SCALE, RGB_STRETCH, grz_to_rgb  # noqa: F401
 
 #: Bands, in the order of every (band, y, x) array in raregal.synth.
 BANDS: tuple[str, ...] = ("g", "r", "z")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import galaxies
+from raregal.synth import galaxies
 
 #: Bulk sub-type -> share of the bulk.
 BULK_SUBTYPES: dict[str, float] = {

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from .artifacts import ARTIFACT_SAMPLERS
-from .bands import PIXEL_SCALE
-from .bulk import sample_bulk
-from .field import STAR_HALO_RATE, conditions, neighbours, star_halo
-from .rare import RARE_SAMPLERS
+from raregal.errors import InputError
+from raregal.synth.artifacts import ARTIFACT_SAMPLERS
+from raregal.synth.bands import PIXEL_SCALE
+from raregal.synth.bulk import sample_bulk
+from raregal.synth.field import STAR_HALO_RATE, conditions, neighbours, star_halo
+from raregal.synth.rare import RARE_SAMPLERS
 
 #: The class of ordinary galaxies.
 BULK = "bulk"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .bands import BANDS, DEPTH_5SIGMA, PSF_BETA, PSF_FWHM, sky_sigma
+from raregal.synth.bands import BANDS, DEPTH_5SIGMA, PSF_BETA, PSF_FWHM, sky_sigma
 
 #: Fraction of cutouts with a bright star's halo reaching in from outside the field.
 STAR_HALO_RATE = 0.03

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
-from .classes import BULK, CLASSES
+from raregal.atomic import atomic_path
+from raregal.synth.classes import BULK, CLASSES
 
 
 def write_preview(catalog: pd.DataFrame, image_root, path, per_class: int = 8, bulk_rows: int = 3,
@@ -22,7 +22,7 @@ def write_preview(catalog: pd.DataFrame, image_root, path, per_class: int = 8, b
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from ..pixels import preview_rgb
+    from raregal.images.decode import preview_rgb
 
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, pd.DataFrame]] = []

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import galaxies
-from .galaxies import info, split_mag
+from raregal.synth import galaxies
+from raregal.synth.galaxies import info, split_mag
 
 
 def ring(rng: np.random.Generator) -> tuple[list, dict]:

@@ -26,9 +26,9 @@ import functools
 import galsim
 import numpy as np
 
-from .bands import BANDS, band_fluxes
-from .shapes import SHAPES, draw_shape, grid
-from .shapes import total as shape_total
+from raregal.synth.bands import BANDS, band_fluxes
+from raregal.synth.shapes import SHAPES, draw_shape, grid
+from raregal.synth.shapes import total as shape_total
 
 #: Component kinds GalSim draws from its own profiles; the rest are :data:`shapes.SHAPES`.
 ANALYTIC = ("sersic", "point", "halo", "knots")

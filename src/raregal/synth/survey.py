@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, write_json, write_parquet
-from ..errors import InputError
-from ..schema import ANSWERS, TREE
-from ..workers import usable_cores
-from .bands import BANDS, PIXEL_SCALE, to_rgb
-from .classes import DEFAULT_FRACTIONS, assign_classes, class_counts, galaxy_rng, sample_galaxy
-from .galaxies import INFO_DEFAULTS
-from .render import render_scene
-from .votes import galaxy_votes
+from raregal.atomic import atomic_path, write_json, write_parquet
+from raregal.errors import InputError
+from raregal.inputs.gz_trees import ANSWERS, TREE
+from raregal.workers import usable_cores
+from raregal.synth.bands import BANDS, PIXEL_SCALE, to_rgb
+from raregal.synth.classes import DEFAULT_FRACTIONS, assign_classes, class_counts, galaxy_rng, sample_galaxy
+from raregal.synth.galaxies import INFO_DEFAULTS
+from raregal.synth.render import render_scene
+from raregal.synth.votes import galaxy_votes
 
 log = logging.getLogger("raregal")
 
@@ -173,7 +173,7 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
              n_galaxies, rendered, n_galaxies - rendered, seconds, rate, n_workers)
     log.info("synth: catalog %s; images in %s", out_dir / CATALOG_NAME, out_dir / "images")
     if preview:
-        from .preview import write_preview
+        from raregal.synth.preview import write_preview
 
         path = write_preview(catalog, out_dir, out_dir / "preview.png")
         log.info("synth: preview %s", path)

@@ -2,7 +2,7 @@
 
 :func:`answer_probabilities` turns a galaxy's generating parameters (the ``info`` dict of
 :mod:`raregal.synth.galaxies`) into, for every question of the decision tree
-(:mod:`raregal.schema`), the probability that a volunteer who is asked it picks each answer:
+(:mod:`raregal.inputs.gz_trees`), the probability that a volunteer who is asked it picks each answer:
 what a careful volunteer would answer, blurred the way real volunteers disagree. :func:`draw_votes`
 then simulates the volunteers walking down the tree: ``N`` (5-40) volunteers answer the first
 question; a question is put to exactly the volunteers who chose its parent answer (so each
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..schema import ANSWERS, TREE, ancestors
+from raregal.inputs.gz_trees import ANSWERS, TREE, ancestors
 
 #: How tightly a galaxy's vote probabilities follow its kind's (Dirichlet concentration).
 CONCENTRATION = 25.0
@@ -38,7 +38,7 @@ def _onehot(index: int, n: int, peak: float) -> np.ndarray:
 
 
 def answer_probabilities(info: dict) -> dict[str, np.ndarray]:
-    """question -> probabilities of its answers (in :data:`raregal.schema.QUESTIONS` order)."""
+    """question -> probabilities of its answers (in :data:`raregal.inputs.gz_trees.QUESTIONS` order)."""
     art = float(np.clip(info.get("artifact", 0.0), 0.0, 1.0))
     feat = float(np.clip(info.get("featured", 0.0), 0.0, 1.0))
     edge_on = bool(info.get("edge_on", False))

@@ -1,0 +1,1 @@
+"""Embedding a catalogue: locally, on Dask, and PCA of the representation."""

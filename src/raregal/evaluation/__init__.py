@@ -1,0 +1,1 @@
+"""Evaluation: encoder benchmarks, recovery scores, planted tables."""

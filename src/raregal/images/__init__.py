@@ -1,0 +1,1 @@
+"""Images: the torch dataset, decoding of every image mode, colour from FITS bands."""

@@ -1,0 +1,1 @@
+"""The rare-class search: pre-filter -> k-NN graph -> UMAP layout -> HDBSCAN leaves -> checks."""

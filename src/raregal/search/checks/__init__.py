@@ -1,0 +1,1 @@
+"""Checks of each found cluster (stability, merge suggestions, artifact classes)."""

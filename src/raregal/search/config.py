@@ -1,0 +1,188 @@
+"""Search parameters: one dataclass, its defaults (the paper's), and TOML round-trips.
+
+Every parameter of ``raregal search`` lives in :class:`SearchConfig`. A run writes the
+config it used to ``RUN_DIR/config.toml``; ``raregal search --config RUN_DIR/config.toml``
+reads it back. Unknown keys and values of the wrong type fail early, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, fields
+from numbers import Integral
+from pathlib import Path
+
+from raregal.search.hdbscan_leaves import BACKENDS
+from raregal.errors import InputError
+
+#: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
+METRICS = ("euclidean", "cosine", "manhattan", "correlation")
+#: UMAP layouts: ``auto`` (on the CPU, for the metrics the deterministic graph supports:
+#: umap-learn's on the exact graph below 8,192 rows, ``deterministic`` above; both the same at any
+#: thread count), umap-learn's (one thread with a seed; above 8,192 rows NN-descent's graph depends
+#: on the thread count), or raregal's thread-count-independent one. ``summary.json`` records the
+#: layout used (``layout``).
+LAYOUTS = ("auto", "deterministic", "umap-learn")
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class SearchConfig:
+    """Parameters of a rare-class search. Defaults are those of the paper.
+
+    Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
+    ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``). Beyond the paper,
+    ``keep_disturbed`` (off: None) keeps smooth galaxies whose predicted disturbance + merger
+    fractions reach it (shells, streams), see :func:`raregal.search.prefilter.paper_cuts`. ``campaign``
+    (``dr12``, ``dr5``, ``dr8``, ``gz2``) picks whose fraction columns the cuts read, see
+    :func:`raregal.search.prefilter.campaign_columns`.
+    UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
+    ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
+    for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
+    (``leaf`` as in the paper) on ``hdbscan_backend``; ``device="cuda"`` runs both on cuML. ``seed`` fixes every stochastic step.
+    Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
+    cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.search.checks.stability`);
+    merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
+    (:mod:`raregal.search.checks.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses above 8,192
+    rows on the CPU for the euclidean, cosine and correlation metrics) uses a thread-independent k-NN graph and
+    :mod:`raregal.search.deterministic_umap`'s parallel optimiser: the same seed gives the same bits at any thread count.
+    """
+
+    n_neighbors: int = 50
+    n_components: int = 5
+    min_samples: int = 300
+    min_cluster_size: int = 10
+    cluster_selection_method: str = "leaf"
+    seed: int = 0
+    smooth_cut: float = 0.5
+    edge_on_cut: float = 0.3
+    artifact_cut: float = 0.3
+    keep_artifacts: bool = False
+    keep_disturbed: float | None = None  # beyond the paper: the smooth cut keeps disturbed galaxies
+    campaign: str | None = None  # the pre-filter's GZ campaign (dr8, ...); None: GZ DESI's columns or the newest
+    drop_invalid: bool = False
+    features: str | None = None
+    metric: str = "euclidean"
+    umap_init: str = "pca"
+    umap_n_epochs: int | None = None
+    umap_min_dist: float = 0.1
+    map_2d: bool = True
+    map_2d_epochs: int | None = 50
+    hdbscan_backend: str = "fast_hdbscan"
+    device: str = "cpu"  # "cuda": cuML's GPU UMAP and HDBSCAN (needs raregal[gpu])
+    report: bool = True
+    stability: int = 0
+    unstable_below: float = 0.6
+    merge_max_tree_distance: int = 2
+    merge_max_centroid_ratio: float = 0.25
+    layout: str = "auto"  # see LAYOUTS: the same clusters at any thread count where possible
+
+    def validate(self) -> "SearchConfig":
+        """Check ranges and choices; raise :class:`InputError` naming the key."""
+        for name in ("n_neighbors", "n_components", "min_samples", "min_cluster_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"config key {name!r} must be a positive integer, got {value!r}")
+        if self.n_neighbors < 2:
+            raise InputError("config key 'n_neighbors' must be at least 2")
+        if self.min_cluster_size < 2:
+            raise InputError("config key 'min_cluster_size' must be at least 2")
+        for name in ("smooth_cut", "edge_on_cut", "artifact_cut"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1.0001:
+                raise InputError(f"config key {name!r} must be a fraction in [0, 1], got {value!r}")
+        if self.keep_disturbed is not None and not 0 <= self.keep_disturbed <= 1:
+            raise InputError(f"config key 'keep_disturbed' must be a fraction in [0, 1], got {self.keep_disturbed!r}")
+        if not isinstance(self.stability, int) or isinstance(self.stability, bool) or not 0 <= self.stability <= 100:
+            raise InputError(f"config key 'stability' must be a number of repeats in 0..100, got {self.stability!r}")
+        if not isinstance(self.merge_max_tree_distance, int) or self.merge_max_tree_distance < 0:
+            raise InputError("config key 'merge_max_tree_distance' must be a non-negative integer "
+                             f"(0: no tree-based suggestions), got {self.merge_max_tree_distance!r}")
+        for name, high in (("unstable_below", 1.0), ("merge_max_centroid_ratio", float("inf"))):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
+                raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
+        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise InputError(f"config key 'seed' must be a whole number in 0..{2**32 - 1}, got {self.seed!r}")
+        choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
+                   "metric": METRICS,
+                   "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda"), "layout": LAYOUTS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
+        return self
+
+    def estimator_params(self) -> dict:
+        """Keyword arguments of :class:`raregal.search.pipeline.RareClassSearch` for these settings."""
+        names = ("n_neighbors", "n_components", "min_samples", "min_cluster_size", "cluster_selection_method",
+                 "metric", "umap_init", "umap_n_epochs", "umap_min_dist", "map_2d", "map_2d_epochs",
+                 "hdbscan_backend", "device", "layout")
+        return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
+
+    def to_dict(self) -> dict:
+        """The settings as a dict (``campaign`` only when set; ``layout`` always, see :func:`load_config`)."""
+        out = dataclasses.asdict(self)
+        if out["campaign"] is None:
+            del out["campaign"]
+        return out
+
+
+_TYPES = {f.name: f.type for f in fields(SearchConfig)}
+#: The keys every run folder's config.toml holds (TOML has no null, so ``None`` values are left out).
+_ALWAYS_WRITTEN = {k for k, t in _TYPES.items() if not str(t).endswith("| None")}
+
+
+def _check_type(key: str, value):
+    expected = str(_TYPES[key])
+    if value is None and expected.endswith("| None"):
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str | None": isinstance(value, str),
+        "int | None": isinstance(value, int) and not isinstance(value, bool),
+        "float | None": isinstance(value, (int, float)) and not isinstance(value, bool),
+    }.get(expected, True)
+    if not ok:
+        raise InputError(f"config key {key!r} must be {expected}, got {value!r}")
+
+
+def config_from_dict(values: dict, base: SearchConfig | None = None, where: str = "config") -> SearchConfig:
+    """Override ``base`` (default: the paper's config) with ``values``; unknown keys are errors."""
+    known = set(_TYPES)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
+                         f"{', '.join(sorted(known))}")
+    for key, value in values.items():
+        _check_type(key, value)
+    return dataclasses.replace(base or SearchConfig(), **values).validate()
+
+
+def load_config(path: str | os.PathLike) -> SearchConfig:
+    """Read a TOML config (flat keys, or under a ``[search]`` table)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{path}: not valid TOML: {err}") from None
+    if "search" in data and isinstance(data["search"], dict):
+        rest = sorted(set(data) - {"search"})
+        if rest:
+            raise InputError(f"{path}: unknown key(s) {rest} beside the [search] table")
+        data = data["search"]
+    if "layout" not in data and _ALWAYS_WRITTEN - {"layout"} <= set(data):
+        # every key a run writes but layout: a run folder's record from before layout="auto", which
+        # left out layout="umap-learn" as the default of the day; repeat it as it was made
+        data = {**data, "layout": "umap-learn"}
+    return config_from_dict(data, where=str(path))

@@ -1,0 +1,238 @@
+"""A parallel UMAP layout whose result does not depend on the number of threads (``layout="deterministic"``).
+
+Why this hand-written optimiser exists: umap-learn's SGD (``umap.layouts.optimize_layout_euclidean``)
+is reproducible or parallel, never both. With a seed it runs on one thread; with
+``parallel=True`` its threads move shared coordinates without locks (Hogwild) and draw
+negative samples from random states that depend on which thread got which edge, so the layout
+changes from run to run and with ``NUMBA_NUM_THREADS``.
+
+This module keeps umap-learn's graph, objective, schedule and defaults: the fuzzy graph of
+``umap.umap_.fuzzy_simplicial_set``, ``a, b`` from ``find_ab_params``, the edge schedule of
+``make_epochs_per_sample`` (weak edges pruned below ``max / n_epochs``), its spectral / PCA /
+random / array init (``noisy_scale_coords``, rescaled to [0, 10]), the attractive and
+negative-sample gradients with ``gamma = 1``, ``negative_sample_rate = 5``, clipping at 4 and
+the learning rate ``alpha = 1 - epoch / n_epochs``. What differs is the order of updates:
+
+* each vertex owns its out-edges (the graph's CSR rows) and moves only itself, sequentially
+  through its own edges; every other coordinate it reads comes from a snapshot taken at the
+  start of the epoch, so vertices are independent within an epoch and ``numba.prange`` may
+  split them among any number of threads with the same result, bit for bit;
+* umap-learn's ``move_other`` (an edge also pulls its tail) becomes a second pull of the head:
+  the graph is symmetric, so the tail gets the same pull when it processes the reverse edge,
+  which has the same weight and hence the same sampling epochs; each vertex thus gets two
+  attractive updates per sampled edge, as in umap-learn;
+* negative samples come from a counter-based generator (splitmix64 of seed, epoch, edge and
+  sample number), not from a random state threaded through the loop.
+
+Nothing is compiled with ``fastmath``, so no reduction is reordered. ``benchmarks/layout_quality.py``
+compares the layouts with umap-learn's on the same graph (trustworthiness, planted recovery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from raregal import workers
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_EDGE = np.uint64(0xD6E8FEB86659FD93)
+
+
+@numba.njit(inline="always", cache=True)
+def _splitmix64(z):
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(inline="always", cache=True)
+def _clip(v):
+    return 4.0 if v > 4.0 else (-4.0 if v < -4.0 else v)
+
+
+@numba.njit(inline="always", cache=True)
+def _sq_dist(x, y):
+    d2 = np.float32(0.0)
+    for d in range(x.shape[0]):
+        diff = x[d] - y[d]
+        d2 += diff * diff
+    return d2
+
+
+@numba.njit(inline="always", cache=True)
+def _step(cur, other, coeff, alpha):
+    for d in range(cur.shape[0]):
+        cur[d] += np.float32(_clip(coeff * (cur[d] - other[d])) * alpha)
+
+
+@numba.njit(inline="always", cache=True)
+def _attract(cur, other, a, b, alpha):
+    d2 = _sq_dist(cur, other)
+    if d2 > 0.0:
+        _step(cur, other, -2.0 * a * b * d2 ** (b - 1.0) / (a * d2 ** b + 1.0), alpha)
+
+
+@numba.njit(inline="always", cache=True)
+def _repel(cur, other, a, b, gamma, alpha):
+    d2 = _sq_dist(cur, other)
+    if d2 > 0.0:
+        _step(cur, other, 2.0 * gamma * b / ((0.001 + d2) * (a * d2 ** b + 1.0)), alpha)
+
+
+@numba.njit(parallel=True, cache=True)
+def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha, seed):
+    """One epoch: vertex ``j`` moves ``emb[j]`` along its edges, reading only ``snap`` for others."""
+    n_vertices = emb.shape[0]
+    for j in numba.prange(n_vertices):
+        cur = emb[j]
+        for i in range(indptr[j], indptr[j + 1]):
+            if next_s[i] > n:
+                continue
+            other = snap[tail[i]]
+            _attract(cur, other, a, b, alpha)  # this edge's pull on its head ...
+            _attract(cur, other, a, b, alpha)  # ... and the reverse edge's (umap-learn's move_other)
+            next_s[i] += eps[i]
+            n_neg = int((n - next_neg[i]) / eps_neg[i])
+            key = _splitmix64(seed ^ (np.uint64(i) * _EDGE + np.uint64(n)))
+            for p in range(n_neg):
+                k = int(_splitmix64(key + np.uint64(p) * _GOLDEN) % np.uint64(n_vertices))
+                if k != j:
+                    _repel(cur, snap[k], a, b, gamma, alpha)
+            next_neg[i] += n_neg * eps_neg[i]
+
+
+def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epochs_per_sample: np.ndarray,
+                    n_epochs: int, a: float, b: float, seed: int, gamma: float = 1.0,
+                    initial_alpha: float = 1.0, negative_sample_rate: int = 5) -> np.ndarray:
+    """Optimise the layout ``init`` (N, d) on a symmetric graph given as CSR (``indptr``, ``tail``).
+
+    ``epochs_per_sample`` (one per edge, CSR order) is umap-learn's schedule. The result is the
+    same whatever ``numba.get_num_threads()`` is. Returns a new (N, d) float32 array.
+    """
+    emb = np.array(init, dtype=np.float32, order="C", copy=True)
+    snap = emb.copy()
+    eps = np.asarray(epochs_per_sample, dtype=np.float64)
+    eps_neg = eps / negative_sample_rate
+    next_s, next_neg = eps.copy(), eps_neg.copy()
+    indptr, tail = np.asarray(indptr, np.int64), np.asarray(tail, np.int64)
+    key = np.uint64(_mix_seed(seed))
+    alpha = initial_alpha
+    for n in range(n_epochs):
+        _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha, key)
+        snap[:] = emb
+        alpha = initial_alpha * (1.0 - float(n) / float(n_epochs))  # umap-learn's decay, same off-by-one
+    return emb
+
+
+def _mix_seed(seed: int) -> int:
+    z = (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    return z ^ (z >> 31)
+
+
+@dataclass
+class LayoutProblem:
+    """A graph ready to lay out, as umap-learn's ``simplicial_set_embedding`` prepares it.
+
+    ``indptr``/``tail``: the pruned fuzzy graph in CSR order (edge ``i`` runs from the vertex whose
+    row holds it to ``tail[i]``); ``epochs_per_sample`` per edge; ``init`` (N, d) float32 scaled
+    to [0, 10]; ``a``, ``b``; ``n_epochs``.
+    """
+
+    indptr: np.ndarray
+    tail: np.ndarray
+    epochs_per_sample: np.ndarray
+    init: np.ndarray
+    a: float
+    b: float
+    n_epochs: int
+
+    @property
+    def head(self) -> np.ndarray:
+        """The head of each edge (for umap-learn's COO-style optimiser)."""
+        return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int32), np.diff(self.indptr))
+
+
+def fuzzy_graph(X: np.ndarray, knn, n_neighbors: int, seed: int):
+    """umap-learn's fuzzy simplicial set (scipy CSR, symmetric) on a precomputed k-NN graph."""
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from raregal.numba_cache import cache_kernels
+
+    cache_kernels()  # umap-learn's graph kernels, from numba's disk cache after the first process
+    graph, _, _ = fuzzy_simplicial_set(X, n_neighbors, np.random.RandomState(seed), "precomputed",
+                                       knn_indices=knn[0], knn_dists=knn[1])
+    return graph
+
+
+def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", n_epochs: int | None = None,
+                   min_dist: float = 0.1, metric: str = "euclidean", seed: int = 0) -> LayoutProblem:
+    """Prune the graph, schedule its edges and initialise, as ``umap.umap_.simplicial_set_embedding`` does.
+
+    BLAS runs on one thread here (PCA, spectral init), so the start does not depend on the thread count.
+    """
+    from umap.umap_ import find_ab_params, make_epochs_per_sample
+
+    graph = graph.tocsr(copy=True)
+    graph.sum_duplicates()
+    default_epochs = 500 if graph.shape[0] <= 10000 else 200
+    n_epochs = default_epochs if n_epochs is None else n_epochs
+    graph.data[graph.data < graph.data.max() / float(n_epochs if n_epochs > 10 else default_epochs)] = 0.0
+    graph.eliminate_zeros()
+    graph.sort_indices()
+    random_state = np.random.RandomState(seed)
+    with workers.single_blas_thread():
+        emb = _initial_layout(X, graph, n_components, init, random_state, metric)
+    emb = (10.0 * (emb - emb.min(0)) / (emb.max(0) - emb.min(0))).astype(np.float32, order="C")
+    a, b = find_ab_params(1.0, min_dist)
+    return LayoutProblem(graph.indptr.astype(np.int64), graph.indices.astype(np.int64),
+                         make_epochs_per_sample(graph.data, n_epochs), emb, float(a), float(b), int(n_epochs))
+
+
+def _initial_layout(X, graph, n_components, init, random_state, metric) -> np.ndarray:
+    """umap-learn's initialisations: ``spectral``, ``pca``, ``random`` or an (N, n_components) array."""
+    from umap.umap_ import noisy_scale_coords
+
+    if isinstance(init, str) and init == "random":
+        return random_state.uniform(-10.0, 10.0, (graph.shape[0], n_components)).astype(np.float32)
+    if isinstance(init, str) and init == "pca":
+        from sklearn.decomposition import PCA
+
+        emb = PCA(n_components=n_components, random_state=random_state).fit_transform(X).astype(np.float32)
+        return noisy_scale_coords(emb, random_state, max_coord=10, noise=0.0001)
+    if isinstance(init, str) and init == "spectral":
+        from umap.spectral import spectral_layout
+
+        emb = spectral_layout(X, graph, n_components, random_state, metric=metric)
+        return noisy_scale_coords(emb, random_state, max_coord=10, noise=0.0001)
+    if isinstance(init, str):
+        raise ValueError(f"unknown init {init!r}; choose 'spectral', 'pca', 'random' or an array")
+    emb = np.array(init, dtype=np.float32)
+    if len(np.unique(emb, axis=0)) < len(emb):  # as umap-learn: jitter duplicate starting points
+        from sklearn.neighbors import KDTree
+
+        nndist = KDTree(emb).query(emb, k=2)[0][:, 1].mean()
+        emb = emb + random_state.normal(scale=0.001 * nndist, size=emb.shape).astype(np.float32)
+    return emb
+
+
+def deterministic_embed(X: np.ndarray, n_components: int, n_neighbors: int, knn, *, init="spectral",
+                        n_epochs: int | None = None, min_dist: float = 0.1, metric: str = "euclidean",
+                        random_state: int = 0, graph=None) -> np.ndarray:
+    """A UMAP embedding of ``X`` (N, D) on the k-NN graph ``knn``, bit-identical at any thread count.
+
+    ``graph``: the fuzzy graph of ``knn`` (:func:`fuzzy_graph`) when already made, e.g. for the 5-D
+    map, so the 2-D map does not build it again (it depends on the k-NN graph only, not the seed).
+    """
+    if graph is None:
+        graph = fuzzy_graph(X, knn, n_neighbors, random_state)
+    problem = prepare_layout(X, graph, n_components, init=init, n_epochs=n_epochs, min_dist=min_dist,
+                             metric=metric, seed=random_state)
+    return optimize_layout(problem.init, problem.indptr, problem.tail, problem.epochs_per_sample,
+                           problem.n_epochs, problem.a, problem.b, random_state)

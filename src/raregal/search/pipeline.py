@@ -1,0 +1,535 @@
+"""The rare-class search: pre-filter → UMAP → HDBSCAN leaf clusters.
+
+Three ways in, from the array to the folder:
+
+* :class:`RareClassSearch`, a scikit-learn estimator on a plain array of representations
+  (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``, ``embedding_``
+  (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
+* :func:`search_table`, the pure core on an in-memory table: check it, pre-filter on the
+  predicted morphology, fit, run the checks of :mod:`raregal.search.checks.per_cluster` (stability with
+  ``stability`` > 0, merge suggestions, artifact classes); returns a :class:`SearchResult`
+  (the fitted estimator and the :class:`raregal.runs.model.Run`), writes nothing;
+* :func:`run_search`, the file-to-folder convenience behind ``raregal search``: read the table,
+  :func:`search_table`, :func:`raregal.runs.model.write_run` (``clusters.parquet``,
+  ``condensed_tree.parquet``, ``summary.json``, ``config.toml``).
+
+No report is built here (this module does not import :mod:`raregal.views.report`): the CLI and the
+demo build it after the run is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClusterMixin, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from raregal.runs import folder as runfolder
+from raregal.inputs import sky
+from raregal.inputs.tables import FILE_LOC, ID, check_ids, feature_matrix, read_table
+from raregal.search.checks.per_cluster import check_clusters
+from raregal.search.hdbscan_leaves import BACKENDS, leaf_clusters
+from raregal.search.config import LAYOUTS, METRICS, SearchConfig, config_from_dict
+from raregal.errors import InputError
+from raregal.search.umap import EXACT_METRICS, knn_graph, pca_init, umap_embed
+from raregal.runs.model import BASE_INFO, Run, write_run
+from raregal.timing import StageTimer
+from raregal.search.prefilter import campaign_columns, paper_cuts, prefilter
+
+log = logging.getLogger("raregal")
+
+
+
+def _positive(low: int = 1) -> list:
+    return [Interval(Integral, low, None, closed="left")]
+
+
+class RareClassSearch(ClusterMixin, BaseEstimator):
+    """UMAP + HDBSCAN leaf clustering of galaxy representations.
+
+    Parameters (defaults: the paper's, and a layout that is the same at any thread count)
+    ----------
+    n_neighbors : UMAP neighbours (50).
+    n_components : dimensions of the UMAP that is clustered (5).
+    min_samples, min_cluster_size : HDBSCAN's (300, 10).
+    cluster_selection_method : ``"leaf"`` (the paper) or ``"eom"``.
+    metric : distance in representation space, one of :data:`METRICS`.
+    umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
+    map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph; starts from the 5-D
+        layout's principal axes).
+    map_2d_epochs : epochs of the 2-D layout (50: it starts from the 5-D layout; None: umap-learn's
+        default, 200 above 10k points).
+    hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
+    random_state : seed of every stochastic step: an int, None or a ``numpy.random.RandomState``
+        (scikit-learn's ``check_random_state``; an int is used as it is).
+    device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
+        ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
+    layout : ``"auto"`` (default, :meth:`resolved_layout`: umap-learn's below 8,192 rows, deterministic
+        above; thread-independent on the CPU for the euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
+        graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
+        below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.search.knn`),
+        and the parallel optimiser of :mod:`raregal.search.deterministic_umap`: the same bits at any thread count.
+    verbose : log each stage's seconds and peak memory as it finishes.
+
+    Attributes after ``fit(X)`` with X of shape (N, D)
+    ----------
+    n_features_in_ : D.
+    labels_ : (N,) cluster of each row, -1 = unclustered.
+    probabilities_ : (N,) HDBSCAN membership strength.
+    embedding_ : (N, n_components) float32 UMAP coordinates.
+    embedding_2d_ : (N, 2) float32, or None.
+    knn_ : (indices, distances), each (N, n_neighbors): the k-NN graph (stability repeats reuse it).
+    condensed_tree_ : DataFrame (parent, child, lambda_val, child_size).
+    n_clusters_ : K; cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
+    layout_ : the layout used (``"umap-learn"`` or ``"deterministic"``; what ``"auto"`` chose).
+    timings_ : seconds per stage (knn, umap5, umap2, hdbscan); memory_mib_ : peak MiB after each.
+    """
+
+    _parameter_constraints: dict = {
+        "n_neighbors": _positive(2), "n_components": _positive(), "min_samples": _positive(),
+        "min_cluster_size": _positive(2), "cluster_selection_method": [StrOptions({"leaf", "eom"})],
+        "metric": [StrOptions(set(METRICS))], "umap_init": [StrOptions({"pca", "spectral", "random"})],
+        "umap_n_epochs": [*_positive(), None], "umap_min_dist": [Interval(Real, 0, None, closed="left")],
+        "map_2d": ["boolean"], "map_2d_epochs": [*_positive(), None],
+        "hdbscan_backend": [StrOptions(set(BACKENDS))], "random_state": ["random_state"],
+        "device": [StrOptions({"cpu", "cuda"})], "layout": [StrOptions(set(LAYOUTS))], "verbose": ["verbose"],
+    }
+
+    def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
+                 cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
+                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
+                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="auto",
+                 verbose=False):
+        self.n_neighbors = n_neighbors
+        self.n_components = n_components
+        self.min_samples = min_samples
+        self.min_cluster_size = min_cluster_size
+        self.cluster_selection_method = cluster_selection_method
+        self.metric = metric
+        self.umap_init = umap_init
+        self.umap_n_epochs = umap_n_epochs
+        self.umap_min_dist = umap_min_dist
+        self.map_2d = map_2d
+        self.map_2d_epochs = map_2d_epochs
+        self.hdbscan_backend = hdbscan_backend
+        self.random_state = random_state
+        self.device = device
+        self.layout = layout
+        self.verbose = verbose
+
+    def resolved_layout(self, n_rows: int | None = None) -> str:
+        """The layout ``layout="auto"`` stands for with ``n_rows`` galaxies (None: many).
+
+        Both choices give the same bits at any thread count: below :data:`EXACT_KNN_BELOW` rows
+        umap-learn's (on the exact k-NN graph; its seeded optimiser runs on one thread, which
+        costs little there), above it raregal's parallel ``"deterministic"`` one. ``"umap-learn"``
+        also for metrics the deterministic graph lacks, and on ``device="cuda"`` (cuML's).
+        """
+        if self.layout != "auto":
+            return self.layout
+        if self.device != "cpu" or self.metric not in EXACT_METRICS:
+            return "umap-learn"
+        from raregal.search import umap
+
+        return "umap-learn" if n_rows is not None and n_rows < umap.EXACT_KNN_BELOW else "deterministic"
+
+    def backends(self, n_rows: int | None = None) -> tuple[str, str]:
+        """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
+        layout = self.resolved_layout(n_rows)
+        if layout == "deterministic" and self.metric not in EXACT_METRICS:
+            raise InputError(f"layout='deterministic' computes its own k-NN graph for {', '.join(EXACT_METRICS)}, "
+                             f"not metric={self.metric!r}", param=("layout", "metric"))
+        if self.device != "cuda":
+            return layout, self.hdbscan_backend
+        if layout == "deterministic":
+            raise InputError("layout='deterministic' runs on the CPU; device='cuda' runs cuML's UMAP: choose one",
+                             param=("device", "layout"))
+        if self.hdbscan_backend == "hdbscan":
+            raise InputError("device='cuda' runs HDBSCAN on cuML; hdbscan_backend='hdbscan' runs on the CPU: "
+                             "choose one", param=("device", "hdbscan_backend"))
+        return "cuml", "cuml"
+
+    def check_size(self, n: int) -> None:
+        """Raise InputError, naming the parameter, unless ``n`` rows are enough to search."""
+        if n <= self.n_components + 1 or n <= self.n_neighbors:
+            smaller = max(2, n // 4)
+            hint = (f"try n_neighbors={smaller}" if smaller < self.n_neighbors and n > max(smaller, self.n_components + 1)
+                    else "a search needs many more galaxies than that")
+            raise InputError(f"only {n} galaxies to search (n_samples={n}); need more than n_neighbors={self.n_neighbors} "
+                             f"and n_components + 1 = {self.n_components + 1} ({hint})", param="n_neighbors")
+        if n < self.min_samples:
+            raise InputError(f"only {n} galaxies to search (n_samples={n}), fewer than min_samples={self.min_samples}; "
+                             f"small samples need a smaller value, e.g. min_samples={max(2, n // 50)}",
+                             param="min_samples")
+
+    def _seed(self) -> int:
+        """The int seed umap-learn and NN-descent take (an int ``random_state`` as it is)."""
+        if isinstance(self.random_state, Integral) and not isinstance(self.random_state, bool):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def fit(self, X, y=None):
+        """Reduce and cluster ``X`` of shape (N, D) (finite values); returns self. ``y`` is ignored."""
+        self._validate_params()
+        self.backends()
+        X = _validate_data(self, X)
+        self.check_size(len(X))
+        seed = self._seed()
+        self.layout_ = self.resolved_layout(len(X))
+        timer = StageTimer(echo=bool(self.verbose))
+        with timer.stage("knn"):
+            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
+                                  deterministic=self.layout_ == "deterministic")
+        self._fit_layout(X, self.knn_, seed, timer)
+        self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
+        return self
+
+    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer) -> None:
+        """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
+        umap_backend, hdbscan_backend = self.backends(len(X))
+        umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
+                       n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
+                       backend=umap_backend)
+        with timer.stage("umap5"):
+            if umap_backend == "deterministic":  # one fuzzy graph for both maps (umap-learn makes its own)
+                from raregal.search.deterministic_umap import fuzzy_graph
+
+                umap_kw["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
+            self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
+        self.embedding_2d_ = None
+        if self.map_2d:
+            with timer.stage("umap2"):
+                if self.n_components == 2:
+                    self.embedding_2d_ = self.embedding_.copy()
+                else:
+                    init2 = pca_init(self.embedding_, 2)
+                    kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
+                    self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
+        with timer.stage("hdbscan"):
+            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
+                                   self.cluster_selection_method)
+        self.labels_ = result.labels
+        self.probabilities_ = result.probabilities
+        self.condensed_tree_ = result.condensed_tree
+        self.cluster_tree_nodes_ = result.tree_nodes
+        self.cluster_persistence_ = result.persistence
+        self.n_clusters_ = result.n_clusters
+
+    def refit_layout(self, X, random_state) -> "RareClassSearch":
+        """A clone with ``random_state`` whose layouts and clusters are refitted on this fit's k-NN graph.
+
+        The stability repeats: only UMAP's and HDBSCAN's randomness is redone (no 2-D map).
+        """
+        check_is_fitted(self, "knn_")
+        rep = clone(self).set_params(random_state=random_state, map_2d=False)
+        rep._validate_params()
+        X = _validate_data(rep, X)
+        timer = StageTimer(echo=False)
+        rep.n_features_in_, rep.knn_, rep.layout_ = self.n_features_in_, self.knn_, self.layout_
+        rep._fit_layout(X, self.knn_, rep._seed(), timer)
+        rep.timings_, rep.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
+        return rep
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _validate_data(est, X) -> np.ndarray:
+    """scikit-learn's input validation (2-D, finite, float32) that also sets ``n_features_in_``."""
+    try:
+        from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6
+    except ImportError:  # pragma: no cover - older scikit-learn
+        return est._validate_data(X, dtype=np.float32, order="C")
+    return validate_data(est, X, dtype=np.float32, order="C")
+
+
+def _versions() -> dict:
+    out = {}
+    for dist in ("raregal", "numpy", "umap-learn", "pynndescent", "fast_hdbscan", "hdbscan", "scikit-learn",
+                 "numba", "pandas", "pyarrow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.ndarray:
+    valid = np.isfinite(X).all(axis=1)
+    if not valid.all():
+        bad = frame[ID].to_numpy()[~valid]
+        if not drop_invalid:
+            raise InputError(f"{len(bad)} rows have NaN or infinite features, e.g. ids "
+                             f"{', '.join(map(str, bad[:10]))}; fix them or pass --drop-invalid")
+        log.warning("dropping %d rows with NaN or infinite features (--drop-invalid), e.g. %s",
+                    len(bad), ", ".join(map(str, bad[:5])))
+    return valid
+
+
+def check_table(frame: pd.DataFrame, features: str | None = None,
+                where: str = "the table") -> tuple[pd.DataFrame, np.ndarray]:
+    """Check a representation table and return ``(table, X)`` with X of shape (N, D) float32.
+
+    Checks that it has rows and unique ``id_str`` values, and its ``ra``/``dec``
+    (:func:`raregal.inputs.sky.with_coordinates`: bad rows named, set to NaN); ``where`` names the table in errors.
+    """
+    if len(frame) == 0:
+        raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
+    check_ids(frame, str(where))
+    frame = sky.with_coordinates(frame, str(where))  # ra/dec checked once, here
+    X = feature_matrix(frame, features)
+    if X.shape[1] == 0 or len(X) == 0:
+        raise InputError(f"{where}: the representation is empty (shape {X.shape})")
+    return frame, X
+
+
+def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
+    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns.
+
+    Carried when the input has them: ``file_loc``, ``true_class``, and ``ra``/``dec`` (degrees,
+    checked by :func:`raregal.inputs.sky.with_coordinates`).
+    """
+    n = len(frame)
+    out = pd.DataFrame({ID: frame[ID].to_numpy()})
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[kept] = est.labels_
+    probs = np.zeros(n, dtype=np.float32)
+    probs[kept] = est.probabilities_
+    out["cluster"] = labels
+    out["probability"] = probs
+    out["kept"] = kept
+    for name, emb in (("umap5", est.embedding_), ("umap2", est.embedding_2d_)):
+        if emb is None:
+            continue
+        full = np.full((n, emb.shape[1]), np.nan, dtype=np.float32)
+        full[kept] = emb
+        for i in range(emb.shape[1]):
+            out[f"{name}_{i}"] = full[:, i]
+    for col in (FILE_LOC, "true_class", sky.RA, sky.DEC):
+        if col in frame.columns:
+            out[col] = frame[col].to_numpy()
+    return out
+
+
+def cluster_summaries(est: RareClassSearch) -> pd.DataFrame:
+    """One row per cluster: cluster, size, persistence, tree_node, mean_probability (the run's ``cluster_info``)."""
+    out = []
+    for k in range(est.n_clusters_):
+        member = est.labels_ == k
+        out.append({"cluster": k, "size": int(member.sum()), "persistence": float(est.cluster_persistence_[k]),
+                    "tree_node": int(est.cluster_tree_nodes_[k]),
+                    "mean_probability": float(est.probabilities_[member].mean())})
+    return pd.DataFrame(out, columns=list(BASE_INFO))
+
+
+def check_representation(X: np.ndarray, ids: np.ndarray, config: SearchConfig) -> None:
+    """Refuse representations no search can use: width 1, narrower than the UMAP, or degenerate.
+
+    ``X`` (N, D) holds the rows that will be searched; errors name the parameter at fault.
+    """
+    n, width = X.shape
+    if width < 2:
+        raise InputError(f"the representation has width {width}; a search needs at least 2 features "
+                         "(is features naming the right column?)", param="features")
+    if config.n_components > width:
+        raise InputError(f"n_components={config.n_components} is larger than the representation's width "
+                         f"({width}); use at most {width}", param="n_components")
+    if n == 0:
+        return
+    spread = np.ptp(X, axis=0)
+    if not np.any(spread > 0):
+        raise InputError(f"all {n} representations to search are identical (zero variance in every one of "
+                         f"the {width} features, e.g. ids {', '.join(map(str, ids[:3]))}): there is nothing to "
+                         "cluster; check the embedding")
+    n_distinct = len(np.unique(X, axis=0))
+    if n_distinct <= config.n_neighbors:
+        raise InputError(f"only {n_distinct} distinct representations among {n} rows, not more than "
+                         f"n_neighbors={config.n_neighbors}: the neighbour graph would be degenerate; check the "
+                         "embedding (many copies of one image?)", param="n_neighbors")
+
+
+def _prefilter_advice(counts: dict, cuts) -> str:
+    """Which cuts removed how many galaxies, and the flags that loosen them."""
+    before, removed = counts.get("valid", counts["input"]), []
+    for cut in cuts:
+        after = counts[f"after_{cut.name}"]
+        if before > after:
+            removed.append(f"{cut.name.replace('_', '-')} >= {cut.threshold:g} removed {before - after:,}")
+        before = after
+    loosen = "smooth_cut, edge_on_cut or artifact_cut, or set keep_artifacts"
+    return f"{'; '.join(removed) or 'no cut removed any'}; to keep more, raise {loosen}"
+
+
+def _check_kept(est: RareClassSearch, counts: dict, cuts) -> None:
+    n_kept = counts["kept"]
+    if n_kept < counts.get("valid", counts["input"]) and n_kept <= max(est.n_neighbors, est.n_components + 1):
+        raise InputError(f"the pre-filter kept only {n_kept:,} of {counts['input']:,} galaxies, too few to "
+                         f"search: {_prefilter_advice(counts, cuts)}",
+                         param=("smooth_cut", "edge_on_cut", "artifact_cut", "keep_artifacts"))
+    est.check_size(n_kept)
+
+
+def _search_summary(source, frame, X, counts, est) -> dict:
+    """What summary.json says besides the tables, the parameters and the timing (see raregal.runs.model)."""
+    n_kept = counts["kept"]
+    n_clustered = int((est.labels_ >= 0).sum())
+    return {
+        "input": None if source is None else str(Path(source).resolve()),
+        "n_rows": len(frame),
+        "n_features": int(X.shape[1]),
+        "counts": counts,
+        "n_clusters": int(est.n_clusters_),
+        "n_clustered": n_clustered,
+        "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
+        "layout": est.layout_,  # what layout="auto" chose for this many galaxies
+        "versions": _versions(),
+    }
+
+
+def _config(config, params) -> SearchConfig:
+    if isinstance(config, dict) or config is None:
+        config = config_from_dict(dict(config or {}))
+    if params:
+        config = config_from_dict(params, base=config)
+    config.validate()
+    RareClassSearch(**config.estimator_params()).backends()  # clashing choices fail before the table is read
+    return config
+
+
+@dataclass(eq=False)
+class SearchResult:
+    """What :func:`search_table` returns: the fitted estimator and the run, nothing written yet.
+
+    estimator : the fitted :class:`RareClassSearch` (on the kept rows: ``estimator.labels_[i]`` is
+        row ``np.flatnonzero(kept)[i]`` of the table).
+    run : the :class:`raregal.runs.model.Run`; ``raregal.runs.model.write_run(result, out_dir)`` (or
+        ``write_run(result.run, out_dir)``) writes it.
+    config : the validated settings. kept : (N,) bool, the rows the pre-filter kept.
+    counts : galaxies through each stage (``input``, ``valid``, ``after_<cut>``, ``kept``).
+    """
+
+    estimator: RareClassSearch
+    run: Run
+    config: SearchConfig
+    kept: np.ndarray
+    counts: dict
+
+    @property
+    def labels(self) -> np.ndarray:
+        """(N,) cluster of every input row (-1: unclustered or not kept), in the table's order."""
+        return self.run.clusters["cluster"].to_numpy()
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.estimator.n_clusters_)
+
+
+def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None, *,
+                 source: str | os.PathLike | None = None) -> SearchResult:
+    """Search an in-memory representation table; return the fitted estimator and the run (no file I/O).
+
+    ``frame`` has ``id_str`` and the representation (``feat_<i>`` columns, or the list column or
+    prefix ``config.features`` names); optionally the predicted ``*_fraction`` columns the
+    pre-filter reads, ``ra``/``dec``, ``file_loc`` and ``true_class`` (then the run's summary has
+    ``metrics``). ``config``: a :class:`SearchConfig` or a dict of its keys (default: the paper's).
+    The table is checked, pre-filtered (:mod:`raregal.search.prefilter`), the kept rows fitted with
+    :class:`RareClassSearch` (``config.estimator_params()``) and the clusters checked
+    (:mod:`raregal.search.checks.per_cluster`). ``source``, the file the table came from, is recorded as the
+    run's input (the report finds images inside a catalog through it) and named in errors.
+    Raises :class:`InputError`, naming the parameter, before the fit when the table cannot be searched.
+    """
+    return _search_table(frame, _config(config, {}), source, StageTimer())
+
+
+def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> SearchResult:
+    with timer.stage("read"):
+        frame, X = check_table(frame, config.features, where="the table" if source is None else str(source))
+        valid = _valid_rows(frame, X, config.drop_invalid)
+    log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
+    columns = campaign_columns(frame.columns, config.campaign)  # the fraction columns of the campaign searched
+    with timer.stage("prefilter"):
+        cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
+                          config.keep_disturbed, columns)
+        kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
+    log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    est = RareClassSearch(**config.estimator_params(), verbose=True)
+    _check_kept(est, counts, cuts)
+    check_representation(X[kept], frame[ID].to_numpy()[kept], config)
+    est.fit(X[kept])
+    timer.seconds.update(est.timings_)
+    timer.peak_mib.update(est.memory_mib_)
+    checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
+                            unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
+                            merge_max_tree_distance=config.merge_max_tree_distance,
+                            merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
+                            artifact_column=columns["artifact"])
+    table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
+    summary = {**_search_summary(source, frame, X, counts, est), **entries}
+    if "true_class" in frame.columns:
+        summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
+    run = Run(clusters=table, cluster_info=info, tree=est.condensed_tree_, merges=checks.merges,
+              parameters=config.to_dict(), timings=timer.totals(), summary=summary)
+    log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%)", est.n_clusters_, summary["n_clustered"],
+             counts["kept"], 100 * summary["fraction_clustered"])
+    return SearchResult(estimator=est, run=run, config=config, kept=kept, counts=counts)
+
+
+def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
+               overwrite: bool = False, **params) -> dict:
+    """Search the representation table in the file ``reps`` and write a run directory; return the summary dict.
+
+    The convenience behind ``raregal search``: read the table, :func:`search_table`,
+    :func:`raregal.runs.model.write_run`. ``config`` (a :class:`SearchConfig` or dict) sets the
+    parameters; keyword ``params`` (config keys) are a shorthand that overrides it. It builds no
+    report (``raregal search`` and the demo do, with :func:`raregal.views.report.report_after_search`).
+    Before the first expensive step it checks the parameters and that ``out_dir`` is new, empty
+    or (with ``overwrite``) an earlier raregal run and not inside the input (:mod:`raregal.runs.folder`);
+    :func:`search_table` checks the table and the pre-filter's result before the fit. The folder is
+    locked while it is written; each output file is written atomically, so an interrupted run
+    leaves complete files or none; a rerun with ``overwrite`` removes the earlier run's files first.
+    """
+    config = _config(config, params)
+    out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
+    timer = StageTimer()
+    with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
+        frame = read_table(reps)
+    created = not out_dir.exists()
+    try:
+        with runfolder.WriteLock(out_dir, "raregal search"):
+            runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
+            result = _search_table(frame, config, reps, timer)
+            run = write_run(result, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer
+    except BaseException:
+        if created:
+            _remove_if_empty(out_dir)
+        raise
+    log.info("results in %s", out_dir.resolve())
+    return run.to_summary()
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove a folder this run made when nothing but raregal's marker is in it (a failed first run)."""
+    try:
+        if all(p.name in (runfolder.MARKER, runfolder.LOCK) for p in folder.iterdir()):
+            shutil.rmtree(folder)
+    except OSError:
+        pass
+
+
+def _score(true_class: np.ndarray, labels: np.ndarray) -> dict:
+    from raregal.evaluation.recovery import score_clusters
+
+    return score_clusters(np.asarray(true_class).astype(str), labels)
