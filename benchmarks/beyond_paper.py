@@ -48,7 +48,7 @@ def split_table(n, dim, seed=3):
 
 
 def stability_and_merges(args) -> dict:
-    from raregal.search.pipeline import run_search
+    from raregal.discovery.pipeline import run_search
 
     frame = split_table(args.n, args.dim)
     with tempfile.TemporaryDirectory() as tmp:

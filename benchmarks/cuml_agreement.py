@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     from raregal.inputs.tables import feature_matrix, read_table
-    from raregal.search.hdbscan_leaves import leaf_clusters
-    from raregal.search.pipeline import RareClassSearch
+    from raregal.discovery.hdbscan_leaves import leaf_clusters
+    from raregal.discovery.pipeline import RareClassSearch
 
     if args.reps:
         X = feature_matrix(read_table(args.reps)).astype(np.float32)

@@ -9,7 +9,7 @@ training survey unless its recipe says otherwise) on a seeded synthetic *trainin
   always next to the raw-pixel baseline (evaluate's PCA of 32 x 32 pixels);
 * the classes the demo's search recovers (``DemoConfig``: n_neighbors 30, min_samples 10,
   min_cluster_size 10, seed 1), with the paper's pre-filter and with ``--keep-artifacts``
-  (:func:`raregal.search.pipeline.run_search`, ``summary['metrics']``), and per class how many of its
+  (:func:`raregal.discovery.pipeline.run_search`, ``summary['metrics']``), and per class how many of its
   galaxies the paper's filter keeps;
 * training seconds (wall clock, on whatever the machine was doing; see the table's note).
 
@@ -131,9 +131,9 @@ def search_both(reps: Path, out: Path) -> dict:
     """The demo's search in both filter modes; per mode the metrics and per class the kept count."""
     import pandas as pd
 
-    from raregal.search.config import SearchConfig
+    from raregal.discovery.config import SearchConfig
     from raregal.demo import DemoConfig
-    from raregal.search.pipeline import run_search
+    from raregal.discovery.pipeline import run_search
 
     d = DemoConfig()
     res = {}

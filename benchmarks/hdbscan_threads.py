@@ -1,8 +1,8 @@
 """HDBSCAN's seconds at 1 and 2 (or more) threads, and whether the labels stay the same.
 
-raregal's fast_hdbscan path (:func:`raregal.search.hdbscan_leaves.leaf_clusters`) builds the minimum spanning
+raregal's fast_hdbscan path (:func:`raregal.discovery.hdbscan_leaves.leaf_clusters`) builds the minimum spanning
 tree with fast_hdbscan's parallel Boruvka and rewrites it canonically
-(:mod:`raregal.search.canonical_tree`), so the labels must not depend on the threads. This times it, each
+(:mod:`raregal.discovery.canonical_tree`), so the labels must not depend on the threads. This times it, each
 thread count in a fresh process (numba's cache warmed first), on a seeded 5-D table shaped like the
 search's 5-D map: a bulk (standard normal), tight planted groups (0.1-1 %), coordinates rounded to
 float32 as the layout writes them; the paper's min_samples=300, min_cluster_size=10, leaf.
@@ -25,7 +25,7 @@ from pathlib import Path
 CHILD = """
 import hashlib, json, sys, time
 import numpy as np
-from raregal.search.hdbscan_leaves import leaf_clusters
+from raregal.discovery.hdbscan_leaves import leaf_clusters
 
 n, seed = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from raregal.demo import DemoConfig
-from raregal.search.pipeline import run_search
+from raregal.discovery.pipeline import run_search
 
 
 def measure(demo: Path, threshold: float | None, out: Path) -> dict:

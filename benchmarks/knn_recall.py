@@ -3,9 +3,9 @@
 On seeded planted tables of 128-d rows (``raregal.evaluation.planted.make_planted``, as
 ``search_scaling.py``), n_neighbors=50, all threads of this machine:
 
-* ``exact``: :func:`raregal.search.umap.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
+* ``exact``: :func:`raregal.discovery.umap.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
 * ``nndescent``: umap-learn's NN-descent as the default search runs it (thread-dependent);
-* ``partitioned``: :func:`raregal.search.knn.partitioned_knn` (``layout="deterministic"``).
+* ``partitioned``: :func:`raregal.discovery.knn.partitioned_knn` (``layout="deterministic"``).
 
 Recall: the fraction of each row's 50 exact neighbours the graph lists, over 2,000 seeded rows
 (their exact neighbours computed directly). Results: ``benchmarks/results/knn_recall.json``.
@@ -31,10 +31,10 @@ def recall(graph: np.ndarray, truth: np.ndarray) -> float:
 
 
 def measure(n: int, probes, k: int = 50, seed: int = 0) -> list[dict]:
-    from raregal.search import umap
+    from raregal.discovery import umap
     from raregal.evaluation.planted import make_planted
-    from raregal.search.distances import metric_space
-    from raregal.search.knn import partitioned_knn
+    from raregal.discovery.distances import metric_space
+    from raregal.discovery.knn import partitioned_knn
 
     X = make_planted(n=n, dim=128, seed=seed).filter(like="feat_").to_numpy(np.float32)
     P = metric_space(X, "euclidean")
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 632_000])
     parser.add_argument("--probes", type=int, nargs="+", default=[16, 32])
     args = parser.parse_args(argv)
-    from raregal.search.knn import partitioned_knn
+    from raregal.discovery.knn import partitioned_knn
 
     partitioned_knn(np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32), 10)  # compile, uncounted
     rows = [r for n in args.sizes for r in measure(n, args.probes)]

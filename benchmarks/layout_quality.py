@@ -1,11 +1,11 @@
 """umap-learn's layout optimiser vs raregal's deterministic one (``layout="deterministic"``), same graph.
 
 On a seeded planted table (:func:`raregal.evaluation.planted.make_planted`, 128-d) the exact k-NN graph
-(:func:`raregal.search.umap.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
-PCA init (:func:`raregal.search.deterministic_umap.prepare_layout`) are built once per seed; then the 5-D layout
+(:func:`raregal.discovery.umap.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
+PCA init (:func:`raregal.discovery.deterministic_umap.prepare_layout`) are built once per seed; then the 5-D layout
 is optimised twice from the same start: by ``umap.layouts.optimize_layout_euclidean`` (as
 umap-learn runs it with a seed: one thread, ``move_other=True``) and by
-:func:`raregal.search.deterministic_umap.optimize_layout`. Each layout is scored by trustworthiness (scikit-learn,
+:func:`raregal.discovery.deterministic_umap.optimize_layout`. Each layout is scored by trustworthiness (scikit-learn,
 on a fixed 2,000-row sample, 15 and 50 neighbours) and by planted recovery of HDBSCAN leaf
 clusters (:func:`raregal.evaluation.recovery.score_clusters`). Seconds: k-NN (exact, and NN-descent for
 reference) and both optimisers, in one process per thread count (NUMBA/OpenMP/BLAS threads set
@@ -55,7 +55,7 @@ def _umap_learn(problem, seed: int):
 def _score(X, y, emb, sample, min_samples: int) -> dict:
     from sklearn.manifold import trustworthiness
 
-    from raregal.search.hdbscan_leaves import leaf_clusters
+    from raregal.discovery.hdbscan_leaves import leaf_clusters
     from raregal.evaluation.recovery import score_clusters
 
     labels = leaf_clusters(emb, min_samples, 10).labels
@@ -71,8 +71,8 @@ def worker(n: int, seeds: list[int], min_samples: int, out: str) -> None:
     """One thread count: time the k-NN graphs and both optimisers, score every layout."""
     import numpy as np
 
-    from raregal.search import deterministic_umap as layout
-    from raregal.search import umap
+    from raregal.discovery import deterministic_umap as layout
+    from raregal.discovery import umap
 
     _warm()
     X, y = _data(n)
@@ -105,8 +105,8 @@ def _warm() -> None:
     """Compile on a small table first (umap-learn's kernels are not cached on disk), so no timing counts it."""
     import numpy as np
 
-    from raregal.search import deterministic_umap as layout
-    from raregal.search import umap
+    from raregal.discovery import deterministic_umap as layout
+    from raregal.discovery import umap
 
     X, _ = _data(2000)
     knn = umap.exact_knn(X, 15)

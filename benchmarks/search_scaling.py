@@ -4,11 +4,11 @@ For each N (default 20k, 50k, 100k, 200k, 632k) a seeded synthetic table of 128-
 representations with planted groups (0.1-1% each) is searched with the paper's parameters
 (UMAP n_neighbors=50, 5-D and 2-D; HDBSCAN min_samples=300, min_cluster_size=10, leaf):
 
-* ``raregal``: :class:`raregal.search.pipeline.RareClassSearch` with ``layout="umap-learn"`` (the default
+* ``raregal``: :class:`raregal.discovery.pipeline.RareClassSearch` with ``layout="umap-learn"`` (the default
   before session 5: one NN-descent graph for both UMAPs, PCA init, the 2-D map started from the
   5-D layout, fast_hdbscan);
 * ``raregal-det``: the same with ``layout="deterministic"`` (what the default ``"auto"`` runs above
-  8,192 rows: :mod:`raregal.search.knn`'s graph and :mod:`raregal.search.deterministic_umap`'s parallel
+  8,192 rows: :mod:`raregal.discovery.knn`'s graph and :mod:`raregal.discovery.deterministic_umap`'s parallel
   optimiser: the same bits at any thread count);
 * ``paper``: ``umap.UMAP(n_neighbors=50, n_components=5)`` and ``n_components=2`` each fitted
   from scratch, then ``hdbscan.HDBSCAN(min_samples=300, min_cluster_size=10,
@@ -61,7 +61,7 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
     timer = StageTimer(echo=True)
     t0 = time.perf_counter()
     if stack in ("raregal", "raregal-det"):
-        from raregal.search.pipeline import RareClassSearch
+        from raregal.discovery.pipeline import RareClassSearch
 
         layout = "deterministic" if stack == "raregal-det" else "umap-learn"
         est = RareClassSearch(**PAPER, random_state=seed, layout=layout, verbose=True).fit(X)

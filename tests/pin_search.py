@@ -40,7 +40,7 @@ def pinned_values() -> dict:
     """Run the search on the pinned table and return the values it wrote, rounded for JSON."""
     from raregal.evaluation.planted import make_planted
     from raregal.runs.model import read_run
-    from raregal.search.pipeline import run_search
+    from raregal.discovery.pipeline import run_search
 
     frame = make_planted(n=1500, dim=16, group_fractions=(0.01, 0.02, 0.03),
                                     artifact_group_fraction=0.01, seed=11)

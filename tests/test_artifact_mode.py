@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.search.checks.artifact_classes import artifact_classes
+from raregal.discovery.checks.artifact_classes import artifact_classes
 from raregal.evaluation.planted import make_planted
 from raregal.runs.model import read_run
-from raregal.search.pipeline import run_search
+from raregal.discovery.pipeline import run_search
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
 

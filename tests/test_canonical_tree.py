@@ -1,4 +1,4 @@
-"""raregal.search.canonical_tree: every tied minimum spanning tree of a graph becomes the same tree, with the same hierarchy."""
+"""raregal.discovery.canonical_tree: every tied minimum spanning tree of a graph becomes the same tree, with the same hierarchy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from raregal.search.canonical_tree import canonical_spanning_tree
+from raregal.discovery.canonical_tree import canonical_spanning_tree
 
 
 def components_at(tree: np.ndarray, n: int, w: float) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_not_a_tree_is_refused():
 
 FIT = """
 import sys, numba, numpy as np
-from raregal.search.hdbscan_leaves import leaf_clusters
+from raregal.discovery.hdbscan_leaves import leaf_clusters
 numba.set_num_threads(int(sys.argv[1]))
 rng = np.random.default_rng(0)
 Y = np.concatenate([rng.normal(0, 1, (2000, 5)), rng.normal(3, 0.3, (1000, 5)), rng.normal(-3, 0.2, (60, 5))])
@@ -86,7 +86,7 @@ def test_fast_hdbscan_labels_are_the_same_at_one_and_two_threads():
 
 
 def test_leaf_clusters_checks_its_parameters_and_keeps_fast_hdbscans_edge_cases():
-    from raregal.search.hdbscan_leaves import leaf_clusters
+    from raregal.discovery.hdbscan_leaves import leaf_clusters
 
     rng = np.random.default_rng(1)
     Y = np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(6, 0.2, (40, 3))]).astype(np.float32)

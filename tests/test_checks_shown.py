@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.search.checks.per_cluster import describe_checks
+from raregal.discovery.checks.per_cluster import describe_checks
 
 
 def test_describe_checks():
@@ -21,7 +21,7 @@ def test_describe_checks():
 @pytest.fixture(scope="module")
 def checked_run(tiny_run_dir, tmp_path_factory):
     """The tiny run with the checks' fields: cluster 1 unstable, cluster 2 an artifact class, one merge pair."""
-    from raregal.search.checks.merge import merge_suggestions
+    from raregal.discovery.checks.merge import merge_suggestions
 
     root = tmp_path_factory.mktemp("checked")
     run = root / "run"

@@ -9,10 +9,10 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from sklearn.metrics import adjusted_rand_score
 
-from raregal.search.hdbscan_leaves import leaf_clusters
+from raregal.discovery.hdbscan_leaves import leaf_clusters
 from raregal.errors import InputError
-from raregal.search.umap import EXACT_KNN_BELOW, knn_graph
-from raregal.search.pipeline import RareClassSearch
+from raregal.discovery.umap import EXACT_KNN_BELOW, knn_graph
+from raregal.discovery.pipeline import RareClassSearch
 
 SMALL = dict(n_neighbors=5, n_components=2, min_samples=3, min_cluster_size=10, map_2d=False, umap_n_epochs=20)
 

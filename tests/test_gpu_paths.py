@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raregal.search.config import SearchConfig
+from raregal.discovery.config import SearchConfig
 from raregal.errors import InputError
 
 
 def test_device_cuda_routes_umap_and_hdbscan_to_cuml(monkeypatch):
-    import raregal.search.hdbscan_leaves as cluster
-    import raregal.search.umap as reduce
-    from raregal.search.pipeline import RareClassSearch
+    import raregal.discovery.hdbscan_leaves as cluster
+    import raregal.discovery.umap as reduce
+    from raregal.discovery.pipeline import RareClassSearch
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""layout="deterministic": thread-independent k-NN graphs, raregal.search.deterministic_umap's parallel optimiser, bit-identical at any thread count."""
+"""layout="deterministic": thread-independent k-NN graphs, raregal.discovery.deterministic_umap's parallel optimiser, bit-identical at any thread count."""
 
 import json
 import os
@@ -9,20 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raregal.search import deterministic_umap as layout
-from raregal.search import umap
+from raregal.discovery import deterministic_umap as layout
+from raregal.discovery import umap
 from raregal.errors import InputError
-from raregal.search.pipeline import RareClassSearch
+from raregal.discovery.pipeline import RareClassSearch
 
 # above umap.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
-# deterministic one to raregal.search.knn
+# deterministic one to raregal.discovery.knn
 N_ROWS = 9000
 
 _FIT = """
 import json, sys
 import numpy as np
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import RareClassSearch
+from raregal.discovery.pipeline import RareClassSearch
 n, out, seeds, layout = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 X = make_planted(n=n, dim=16, seed=3).filter(like="feat_").to_numpy(np.float32)
 arrays = {}
@@ -116,9 +116,9 @@ def test_layout_choice_is_validated():
 
 def test_config_and_cli_carry_the_layout():
     from raregal.cli.search import _FLAGS
-    from raregal.search.config import SearchConfig, config_from_dict
+    from raregal.discovery.config import SearchConfig, config_from_dict
 
-    from raregal.search.pipeline import _config
+    from raregal.discovery.pipeline import _config
 
     assert SearchConfig().layout == "auto" and _config(None, {}).to_dict()["layout"] == "auto"
     assert _config(None, {"layout": "umap-learn"}).layout == "umap-learn"
@@ -133,7 +133,7 @@ def test_config_and_cli_carry_the_layout():
 
 def test_a_run_folder_config_from_before_auto_repeats_umap_learn(tmp_path):
     from raregal.atomic import write_toml
-    from raregal.search.config import SearchConfig, load_config
+    from raregal.discovery.config import SearchConfig, load_config
 
     old = SearchConfig().to_dict()
     del old["layout"]  # what raregal wrote before layout="auto": every key but the default layout

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.search.checks.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
+from raregal.discovery.checks.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import RareClassSearch
+from raregal.discovery.pipeline import RareClassSearch
 
 
 def _tree(rows):

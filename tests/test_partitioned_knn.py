@@ -1,11 +1,11 @@
-"""raregal.search.knn: the deterministic inverted-file k-NN graph of layout="deterministic" above 8,192 rows."""
+"""raregal.discovery.knn: the deterministic inverted-file k-NN graph of layout="deterministic" above 8,192 rows."""
 
 import numba
 import numpy as np
 import pytest
 
-from raregal.search import umap
-from raregal.search.knn import default_lists, partitioned_knn
+from raregal.discovery import umap
+from raregal.discovery.knn import default_lists, partitioned_knn
 
 
 def _clumps(n=4000, d=16, seed=0):
@@ -73,7 +73,7 @@ def test_cosine_distances_and_the_default_cell_count():
 
 def test_knn_graph_deterministic_switches_at_the_exact_threshold(monkeypatch):
     calls = []
-    import raregal.search.knn as pk
+    import raregal.discovery.knn as pk
 
     monkeypatch.setattr(pk, "partitioned_knn", lambda X, k, metric, random_state: calls.append(len(X)) or "ivf")
     X = _clumps(300)
@@ -96,7 +96,7 @@ def test_each_row_lists_itself_first_among_many_duplicates():
 
 
 def test_large_cells_are_scanned_in_tiles_with_the_same_result(monkeypatch):
-    import raregal.search.knn as pk
+    import raregal.discovery.knn as pk
 
     X = _clumps(3000, seed=5)
     whole = partitioned_knn(X, 10, n_lists=12, n_probe=3)

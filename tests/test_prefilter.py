@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.search.prefilter import DISTURBED_FRACTIONS, paper_cuts, prefilter
+from raregal.discovery.prefilter import DISTURBED_FRACTIONS, paper_cuts, prefilter
 
 S, E, A = ("smooth-or-featured_smooth_fraction", "disk-edge-on_yes_fraction",
            "smooth-or-featured_artifact_fraction")
@@ -51,7 +51,7 @@ def test_keep_disturbed_without_merging_columns_rescues_nothing(caplog):
 
 
 def test_keep_disturbed_is_a_checked_search_parameter():
-    from raregal.search.config import config_from_dict
+    from raregal.discovery.config import config_from_dict
     from raregal.errors import InputError
 
     assert config_from_dict({"keep_disturbed": 0.3}).keep_disturbed == 0.3
@@ -66,7 +66,7 @@ def campaign_table(campaign, smooth, edge_on, artifact):
 
 
 def test_the_prefilter_reads_the_campaign_named_default_the_newest_in_the_table():
-    from raregal.search.prefilter import campaign_columns
+    from raregal.discovery.prefilter import campaign_columns
 
     frame = table(**campaign_table("dr5", [0.9, 0.1, 0.1], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),
                   **campaign_table("dr8", [0.1, 0.9, 0.1], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]))
@@ -81,7 +81,7 @@ def test_the_prefilter_reads_the_campaign_named_default_the_newest_in_the_table(
 
 def test_gz_desi_columns_keep_todays_cuts_and_a_missing_campaign_names_the_tables():
     from raregal.errors import InputError
-    from raregal.search.prefilter import campaign_columns
+    from raregal.discovery.prefilter import campaign_columns
 
     assert [c.column for c in paper_cuts(columns=campaign_columns([S, E, A]))] == [S, E, A]
     assert [c.column for c in paper_cuts(columns=campaign_columns(["id_str"]))] == [S, E, A]
@@ -95,7 +95,7 @@ def test_gz_desi_columns_keep_todays_cuts_and_a_missing_campaign_names_the_table
 
 
 def test_campaign_is_a_search_config_key_recorded_only_when_set():
-    from raregal.search.config import SearchConfig, config_from_dict
+    from raregal.discovery.config import SearchConfig, config_from_dict
 
     assert "campaign" not in SearchConfig().to_dict()
     assert config_from_dict({"campaign": "dr8"}).to_dict()["campaign"] == "dr8"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from raregal.search import umap as reduce
+from raregal.discovery import umap as reduce
 
 
 def _two_blobs(n=60, d=8, seed=0):

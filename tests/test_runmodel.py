@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from raregal.runs import folder
-from raregal.search.checks.per_cluster import ClusterChecks
+from raregal.discovery.checks.per_cluster import ClusterChecks
 from raregal.errors import InputError
-from raregal.search.checks.merge import COLUMNS
+from raregal.discovery.checks.merge import COLUMNS
 from raregal.runs.model import INFO_DTYPES, Run, is_run_dir, read_run, write_run
-from raregal.search.checks.stability import Stability
+from raregal.discovery.checks.stability import Stability
 
 
 def assert_runs_equal(a: Run, b: Run) -> None:

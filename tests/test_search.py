@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from raregal.search.hdbscan_leaves import leaf_clusters
-from raregal.search.config import load_config
+from raregal.discovery.hdbscan_leaves import leaf_clusters
+from raregal.discovery.config import load_config
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import RareClassSearch, run_search
+from raregal.discovery.pipeline import RareClassSearch, run_search
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, report=False)
 
@@ -161,7 +161,7 @@ def test_estimator_is_deterministic_and_sklearn_like():
                              map_2d=False).fit_predict(X)
     np.testing.assert_array_equal(labels, a.labels_)
     # fast_hdbscan's "reproducible" tree flipped a label in 3 of 8 identical fits of this embedding
-    # on 2 threads; raregal rewrites its tree canonically (raregal.search.canonical_tree)
+    # on 2 threads; raregal rewrites its tree canonically (raregal.discovery.canonical_tree)
     for _ in range(6):
         again = leaf_clusters(a.embedding_, 8, 10, "fast_hdbscan", "leaf")
         np.testing.assert_array_equal(again.labels, a.labels_)

@@ -7,10 +7,10 @@ from astropy.table import Table
 
 from raregal.inputs.tables import feature_matrix, read_table
 from raregal.cli import main
-from raregal.search.config import load_config
+from raregal.discovery.config import load_config
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import run_search
+from raregal.discovery.pipeline import run_search
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.search.config import SearchConfig
+from raregal.discovery.config import SearchConfig
 from raregal.evaluation.planted import make_planted
 from raregal.errors import InputError
 from raregal.runs.model import Run, read_run, write_run
-from raregal.search.pipeline import RareClassSearch, SearchResult, run_search, search_table
+from raregal.discovery.pipeline import RareClassSearch, SearchResult, run_search, search_table
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, umap_n_epochs=60, report=False, seed=3)
 
@@ -97,7 +97,7 @@ def test_run_search_builds_no_report_even_when_asked(frame, tmp_path):
 
 
 def test_search_does_not_import_the_report():
-    code = ("import sys, raregal.search.pipeline; bad = sorted(m for m in sys.modules if m.startswith('raregal.views.report')); "
+    code = ("import sys, raregal.discovery.pipeline; bad = sorted(m for m in sys.modules if m.startswith('raregal.views.report')); "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -117,7 +117,7 @@ def test_bad_tables_and_settings_fail_before_the_fit(frame, monkeypatch):
 
 
 def test_metric_and_cluster_selection_reach_umap_and_hdbscan(frame, monkeypatch):
-    import raregal.search.pipeline as search
+    import raregal.discovery.pipeline as search
 
     calls = {"umap": [], "hdbscan": [], "knn": []}
 

@@ -7,7 +7,7 @@ import pytest
 from raregal.cli import main
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import run_search
+from raregal.discovery.pipeline import run_search
 from raregal.similar import NeighbourSearch, rank_neighbours, similar
 
 

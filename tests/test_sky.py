@@ -70,7 +70,7 @@ def test_viewer_link_and_formats():
 
 
 def test_cluster_table_carries_the_checked_coordinates():
-    from raregal.search.pipeline import cluster_table
+    from raregal.discovery.pipeline import cluster_table
 
     frame = sky.with_coordinates(_frame([10.0, 20.0, 30.0], [1.0, 2.0, 3.0], file_loc=["a", "b", "c"]))
     est = SimpleNamespace(labels_=np.array([0, -1]), probabilities_=np.array([0.9, 0.0]),

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from raregal.cli import build_parser
-from raregal.search.config import config_from_dict
+from raregal.discovery.config import config_from_dict
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
-from raregal.search.pipeline import run_search
-from raregal.search.checks.stability import best_jaccard, jaccard_matrix, repeat_seeds, score_against
+from raregal.discovery.pipeline import run_search
+from raregal.discovery.checks.stability import best_jaccard, jaccard_matrix, repeat_seeds, score_against
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, umap_n_epochs=100, report=False)
 
@@ -82,7 +82,7 @@ def test_stability_in_the_run_directory(run):
 
 
 def test_repeats_are_reproducible_clones_on_the_same_graph(run):
-    from raregal.search.pipeline import RareClassSearch
+    from raregal.discovery.pipeline import RareClassSearch
 
     out, _, _ = run
     table = pd.read_parquet(out / "clusters.parquet")
@@ -112,10 +112,10 @@ def test_stability_flag_and_config():
 
 def test_repeats_run_on_the_gpu_when_the_main_run_did(monkeypatch):
     """device='cuda': the repeats use cuML too (replaced here by the CPU libraries)."""
-    import raregal.search.hdbscan_leaves as cluster
-    import raregal.search.umap as reduce
-    from raregal.search.pipeline import RareClassSearch
-    from raregal.search.checks.stability import cluster_stability
+    import raregal.discovery.hdbscan_leaves as cluster
+    import raregal.discovery.umap as reduce
+    from raregal.discovery.pipeline import RareClassSearch
+    from raregal.discovery.checks.stability import cluster_stability
 
     calls = []
 

@@ -199,7 +199,7 @@ def test_bad_inputs_fail_before_out_is_created(tmp_path):
 
 def test_cli_contrastive_then_embed_gives_nan_fractions_and_the_prefilter_says_it_removed_nothing(tmp_path, capsys):
     from raregal.cli import main
-    from raregal.search.prefilter import paper_cuts, prefilter
+    from raregal.discovery.prefilter import paper_cuts, prefilter
 
     vote_free_catalog(tmp_path / "data", 40)
     cat = str(tmp_path / "data" / "catalog.parquet")

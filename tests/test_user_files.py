@@ -16,7 +16,7 @@ from raregal.cli import main
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
 from raregal.views.report import build_report
-from raregal.search.pipeline import RareClassSearch, run_search
+from raregal.discovery.pipeline import RareClassSearch, run_search
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
 

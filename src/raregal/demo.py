@@ -124,11 +124,11 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None, progr
     the number of classes recovered, where the report is, and seconds per stage.
     """
     from raregal.inputs.tables import read_catalog
-    from raregal.search.config import SearchConfig
+    from raregal.discovery.config import SearchConfig
     from raregal.embedding.local import embed_catalog, load_model
     from raregal.encoder.loading import demo_model_path
     from raregal.views.report import report_after_search
-    from raregal.search.pipeline import run_search
+    from raregal.discovery.pipeline import run_search
     from raregal.synth import RARE_CLASSES, make_survey
 
     config = config or DemoConfig()

@@ -41,7 +41,7 @@ import pandas as pd
 
 from raregal.inputs import sky
 from raregal.inputs.tables import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
-from raregal.search.distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
+from raregal.discovery.distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
 from raregal.errors import InputError
 from raregal.runs.model import is_run_dir, read_run
 
@@ -233,7 +233,7 @@ class SimilarityIndex:
         its ``features`` and ``metric`` parameters (``features`` given here wins).
 
         ``run``: a run directory, a :class:`~raregal.runs.model.Run` (also one not yet written, or a
-        :class:`~raregal.search.pipeline.SearchResult`) or the report's :class:`~raregal.runs.with_images.Run`. ``columns``: table columns
+        :class:`~raregal.discovery.pipeline.SearchResult`) or the report's :class:`~raregal.runs.with_images.Run`. ``columns``: table columns
         to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
         from a Parquet table.
         """

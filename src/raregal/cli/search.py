@@ -64,13 +64,13 @@ def overrides(args) -> dict:
 
 
 def run(args) -> int:
-    from raregal.search.config import SearchConfig, config_from_dict, load_config
-    from raregal.search.pipeline import run_search
+    from raregal.discovery.config import SearchConfig, config_from_dict, load_config
+    from raregal.discovery.pipeline import run_search
 
     base = load_config(args.config) if args.config else SearchConfig()
     config = config_from_dict(overrides(args), base=base)
     summary = run_search(args.reps, args.out, config, overwrite=args.overwrite)
-    if config.report:  # the report is the CLI's, not the search's (raregal.search.pipeline builds none)
+    if config.report:  # the report is the CLI's, not the search's (raregal.discovery.pipeline builds none)
         from raregal.views.report import report_after_search
 
         report_after_search(args.out)

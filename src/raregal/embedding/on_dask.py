@@ -140,7 +140,7 @@ def make_client(dask: str | None = None, n_workers: int | None = None, threads_p
     from distributed import Client, LocalCluster
 
     if dask and dask != "local" and dask.endswith(".toml"):
-        from raregal.search.config import tomllib  # the stdlib module on Python >= 3.11, tomli before
+        from raregal.discovery.config import tomllib  # the stdlib module on Python >= 3.11, tomli before
 
         path = Path(dask)
         if not path.is_file():

@@ -1,7 +1,7 @@
 """What the guided search learns from a person's labels: a score for every galaxy.
 
 Numeric code on plain arrays. ``X`` (N, D) is the representation in the metric's space
-(:func:`raregal.search.distances.metric_space`), ``y`` (N,) holds 1 (member), 0 (not a member) and
+(:func:`raregal.discovery.distances.metric_space`), ``y`` (N,) holds 1 (member), 0 (not a member) and
 -1 (not labelled), scikit-learn's convention for semi-supervised data. Every learner returns
 ``scores`` (N,), higher = more likely a member.
 

@@ -34,7 +34,7 @@ import pandas as pd
 from raregal import atomic
 from raregal.runs import folder
 from raregal.errors import InputError
-from raregal.search.checks.merge import COLUMNS as MERGE_COLUMNS
+from raregal.discovery.checks.merge import COLUMNS as MERGE_COLUMNS
 
 CLUSTERS, TREE, SUMMARY, CONFIG = "clusters.parquet", "condensed_tree.parquet", "summary.json", "config.toml"
 #: Columns every clusters.parquet has (readers check them).
@@ -111,7 +111,7 @@ def cluster_info(clusters: pd.DataFrame, listed=()) -> pd.DataFrame:
 
 
 def merge_table(records) -> pd.DataFrame:
-    """Merge suggestions (:data:`raregal.search.checks.merge.COLUMNS`, typed) from summary.json's records or a table."""
+    """Merge suggestions (:data:`raregal.discovery.checks.merge.COLUMNS`, typed) from summary.json's records or a table."""
     frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     if frame.empty and not len(frame.columns):
         frame = pd.DataFrame(columns=MERGE_COLUMNS)
@@ -125,7 +125,7 @@ class Run:
     clusters : one row per input galaxy (:data:`NEEDED` columns, UMAP coordinates, carried columns).
     cluster_info : one row per cluster (:data:`INFO_DTYPES`); None: counted from ``clusters``.
     tree : the condensed tree (:data:`TREE_COLUMNS`) or None.
-    merges : merge suggestions (:data:`raregal.search.checks.merge.COLUMNS`), or None when they were not computed.
+    merges : merge suggestions (:data:`raregal.discovery.checks.merge.COLUMNS`), or None when they were not computed.
     parameters : every search parameter (``SearchConfig.to_dict()``).
     timings : seconds and peak memory per stage, wall seconds.
     summary : everything else summary.json says (input, counts, versions, stability, metrics, ...).
@@ -216,7 +216,7 @@ def write_run(run, out_dir: str | os.PathLike, *, overwrite: bool = False, input
               command: str = "raregal search", timer=None) -> Run:
     """Write ``run`` into the folder ``out_dir``; return the Run as written (its ``path`` set).
 
-    ``run`` is a :class:`Run`, or a :class:`raregal.search.pipeline.SearchResult` (its ``run`` is written):
+    ``run`` is a :class:`Run`, or a :class:`raregal.discovery.pipeline.SearchResult` (its ``run`` is written):
     ``write_run(search_table(frame, config), out_dir)`` is the table-to-folder job.
 
     :mod:`raregal.runs.folder` decides whether the folder may be written (``overwrite``, ``inputs``:

@@ -36,7 +36,7 @@ class Run:
     summary: dict  # what summary.json holds (raregal.runs.model.Run.to_summary)
     tree: pd.DataFrame | None  # condensed tree (parent, child, lambda_val, child_size) or None
     cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster (runmodel.INFO_DTYPES)
-    merges: pd.DataFrame | None = None  # merge suggestions (raregal.search.checks.merge.COLUMNS), None when not computed
+    merges: pd.DataFrame | None = None  # merge suggestions (raregal.discovery.checks.merge.COLUMNS), None when not computed
 
     @property
     def parameters(self) -> dict:

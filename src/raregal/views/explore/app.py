@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from raregal.search.checks.per_cluster import describe_checks
+from raregal.discovery.checks.per_cluster import describe_checks
 from raregal.views.explore import panels
 
 log = logging.getLogger("raregal")

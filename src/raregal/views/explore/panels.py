@@ -13,7 +13,7 @@ from html import escape
 import numpy as np
 
 from raregal.inputs import sky
-from raregal.search.checks.per_cluster import describe_checks
+from raregal.discovery.checks.per_cluster import describe_checks
 from raregal.views.report import morphology
 
 CSS = """
@@ -55,7 +55,7 @@ def cluster_panel(data, k: int, n: int = 36) -> str:
     rows = data.members(k, n)
     pers = "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}"
     words = morphology.describe(data.morph[k]) if k in data.morph else "predicted morphology not available"
-    checks = describe_checks(r)  # stability over seeds, artifact class (raregal.search.checks.per_cluster)
+    checks = describe_checks(r)  # stability over seeds, artifact class (raregal.discovery.checks.per_cluster)
     checks = f'<b class="checks">{escape(checks)}</b> &middot; ' if checks else ""
     tiles = "".join(tile(i, data.ids[i], f"p = {data.prob[i]:.2f}") for i in rows)
     return (f'<div class="rg" id="cluster-panel" data-cluster="{int(k)}">'

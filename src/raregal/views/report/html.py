@@ -166,7 +166,7 @@ viewer at the galaxy (RA, Dec in degrees, ICRS).{% endif %}</div>
 
 def render_page(**context) -> str:
     """Render the report page; every inserted string is HTML-escaped."""
-    from raregal.views.report.merges import SECTION  # the merge-suggestions section (raregal.search.checks.merge's pairs)
+    from raregal.views.report.merges import SECTION  # the merge-suggestions section (raregal.discovery.checks.merge's pairs)
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              loader=jinja2.DictLoader({"merges.html": SECTION}))

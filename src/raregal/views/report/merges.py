@@ -1,6 +1,6 @@
 """The report's merge-suggestions section: each proposed pair, its evidence in words, both galleries side by side.
 
-The pairs come from ``summary["merge_suggestions"]`` (see :mod:`raregal.search.checks.merge`); the tiles are
+The pairs come from ``summary["merge_suggestions"]`` (see :mod:`raregal.discovery.checks.merge`); the tiles are
 the clusters' own gallery tiles, so nothing new is read. Nothing is merged: the section asks a
 person to judge.
 """

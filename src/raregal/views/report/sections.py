@@ -160,7 +160,7 @@ def downloads_section(page: Page) -> None:
 
 def cluster_rows(page: Page) -> list[dict]:
     """The template's per-cluster entries."""
-    from raregal.search.checks.per_cluster import describe_checks
+    from raregal.discovery.checks.per_cluster import describe_checks
 
     rows = []
     for _, r in page.run.cluster_info.iterrows():
@@ -170,7 +170,7 @@ def cluster_rows(page: Page) -> list[dict]:
             "cluster": k, "letter": page.letters.get(k, ""), "color": page.colors[k], "size": int(r["size"]),
             "mean_probability": float(r["mean_probability"]),
             "persistence_text": "n/a" if not np.isfinite(r["persistence"]) else f"{r['persistence']:.3f}",
-            "checks_text": describe_checks(r),  # stability, unstable, artifact class (raregal.search.checks.per_cluster)
+            "checks_text": describe_checks(r),  # stability, unstable, artifact class (raregal.discovery.checks.per_cluster)
             "morphology": answers,
             "morphology_text": morphology.describe(answers) if page.fractions is not None else "not available",
             "tiles": page.galleries[k].tiles,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from numbers import Integral
 from pathlib import Path
 
-from raregal.search.hdbscan_leaves import BACKENDS
+from raregal.discovery.hdbscan_leaves import BACKENDS
 from raregal.errors import InputError
 
 #: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
@@ -39,19 +39,19 @@ class SearchConfig:
     Pre-filter: drop ``smooth >= smooth_cut``, ``edge-on >= edge_on_cut`` and
     ``artifact >= artifact_cut`` (the last skipped when ``keep_artifacts``). Beyond the paper,
     ``keep_disturbed`` (off: None) keeps smooth galaxies whose predicted disturbance + merger
-    fractions reach it (shells, streams), see :func:`raregal.search.prefilter.paper_cuts`. ``campaign``
+    fractions reach it (shells, streams), see :func:`raregal.discovery.prefilter.paper_cuts`. ``campaign``
     (``dr12``, ``dr5``, ``dr8``, ``gz2``) picks whose fraction columns the cuts read, see
-    :func:`raregal.search.prefilter.campaign_columns`.
+    :func:`raregal.discovery.prefilter.campaign_columns`.
     UMAP: ``n_neighbors``, ``n_components`` (the clustering space), ``umap_init``,
     ``umap_n_epochs`` (None: umap-learn's default), ``umap_min_dist``; ``map_2d`` adds a 2-D map
     for pictures. HDBSCAN: ``min_samples``, ``min_cluster_size``, ``cluster_selection_method``
     (``leaf`` as in the paper) on ``hdbscan_backend``; ``device="cuda"`` runs both on cuML. ``seed`` fixes every stochastic step.
     Beyond the paper: ``stability`` repeats of UMAP + HDBSCAN with seeds ``seed+1…`` score each
-    cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.search.checks.stability`);
+    cluster (0: off; clusters below ``unstable_below`` are flagged, see :mod:`raregal.discovery.checks.stability`);
     merge suggestions use ``merge_max_tree_distance`` and ``merge_max_centroid_ratio``
-    (:mod:`raregal.search.checks.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses above 8,192
+    (:mod:`raregal.discovery.checks.merge`). ``layout="deterministic"`` (beyond the paper; what the default ``"auto"`` chooses above 8,192
     rows on the CPU for the euclidean, cosine and correlation metrics) uses a thread-independent k-NN graph and
-    :mod:`raregal.search.deterministic_umap`'s parallel optimiser: the same seed gives the same bits at any thread count.
+    :mod:`raregal.discovery.deterministic_umap`'s parallel optimiser: the same seed gives the same bits at any thread count.
     """
 
     n_neighbors: int = 50
@@ -119,7 +119,7 @@ class SearchConfig:
         return self
 
     def estimator_params(self) -> dict:
-        """Keyword arguments of :class:`raregal.search.pipeline.RareClassSearch` for these settings."""
+        """Keyword arguments of :class:`raregal.discovery.pipeline.RareClassSearch` for these settings."""
         names = ("n_neighbors", "n_components", "min_samples", "min_cluster_size", "cluster_selection_method",
                  "metric", "umap_init", "umap_n_epochs", "umap_min_dist", "map_2d", "map_2d_epochs",
                  "hdbscan_backend", "device", "layout")

@@ -1,5 +1,5 @@
-"""numba kernels of the thread-independent k-NN graphs (:func:`raregal.search.umap.exact_knn`,
-:func:`raregal.search.knn.partitioned_knn`): candidate heaps and their exact, ordered refinement."""
+"""numba kernels of the thread-independent k-NN graphs (:func:`raregal.discovery.umap.exact_knn`,
+:func:`raregal.discovery.knn.partitioned_knn`): candidate heaps and their exact, ordered refinement."""
 
 from __future__ import annotations
 

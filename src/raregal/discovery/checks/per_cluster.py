@@ -1,6 +1,6 @@
 """Checks on a search's clusters beyond the paper: stability, merge suggestions, artifact classes.
 
-:func:`check_clusters` runs them on a fitted :class:`raregal.search.pipeline.RareClassSearch`;
+:func:`check_clusters` runs them on a fitted :class:`raregal.discovery.pipeline.RareClassSearch`;
 :meth:`ClusterChecks.annotate` returns the run's tables (:class:`raregal.runs.model.Run`) with
 the results added, paired with the clusters by id:
 
@@ -10,7 +10,7 @@ the results added, paired with the clusters by id:
   ``artifact_class``/``mean_artifact_fraction`` (when the table has the predicted artifact
   fraction);
 * the summary gets ``stability`` (repeats, seeds, seconds) and ``artifact_classes``; the merge
-  suggestions (:attr:`ClusterChecks.merges`, see :mod:`raregal.search.checks.merge`) become the run's
+  suggestions (:attr:`ClusterChecks.merges`, see :mod:`raregal.discovery.checks.merge`) become the run's
   :attr:`~raregal.runs.model.Run.merges`.
 """
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from raregal.search.checks.artifact_classes import artifact_classes
-from raregal.search.checks.merge import merge_suggestions
+from raregal.discovery.checks.artifact_classes import artifact_classes
+from raregal.discovery.checks.merge import merge_suggestions
 from raregal.runs.model import typed_info
-from raregal.search.checks.stability import Stability, cluster_stability
+from raregal.discovery.checks.stability import Stability, cluster_stability
 
 log = logging.getLogger("raregal")
 
@@ -35,14 +35,14 @@ class ClusterChecks:
     """Results of :func:`check_clusters` for K clusters."""
 
     stability: Stability | None  # None unless stability repeats were asked for
-    merges: pd.DataFrame  # see raregal.search.checks.merge.COLUMNS
-    artifacts: pd.DataFrame | None  # see raregal.search.checks.artifact_classes.artifact_classes; None without the column
+    merges: pd.DataFrame  # see raregal.discovery.checks.merge.COLUMNS
+    artifacts: pd.DataFrame | None  # see raregal.discovery.checks.artifact_classes.artifact_classes; None without the column
 
     def per_cluster(self) -> pd.DataFrame:
         """One row per cluster id with the checks that ran: ``stability`` (4 decimals) and ``unstable``,
         ``artifact_class`` and ``mean_artifact_fraction`` (6 decimals); only ``cluster`` when none ran."""
         out = pd.DataFrame({"cluster": pd.Series(dtype=np.int64)})
-        if self.stability is not None:  # scores[k] is cluster k's (raregal.search.checks.stability)
+        if self.stability is not None:  # scores[k] is cluster k's (raregal.discovery.checks.stability)
             out = out.merge(pd.DataFrame({"cluster": np.arange(len(self.stability.scores), dtype=np.int64),
                                           "stability": [round(float(s), 4) for s in self.stability.scores],
                                           "unstable": np.asarray(self.stability.unstable, dtype=bool)}),
@@ -101,7 +101,7 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
     frame, kept : the input table and the (len(frame),) mask of its rows in X, for the
         predicted artifact fraction (skipped when absent).
     artifact_column : the fraction column read (None: that of the pre-filter's default campaign,
-        :func:`raregal.search.prefilter.campaign_columns`: GZ DESI's, else the newest campaign the table has).
+        :func:`raregal.discovery.prefilter.campaign_columns`: GZ DESI's, else the newest campaign the table has).
     """
     from contextlib import nullcontext
 
@@ -121,7 +121,7 @@ def check_clusters(est, X: np.ndarray, frame: pd.DataFrame | None = None, kept: 
         log.info("%d pair(s) of clusters may be one class (summary.json: merge_suggestions)", len(merges))
     artifacts = None
     if frame is not None and artifact_column is None:
-        from raregal.search.prefilter import campaign_columns
+        from raregal.discovery.prefilter import campaign_columns
 
         artifact_column = campaign_columns(frame.columns)["artifact"]
     if frame is not None and artifact_column in frame.columns:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from raregal.search.hdbscan_leaves import n_clusters
+from raregal.discovery.hdbscan_leaves import n_clusters
 
 #: A cluster is an artifact class when at least this fraction of its members pass the cut.
 MAJORITY = 0.5

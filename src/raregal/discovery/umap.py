@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from raregal.search.distances import METRICS, metric_space
+from raregal.discovery.distances import METRICS, metric_space
 from raregal.numba_cache import cache_kernels
 
 log = logging.getLogger("raregal")
@@ -21,7 +21,7 @@ log = logging.getLogger("raregal")
 
 #: Below this many rows the k-NN graph is computed exactly (:func:`exact_knn`, the same bits at
 #: any thread count), which is faster than compiling and running NN-descent; above it,
-#: umap-learn's NN-descent or, for the deterministic layout, :mod:`raregal.search.knn`.
+#: umap-learn's NN-descent or, for the deterministic layout, :mod:`raregal.discovery.knn`.
 EXACT_KNN_BELOW = 8192
 
 
@@ -32,7 +32,7 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
     Exact for fewer than :data:`EXACT_KNN_BELOW` rows (:func:`exact_knn`; scikit-learn's for
     metrics it lacks), else approximate: NN-descent (seeded; its graph depends on the thread
     count) or, with ``deterministic=True``, a seeded inverted-file search with the same bits at
-    any thread count (:func:`raregal.search.knn.partitioned_knn`; recall@50 about 0.99).
+    any thread count (:func:`raregal.discovery.knn.partitioned_knn`; recall@50 about 0.99).
     Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
     """
     if deterministic and metric not in EXACT_METRICS:
@@ -45,7 +45,7 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random
         distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X).kneighbors(X)
         return indices.astype(np.int32), distances.astype(np.float32)
     if deterministic:
-        from raregal.search.knn import partitioned_knn
+        from raregal.discovery.knn import partitioned_knn
 
         return partitioned_knn(X, n_neighbors, metric, random_state=random_state)
 
@@ -108,10 +108,10 @@ def nearest_rows(Q, sq_q, R, sq_r, self_index, m: int, tile: int = 8192):
 
     ``sq_q``, ``sq_r``: the rows' squared norms; ``self_index``: each query's own row in ``R``
     (listed first), -2 for none. ``R`` is scanned in tiles of ``tile`` rows by a float32 GEMM,
-    the candidates refined in float64 (:mod:`raregal.search._knn_kernels`). Thread-independent when called
+    the candidates refined in float64 (:mod:`raregal.discovery._knn_kernels`). Thread-independent when called
     through :func:`run_blocks` (BLAS on one thread).
     """
-    from raregal.search._knn_kernels import refine, scan_tile
+    from raregal.discovery._knn_kernels import refine, scan_tile
 
     heap_d = np.full((len(Q), m), np.inf, dtype=np.float32)
     heap_i = np.full((len(Q), m), -1, dtype=np.int64)
@@ -148,7 +148,7 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
     (N, n_components) array. A fixed ``random_state`` makes the result reproducible
     (umap-learn then runs its layout on one thread). ``backend="deterministic"`` runs the same
     objective on all numba threads with a result independent of their number
-    (:func:`raregal.search.deterministic_umap.deterministic_embed`; ``fuzzy_graph``: its graph, shared between maps).
+    (:func:`raregal.discovery.deterministic_umap.deterministic_embed`; ``fuzzy_graph``: its graph, shared between maps).
     ``backend="cuml"`` runs cuML's GPU UMAP
     with the same parameters and graph (:func:`_umap_cuml`).
     """
@@ -157,7 +157,7 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
 
         cache_kernels()
     if backend == "deterministic":
-        from raregal.search.deterministic_umap import deterministic_embed
+        from raregal.discovery.deterministic_umap import deterministic_embed
 
         return deterministic_embed(X, n_components, n_neighbors, knn if knn is not None else exact_knn(X, n_neighbors, metric),
                                    init=init, n_epochs=n_epochs, min_dist=min_dist, metric=metric,

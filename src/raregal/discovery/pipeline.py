@@ -6,7 +6,7 @@ Three ways in, from the array to the folder:
   (already pre-filtered): ``fit(X)`` sets ``labels_``, ``probabilities_``, ``embedding_``
   (5-D UMAP), ``embedding_2d_``, ``condensed_tree_``, ``cluster_persistence_``;
 * :func:`search_table`, the pure core on an in-memory table: check it, pre-filter on the
-  predicted morphology, fit, run the checks of :mod:`raregal.search.checks.per_cluster` (stability with
+  predicted morphology, fit, run the checks of :mod:`raregal.discovery.checks.per_cluster` (stability with
   ``stability`` > 0, merge suggestions, artifact classes); returns a :class:`SearchResult`
   (the fitted estimator and the :class:`raregal.runs.model.Run`), writes nothing;
 * :func:`run_search`, the file-to-folder convenience behind ``raregal search``: read the table,
@@ -38,14 +38,14 @@ from sklearn.utils.validation import check_is_fitted
 from raregal.runs import folder as runfolder
 from raregal.inputs import sky
 from raregal.inputs.tables import FILE_LOC, ID, check_ids, feature_matrix, read_table
-from raregal.search.checks.per_cluster import check_clusters
-from raregal.search.hdbscan_leaves import BACKENDS, leaf_clusters
-from raregal.search.config import LAYOUTS, METRICS, SearchConfig, config_from_dict
+from raregal.discovery.checks.per_cluster import check_clusters
+from raregal.discovery.hdbscan_leaves import BACKENDS, leaf_clusters
+from raregal.discovery.config import LAYOUTS, METRICS, SearchConfig, config_from_dict
 from raregal.errors import InputError
-from raregal.search.umap import EXACT_METRICS, knn_graph, pca_init, umap_embed
+from raregal.discovery.umap import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from raregal.runs.model import BASE_INFO, Run, write_run
 from raregal.timing import StageTimer
-from raregal.search.prefilter import campaign_columns, paper_cuts, prefilter
+from raregal.discovery.prefilter import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
@@ -78,8 +78,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     layout : ``"auto"`` (default, :meth:`resolved_layout`: umap-learn's below 8,192 rows, deterministic
         above; thread-independent on the CPU for the euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
         graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
-        below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.search.knn`),
-        and the parallel optimiser of :mod:`raregal.search.deterministic_umap`: the same bits at any thread count.
+        below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.discovery.knn`),
+        and the parallel optimiser of :mod:`raregal.discovery.deterministic_umap`: the same bits at any thread count.
     verbose : log each stage's seconds and peak memory as it finishes.
 
     Attributes after ``fit(X)`` with X of shape (N, D)
@@ -140,7 +140,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
             return self.layout
         if self.device != "cpu" or self.metric not in EXACT_METRICS:
             return "umap-learn"
-        from raregal.search import umap
+        from raregal.discovery import umap
 
         return "umap-learn" if n_rows is not None and n_rows < umap.EXACT_KNN_BELOW else "deterministic"
 
@@ -203,7 +203,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                        backend=umap_backend)
         with timer.stage("umap5"):
             if umap_backend == "deterministic":  # one fuzzy graph for both maps (umap-learn makes its own)
-                from raregal.search.deterministic_umap import fuzzy_graph
+                from raregal.discovery.deterministic_umap import fuzzy_graph
 
                 umap_kw["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
             self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
@@ -445,9 +445,9 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
     prefix ``config.features`` names); optionally the predicted ``*_fraction`` columns the
     pre-filter reads, ``ra``/``dec``, ``file_loc`` and ``true_class`` (then the run's summary has
     ``metrics``). ``config``: a :class:`SearchConfig` or a dict of its keys (default: the paper's).
-    The table is checked, pre-filtered (:mod:`raregal.search.prefilter`), the kept rows fitted with
+    The table is checked, pre-filtered (:mod:`raregal.discovery.prefilter`), the kept rows fitted with
     :class:`RareClassSearch` (``config.estimator_params()``) and the clusters checked
-    (:mod:`raregal.search.checks.per_cluster`). ``source``, the file the table came from, is recorded as the
+    (:mod:`raregal.discovery.checks.per_cluster`). ``source``, the file the table came from, is recorded as the
     run's input (the report finds images inside a catalog through it) and named in errors.
     Raises :class:`InputError`, naming the parameter, before the fit when the table cannot be searched.
     """

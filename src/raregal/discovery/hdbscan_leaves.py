@@ -5,7 +5,7 @@ and takes the **leaf** nodes of the condensed tree as clusters: the smallest den
 which is what a rare class looks like. Two real libraries do the work:
 
 * ``fast_hdbscan`` (default): parallel numba, ~4× less memory than ``hdbscan``; its minimum spanning
-  tree is rewritten by :mod:`raregal.search.canonical_tree`, so the labels do not depend on the threads;
+  tree is rewritten by :mod:`raregal.discovery.canonical_tree`, so the labels do not depend on the threads;
 * ``hdbscan`` with ``approx_min_span_tree=False`` (the exact reference; with the default
   approximate tree, which border points become noise changes).
 
@@ -45,13 +45,13 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
 
     The Boruvka runs on every numba thread; which of several tied minimum spanning trees it
     returns changes with the threads (on 2 threads 1 label in 1,500 flipped in 3 of 8 identical
-    fits), so the tree is rewritten by :func:`raregal.search.canonical_tree.canonical_spanning_tree`
+    fits), so the tree is rewritten by :func:`raregal.discovery.canonical_tree.canonical_spanning_tree`
     before the hierarchy is built: the same labels, bit for bit, at any thread count
     (``tests/test_search.py``, ``tests/test_layout.py``).
     """
     from fast_hdbscan.hdbscan import clusters_from_spanning_tree, compute_minimum_spanning_tree, to_numpy_rec_array
 
-    from raregal.search.canonical_tree import canonical_spanning_tree
+    from raregal.discovery.canonical_tree import canonical_spanning_tree
     from raregal.numba_cache import cache_kernels
 
     cache_kernels("fast_hdbscan")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from raregal.search.hdbscan_leaves import n_clusters
+from raregal.discovery.hdbscan_leaves import n_clusters
 
 #: Proposed on the tree when the clusters are this close in the condensed tree (2 = siblings) …
 MAX_TREE_DISTANCE = 2

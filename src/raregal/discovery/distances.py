@@ -1,7 +1,7 @@
 """Cosine and correlation as Euclidean geometry: the one place rows are centred and normalised.
 
-The search's thread-independent k-NN graphs (:func:`raregal.search.umap.exact_knn`,
-:mod:`raregal.search.knn`) and every similarity
+The search's thread-independent k-NN graphs (:func:`raregal.discovery.umap.exact_knn`,
+:mod:`raregal.discovery.knn`) and every similarity
 search (:mod:`raregal.similar`, :mod:`raregal.evaluation.encoders`) rank neighbours by Euclidean distance
 between rows transformed here, so a cosine run is ranked by cosine everywhere.
 """

@@ -3,14 +3,14 @@
 Why this is written here rather than taken from a library: pynndescent (umap-learn's graph) lets
 its threads update shared neighbour heaps, so its graph changes with ``NUMBA_NUM_THREADS``; faiss
 and scikit-learn promise no results independent of their thread pools. The exact graph
-(:func:`raregal.search.umap.exact_knn`) is, but costs N^2 D (about 40 core-minutes at 632k x 128).
+(:func:`raregal.discovery.umap.exact_knn`) is, but costs N^2 D (about 40 core-minutes at 632k x 128).
 
 This is an inverted-file search (IVF, as in faiss's ``IndexIVFFlat``) built from parts whose
 result depends on the data and the seed alone:
 
 1. ``n_lists`` centroids: scikit-learn's ``KMeans`` (k-means++, seeded) on a seeded sample of
    rows, on one thread (its parallel sums would depend on the thread count);
-2. each row's ``n_probe`` nearest centroids, exactly (:func:`raregal.search.umap.exact_knn`'s
+2. each row's ``n_probe`` nearest centroids, exactly (:func:`raregal.discovery.umap.exact_knn`'s
    blocked kernels); the nearest is the row's cell;
 3. rows are split into fixed groups (consecutive in cell order, of a size set by N); within a group,
    cell after cell in index order, the group's rows that probe the cell are compared with the
@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from raregal.search.distances import metric_space
+from raregal.discovery.distances import metric_space
 
 
 def default_lists(n_rows: int) -> int:
@@ -45,9 +45,9 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
 
     ``n_lists`` cells (default :func:`default_lists`), each row searched in its ``n_probe``
     nearest. Returns ``(indices int32, distances float32)``, each (N, n_neighbors), self first,
-    as :func:`raregal.search.umap.knn_graph`.
+    as :func:`raregal.discovery.umap.knn_graph`.
     """
-    from raregal.search.umap import exact_knn_of, run_blocks
+    from raregal.discovery.umap import exact_knn_of, run_blocks
 
     if n_probe < 1 or (n_lists is not None and n_lists < 1):
         raise ValueError(f"n_probe ({n_probe}) and n_lists ({n_lists}) must be at least 1")
@@ -94,7 +94,7 @@ def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 1
 
 def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block: int = 4096) -> np.ndarray:
     """Each row's ``n_probe`` nearest centroids (N, n_probe), nearest first, ties by index."""
-    from raregal.search.umap import nearest_rows, run_blocks
+    from raregal.discovery.umap import nearest_rows, run_blocks
 
     sq_c = np.einsum("ij,ij->i", centroids, centroids, dtype=np.float32)
     m = min(n_probe + 4, len(centroids))
@@ -113,7 +113,7 @@ def _search_group(P, sq, rows, probes, cell_order, bounds, m, tile: int = 4096):
     Cells are visited in index order, each in fixed ``tile`` x ``tile`` pieces (a cell of many
     duplicate rows can be large), so every heap sees its candidates in a fixed order.
     """
-    from raregal.search._knn_kernels import refine, scan_tile
+    from raregal.discovery._knn_kernels import refine, scan_tile
 
     heap_d = np.full((len(rows), m), np.inf, dtype=np.float32)
     heap_i = np.full((len(rows), m), -1, dtype=np.int64)

@@ -1,1 +1,0 @@
-"""The rare-class search: pre-filter -> k-NN graph -> UMAP layout -> HDBSCAN leaves -> checks."""
