@@ -96,7 +96,7 @@ def stability_and_merges(args) -> dict:
 
 def similar_precision(args) -> dict:
     from raregal.evaluation.planted import make_planted
-    from raregal.similar import similar
+    from raregal.similarity import similar
 
     out = {}
     for spread in (0.12, 0.3):
@@ -127,7 +127,7 @@ def similar_precision(args) -> dict:
 
 
 def index_speed(args) -> dict:
-    from raregal.similar import NeighbourSearch, rank_neighbours
+    from raregal.similarity import NeighbourSearch, rank_neighbours
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.similar_n, 128)).astype(np.float32)

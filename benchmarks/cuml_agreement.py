@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     from raregal.inputs.tables import feature_matrix, read_table
     from raregal.discovery.hdbscan_leaves import leaf_clusters
-    from raregal.discovery.pipeline import RareClassSearch
+    from raregal.discovery.estimator import RareClassSearch
 
     if args.reps:
         X = feature_matrix(read_table(args.reps)).astype(np.float32)

@@ -3,7 +3,7 @@
 On seeded planted tables of 128-d rows (``raregal.evaluation.planted.make_planted``, as
 ``search_scaling.py``), n_neighbors=50, all threads of this machine:
 
-* ``exact``: :func:`raregal.discovery.umap.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
+* ``exact``: :func:`raregal.discovery.knn.exact_knn` (thread-independent, N^2 D), timed where N <= 100k;
 * ``nndescent``: umap-learn's NN-descent as the default search runs it (thread-dependent);
 * ``partitioned``: :func:`raregal.discovery.knn.partitioned_knn` (``layout="deterministic"``).
 
@@ -31,7 +31,8 @@ def recall(graph: np.ndarray, truth: np.ndarray) -> float:
 
 
 def measure(n: int, probes, k: int = 50, seed: int = 0) -> list[dict]:
-    from raregal.discovery import umap
+
+    from raregal.discovery import knn
     from raregal.evaluation.planted import make_planted
     from raregal.discovery.distances import metric_space
     from raregal.discovery.knn import partitioned_knn
@@ -39,11 +40,11 @@ def measure(n: int, probes, k: int = 50, seed: int = 0) -> list[dict]:
     X = make_planted(n=n, dim=128, seed=seed).filter(like="feat_").to_numpy(np.float32)
     P = metric_space(X, "euclidean")
     rows = np.sort(np.random.default_rng(1).choice(n, min(n, 2000), replace=False))
-    truth = umap.exact_knn_of(P, np.einsum("ij,ij->i", P, P), rows, k)[0]
-    runs = [("nndescent", None, lambda: umap.knn_graph(X, k, random_state=seed))]
+    truth = knn.exact_knn_of(P, np.einsum("ij,ij->i", P, P), rows, k)[0]
+    runs = [("nndescent", None, lambda: knn.knn_graph(X, k, random_state=seed))]
     runs += [("partitioned", p, lambda p=p: partitioned_knn(X, k, n_probe=p, random_state=seed)) for p in probes]
     if n <= 100_000:
-        runs.append(("exact", None, lambda: umap.exact_knn(X, k)))
+        runs.append(("exact", None, lambda: knn.exact_knn(X, k)))
     out = []
     for name, n_probe, fn in runs:
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """umap-learn's layout optimiser vs raregal's deterministic one (``layout="deterministic"``), same graph.
 
 On a seeded planted table (:func:`raregal.evaluation.planted.make_planted`, 128-d) the exact k-NN graph
-(:func:`raregal.discovery.umap.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
+(:func:`raregal.discovery.knn.exact_knn`, n_neighbors=50) and umap-learn's fuzzy graph, schedule and
 PCA init (:func:`raregal.discovery.deterministic_umap.prepare_layout`) are built once per seed; then the 5-D layout
 is optimised twice from the same start: by ``umap.layouts.optimize_layout_euclidean`` (as
 umap-learn runs it with a seed: one thread, ``move_other=True``) and by
@@ -72,16 +72,16 @@ def worker(n: int, seeds: list[int], min_samples: int, out: str) -> None:
     import numpy as np
 
     from raregal.discovery import deterministic_umap as layout
-    from raregal.discovery import umap
+    from raregal.discovery import knn
 
     _warm()
     X, y = _data(n)
     sample = np.random.default_rng(0).choice(n, 2000, replace=False)
     t = time.perf_counter()
-    knn = umap.exact_knn(X, 50)
+    knn = knn.exact_knn(X, 50)
     res = {"knn_exact_s": time.perf_counter() - t}
     t = time.perf_counter()
-    umap.knn_graph(X, 50, random_state=0)  # NN-descent (n > EXACT_KNN_BELOW), for its time only
+    knn.knn_graph(X, 50, random_state=0)  # NN-descent (n > EXACT_KNN_BELOW), for its time only
     res["knn_nndescent_s"] = time.perf_counter() - t
     graph = layout.fuzzy_graph(X, knn, 50, 0)
     res["runs"] = []
@@ -106,15 +106,15 @@ def _warm() -> None:
     import numpy as np
 
     from raregal.discovery import deterministic_umap as layout
-    from raregal.discovery import umap
+    from raregal.discovery import knn
 
     X, _ = _data(2000)
-    knn = umap.exact_knn(X, 15)
+    knn = knn.exact_knn(X, 15)
     problem = layout.prepare_layout(X, layout.fuzzy_graph(X, knn, 15, 0), 5, init="pca", n_epochs=5)
     layout.optimize_layout(problem.init, problem.indptr, problem.tail, problem.epochs_per_sample, 5,
                            problem.a, problem.b, 0)
     _umap_learn(problem, 0)
-    umap.knn_graph(np.vstack([X] * 5), 15)
+    knn.knn_graph(np.vstack([X] * 5), 15)
 
 
 def _table(results: dict) -> str:

@@ -61,7 +61,7 @@ def one(stack: str, n: int, seed: int = 0) -> dict:
     timer = StageTimer(echo=True)
     t0 = time.perf_counter()
     if stack in ("raregal", "raregal-det"):
-        from raregal.discovery.pipeline import RareClassSearch
+        from raregal.discovery.estimator import RareClassSearch
 
         layout = "deterministic" if stack == "raregal-det" else "umap-learn"
         est = RareClassSearch(**PAPER, random_state=seed, layout=layout, verbose=True).fit(X)

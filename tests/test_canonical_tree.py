@@ -90,9 +90,9 @@ def test_leaf_clusters_checks_its_parameters_and_keeps_fast_hdbscans_edge_cases(
 
     rng = np.random.default_rng(1)
     Y = np.concatenate([rng.normal(0, 1, (300, 3)), rng.normal(6, 0.2, (40, 3))]).astype(np.float32)
-    with pytest.raises(ValueError, match="min_samples must be a positive integer"):
+    with pytest.raises(ValueError, match="min_samples=0: must be a positive integer"):
         leaf_clusters(Y, 0, 10)
-    with pytest.raises(ValueError, match="min_cluster_size must be a positive integer"):
+    with pytest.raises(ValueError, match="min_cluster_size=2.5: must be a positive integer"):
         leaf_clusters(Y, 5, 2.5)
     clean = leaf_clusters(Y, 5, 10)
     Y_nan = np.concatenate([Y, np.full((2, 3), np.nan, np.float32)])

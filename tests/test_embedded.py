@@ -303,7 +303,7 @@ def test_explorer_and_similar_show_the_images_inside_the_shards(shard_run, tmp_p
     from raregal.views.explore.data import ExplorerData
     from raregal.runs.with_images import load_run
     from raregal.views.report.thumbs import encode, placeholder
-    from raregal.similar import similar
+    from raregal.similarity import similar
     from raregal.views.report.similar_gallery import write_similar_gallery
 
     data = ExplorerData(load_run(shard_run), neighbours=False)

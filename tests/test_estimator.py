@@ -11,8 +11,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from raregal.discovery.hdbscan_leaves import leaf_clusters
 from raregal.errors import InputError
-from raregal.discovery.umap import EXACT_KNN_BELOW, knn_graph
-from raregal.discovery.pipeline import RareClassSearch
+from raregal.discovery.knn import EXACT_KNN_BELOW, knn_graph
+from raregal.discovery.estimator import RareClassSearch
 
 SMALL = dict(n_neighbors=5, n_components=2, min_samples=3, min_cluster_size=10, map_2d=False, umap_n_epochs=20)
 
@@ -36,7 +36,7 @@ def test_passes_scikit_learns_estimator_checks():
                                           ("random_state", "seven")])
 def test_parameters_are_checked_in_fit(X, param, value):
     est = RareClassSearch(**SMALL).set_params(**{param: value})  # set_params does not check, fit does
-    with pytest.raises(ValueError, match=f"'{param}' parameter of RareClassSearch must be"):
+    with pytest.raises(ValueError, match=f"^{param}={value!r}: must be "):
         est.fit(X)
 
 

@@ -5,27 +5,73 @@ A full disk is a real one: a 512 KiB tmpfs (needs root to mount; skipped with th
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from raregal.cli import main
 from test_embed import survey  # noqa: F401 - a fixture, used by name
+from test_embed_dask import client  # noqa: F401 - a fixture (a local Dask cluster of 2 workers), used by name
+
+
+@contextmanager
+def _small_disk(where: Path, size: str):
+    """``where`` (made) as the mount point of a tmpfs of ``size`` (``512k``, ``4m``), unmounted afterwards.
+    Mounting needs root: the test is skipped, with the reason, where it cannot."""
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip() or 'not root'})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def _fill(where: Path, leave: int = 4096) -> None:
+    """Fill the disk of ``where`` with the user's own files, leaving ``leave`` bytes (a page) free."""
+    (where / "notes.txt").write_text("the user's own notes\n")
+    free = os.statvfs(where).f_bavail * os.statvfs(where).f_frsize
+    (where / "data.bin").write_bytes(b"\x01" * (free - leave))
+    assert os.statvfs(where).f_bavail * os.statvfs(where).f_frsize <= leave
 
 
 @pytest.fixture
 def full_disk(tmp_path):
     """A folder on a 512 KiB tmpfs nearly filled by the user's own files (unmounted after the test)."""
-    where = tmp_path / "small"
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip() or 'not root'})")
-    (where / "notes.txt").write_text("the user's own notes\n")
-    (where / "data.bin").write_bytes(b"\x01" * 504 * 1024)
-    yield where
-    subprocess.run(["umount", str(where)], check=False)
+    with _small_disk(tmp_path / "small", "512k") as where:
+        (where / "notes.txt").write_text("the user's own notes\n")
+        (where / "data.bin").write_bytes(b"\x01" * 504 * 1024)
+        yield where
+
+
+@pytest.fixture
+def run_on_a_full_disk(tmp_path, tiny_run_dir):
+    """A copy of the tiny run on a 4 MiB tmpfs that the user's own files then fill (one page left)."""
+    with _small_disk(tmp_path / "small", "4m") as where:
+        shutil.copytree(tiny_run_dir, where / "run", ignore=shutil.ignore_patterns("report", "similar"))
+        _fill(where)
+        yield where / "run"
+
+
+def _snapshot(*roots: Path) -> dict:
+    """Every file under ``roots`` (a file itself, or a folder's tree): its bytes and mtime, to show that a
+    command changed none of them."""
+    files = [r for r in roots if r.is_file()] + [f for r in roots if r.is_dir() for f in r.rglob("*") if f.is_file()]
+    return {str(f): (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
+
+
+def _one_error_line(err: str, command: str) -> str:
+    """The one error line of ``raregal COMMAND`` in ``err`` (after any progress output), checked to be the last
+    thing written and to come without a traceback."""
+    line = [x[x.index(f"raregal {command}: error"):] for x in err.splitlines() if f"raregal {command}: error" in x]
+    assert len(line) == 1 and "Traceback" not in err and err.strip().endswith(line[0]), err
+    return line[0]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
@@ -46,9 +92,9 @@ def test_search_on_a_full_disk_is_one_line_and_loses_nothing(full_disk, tiny_run
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--seed", "-1"], "config key 'seed' must be a whole number in 0..4294967295, got -1"),
-    (["--seed", str(2**32)], f"config key 'seed' must be a whole number in 0..4294967295, got {2**32}"),
-    (["--metric", "chebyshev"], "config key 'metric' must be one of"),
+    (["--seed", "-1"], "error: --seed -1: must be a whole number in 0..4294967295"),
+    (["--seed", str(2**32)], f"error: --seed {2**32}: must be a whole number in 0..4294967295"),
+    (["--metric", "chebyshev"], "error: --metric 'chebyshev': must be one of ('euclidean', 'cosine', "),
 ])
 def test_out_of_range_search_settings_are_one_line_before_any_compute(tiny_run_dir, tmp_path, capsys, args, says):
     reps = tiny_run_dir.parent / "reps.parquet"
@@ -62,7 +108,7 @@ def test_unknown_metric_in_a_config_file_names_the_key(tiny_run_dir, tmp_path, c
     config.write_text('metric = "chebyshev"\n')
     reps = tiny_run_dir.parent / "reps.parquet"
     assert main(["search", str(reps), "--out", str(tmp_path / "run"), "--config", str(config)]) == 2
-    assert "config key 'metric' must be one of" in capsys.readouterr().err
+    assert f"{config}: metric = 'chebyshev': must be one of (" in capsys.readouterr().err
 
 
 def test_metric_flag_reaches_the_run(tiny_run_dir, tmp_path):
@@ -206,3 +252,102 @@ def test_an_infinite_position_is_called_infinite_not_missing():
 
     why = sky_problems(np.array([np.inf, np.nan, 10.0, 400.0]), np.array([0.0, 0.0, -np.inf, 0.0]))
     assert why.tolist() == ["ra is infinite", "ra is missing", "dec is infinite", "ra 400 is outside [0, 360) degrees"]
+
+
+def _cli_embed_dask(survey, out, *extra):
+    return main(["embed", str(survey / "catalog.csv"), "--model", str(survey / "model"), "--out", str(out),
+                 "--batch-size", "3", "--partition-size", "8", "--device", "cpu", "--backend", "torch",
+                 "--carry", "true_class", *extra])
+
+
+@pytest.mark.parametrize("case", ["a user's folder", "a user's file", "a user's file in raregal's folder",
+                                  "a user's file beside"])
+def test_embed_dask_never_writes_into_a_users_folder_and_says_so_before_any_compute(survey, tmp_path, capsys,
+                                                                                      monkeypatch, case):
+    import json
+
+    import raregal.embedding.on_dask as on_dask
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started for an output that is refused")
+
+    monkeypatch.setattr(on_dask, "make_client", no_cluster)
+    out = tmp_path / "reps"
+    if case == "a user's file":
+        out.write_text("my own table\n")
+        named = out
+    elif case == "a user's file beside":
+        named = tmp_path / "reps.embed.json"
+        named.write_text('{"my": "settings"}\n')
+    else:
+        out.mkdir()
+        (out / "part-00000.parquet").write_bytes(b"the user's own part")  # a raregal name, not a raregal file
+        named = out
+        if case == "a user's file in raregal's folder":  # raregal's manifest, and the user's notes beside it
+            (out / "_manifest.json").write_text(json.dumps({"fingerprint": "0" * 64}))
+            (out / "notes.txt").write_text("my own notes\n")
+            named = "notes.txt"
+    before = _snapshot(tmp_path, survey)
+    assert _cli_embed_dask(survey, out, "--dask", "local") == 2
+    assert _cli_embed_dask(survey, out, "--dask", "local", "--overwrite") == 2  # --overwrite never makes it raregal's
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1] and err[0].startswith("raregal embed: error: ")
+    assert str(named) in err[0] and "--out" in err[0] and ("raregal did not write" in err[0] or "is a file" in err[0])
+    assert _snapshot(tmp_path, survey) == before  # nothing made, changed or deleted
+    assert not (tmp_path / "reps.embed.json").exists() or case == "a user's file beside"
+
+
+@pytest.mark.parametrize("damaged", ["part-00002.parquet", "_part-00002.skipped.csv"])
+def test_embed_dask_rerun_after_a_truncated_partition_redoes_it_and_names_it(survey, client, tmp_path, capsys,
+                                                                               caplog, damaged):
+    from raregal.embedding.local import summary_path
+    from raregal.inputs.tables import read_table
+
+    out = tmp_path / "reps"
+    assert _cli_embed_dask(survey, out, "--dask", client.scheduler.address) == 0
+    reference = read_table(out).sort_values("id_str", ignore_index=True)
+    bad = out / damaged
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # as a run killed mid-write, a disk error, leave it
+    others = _snapshot(*(p for p in out.glob("part-*.parquet") if p.name != "part-00002.parquet"))
+    users = _snapshot(survey)
+    with caplog.at_level("WARNING", logger="raregal"):
+        assert _cli_embed_dask(survey, out, "--dask", client.scheduler.address) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error" not in err
+    assert f"{bad} is damaged or incomplete; the 8 galaxies of its chunk are embedded again" in caplog.text
+    table = read_table(out).sort_values("id_str", ignore_index=True)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(table, reference)  # redone, the same numbers: the damaged part is never trusted
+    assert _snapshot(*map(Path, others)) == others and _snapshot(survey) == users  # nothing else redone or touched
+    summary = __import__("json").loads(summary_path(out).read_text())
+    assert summary["chunks"] == 5 and summary["chunks_resumed"] == 4 and summary["n_embedded"] == 34
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
+def test_report_on_a_full_disk_is_one_line_and_loses_nothing(run_on_a_full_disk, capsys):
+    run = run_on_a_full_disk
+    disk = run.parent
+    before = _snapshot(disk)
+    assert main(["report", str(run)]) == 2
+    line = _one_error_line(capsys.readouterr().err, "report")
+    assert line.startswith("raregal report: error: cannot write " + str(run)) and "the disk is full" in line
+    assert _snapshot(disk) == before  # the user's files and the run, byte for byte; no half-written report
+    assert sorted(p.name for p in run.iterdir()) == sorted(Path(k).name for k in before if Path(k).parent == run)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
+def test_search_overwrite_on_a_full_disk_is_one_line_and_keeps_the_old_run(run_on_a_full_disk, tiny_run_dir, capsys):
+    from raregal.runs.model import read_run
+
+    run = run_on_a_full_disk
+    disk = run.parent
+    before = _snapshot(disk)
+    reps = tiny_run_dir.parent / "reps.parquet"
+    assert main(["search", str(reps), "--out", str(run), "--overwrite", "--n-neighbors", "10", "--min-samples", "5",
+                 "--min-cluster-size", "10", "--no-report"]) == 2
+    line = _one_error_line(capsys.readouterr().err, "search")
+    assert line.startswith("raregal search: error: cannot write " + str(run)) and "the disk is full" in line
+    assert _snapshot(disk) == before  # the old run, byte for byte, and the user's files
+    old = read_run(run)
+    assert len(old.clusters) == len(read_run(tiny_run_dir).clusters)

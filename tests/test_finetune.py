@@ -68,7 +68,7 @@ def test_blocks_count_the_stages_and_the_head_conv_always_learns():
     assert ft.stages_trained(model, None) == 6  # the default: every stage but the stem
     only_after = ft.unfreeze_last(model, 0)
     assert {n.split(".")[1] for n in only_after if n.startswith("encoder.")} == {"conv_head"}
-    with pytest.raises(InputError, match=r"blocks=8: must be a whole number from 0 to 7") as err:
+    with pytest.raises(InputError, match=r"blocks=8: must be a whole number in 0..7") as err:
         ft.unfreeze_last(model, 8)
     assert err.value.param == "blocks"
 

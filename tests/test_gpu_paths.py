@@ -12,7 +12,7 @@ from raregal.errors import InputError
 def test_device_cuda_routes_umap_and_hdbscan_to_cuml(monkeypatch):
     import raregal.discovery.hdbscan_leaves as cluster
     import raregal.discovery.umap as reduce
-    from raregal.discovery.pipeline import RareClassSearch
+    from raregal.discovery.estimator import RareClassSearch
 
     calls = []
 

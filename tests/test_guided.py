@@ -129,7 +129,7 @@ def test_bad_label_vectors():
         GuidedSearch().fit(X, np.r_[1, np.zeros(49, int)])
     with pytest.raises(InputError, match="values other than 1, 0, -1"):
         GuidedSearch().fit(X, np.r_[1, 2, np.full(48, -1)])
-    with pytest.raises(InputError, match="batch must be a positive"):
+    with pytest.raises(InputError, match="batch=0: must be a positive integer"):
         GuidedSearch().fit(X, np.r_[1, np.full(49, -1)]).next_batch(0)
 
 
@@ -189,7 +189,7 @@ def test_cli_guide_writes_next_and_scores_and_refuses_a_users_file(run_dir, tmp_
     ([("gal_0000", 1), ("gal_0000", 0)], [], "labelled both 1 and 0"),
     ([("gal_0000", 3)], [], "not 0 or 1"),
     ([("gal_0000", 0)], [], "none of the 1 labelled galaxies is a member"),
-    ([("gal_0000", 1)], ["--batch", "0"], "--batch must be a positive"),
+    ([("gal_0000", 1)], ["--batch", "0"], "--batch 0: must be a positive integer"),
 ])
 def test_cli_bad_labels_are_one_line_and_write_nothing(run_dir, tmp_path, capsys, rows, extra, message):
     labels = tmp_path / "labels.csv"

@@ -11,10 +11,11 @@ import pytest
 
 from raregal.discovery import deterministic_umap as layout
 from raregal.discovery import umap
+from raregal.discovery import knn
 from raregal.errors import InputError
-from raregal.discovery.pipeline import RareClassSearch
+from raregal.discovery.estimator import RareClassSearch
 
-# above umap.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
+# above knn.EXACT_KNN_BELOW, where the default path switches to NN-descent (thread-dependent) and the
 # deterministic one to raregal.discovery.knn
 N_ROWS = 9000
 
@@ -22,7 +23,7 @@ _FIT = """
 import json, sys
 import numpy as np
 from raregal.evaluation.planted import make_planted
-from raregal.discovery.pipeline import RareClassSearch
+from raregal.discovery.estimator import RareClassSearch
 n, out, seeds, layout = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 X = make_planted(n=n, dim=16, seed=3).filter(like="feat_").to_numpy(np.float32)
 arrays = {}
@@ -48,7 +49,7 @@ def _fit_in_subprocess(tmp_path: Path, threads: int, seeds, n=N_ROWS, layout="de
 
 @pytest.mark.timeout(600)
 def test_one_and_two_threads_give_the_same_bits(tmp_path):
-    assert N_ROWS > umap.EXACT_KNN_BELOW
+    assert N_ROWS > knn.EXACT_KNN_BELOW
     one = _fit_in_subprocess(tmp_path, 1, [0, 1])
     two = _fit_in_subprocess(tmp_path, 2, [0])
     for key in ("knn_i_0", "knn_d_0", "emb_0", "emb2_0", "labels_0"):
@@ -79,24 +80,24 @@ def test_exact_knn_matches_brute_force_and_lists_self_first():
 
     X = _blobs()
     X[5] = X[4]  # a duplicate: each copy still lists itself first
-    idx, dist = umap.exact_knn(X, 10, block=128, tile=200)
+    idx, dist = knn.exact_knn(X, 10, block=128, tile=200)
     assert idx.dtype == np.int32 and dist.dtype == np.float32
     np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
     ref_d, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
     np.testing.assert_allclose(dist, ref_d, atol=1e-5)
-    cos_i, cos_d = umap.exact_knn(X, 10, metric="cosine")
+    cos_i, cos_d = knn.exact_knn(X, 10, metric="cosine")
     ref_cd, _ = NearestNeighbors(n_neighbors=10, metric="cosine").fit(X).kneighbors(X)
     np.testing.assert_allclose(cos_d, ref_cd, atol=1e-5)
-    with pytest.raises(ValueError, match="exact k-NN supports"):
-        umap.exact_knn(X, 10, metric="manhattan")
+    with pytest.raises(ValueError, match="metric='manhattan': must be one of"):
+        knn.exact_knn(X, 10, metric="manhattan")
 
 
 def test_deterministic_layout_repeats_and_separates_blobs():
     X = _blobs()
-    knn = umap.exact_knn(X, 10)
-    a = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
-    b = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=1, backend="deterministic")
-    c = umap.umap_embed(X, 2, 10, knn=knn, n_epochs=60, random_state=2, backend="deterministic")
+    graph = knn.exact_knn(X, 10)
+    a = umap.umap_embed(X, 2, 10, knn=graph, n_epochs=60, random_state=1, backend="deterministic")
+    b = umap.umap_embed(X, 2, 10, knn=graph, n_epochs=60, random_state=1, backend="deterministic")
+    c = umap.umap_embed(X, 2, 10, knn=graph, n_epochs=60, random_state=2, backend="deterministic")
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     y = np.repeat([0, 1], 300)

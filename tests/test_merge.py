@@ -6,7 +6,7 @@ import pytest
 
 from raregal.discovery.checks.merge import COLUMNS, centroid_evidence, merge_suggestions, tree_relations
 from raregal.evaluation.planted import make_planted
-from raregal.discovery.pipeline import RareClassSearch
+from raregal.discovery.estimator import RareClassSearch
 
 
 def _tree(rows):

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from raregal.discovery import umap
+from raregal.discovery import knn
 from raregal.discovery.knn import default_lists, partitioned_knn
 
 
@@ -22,7 +22,7 @@ def _recall(a, b):
 def test_recall_against_the_exact_graph_and_its_distances_are_true_ones():
     X = _clumps()
     idx, dist = partitioned_knn(X, 15, n_lists=64, n_probe=8)
-    ex_idx, ex_dist = umap.exact_knn(X, 15)
+    ex_idx, ex_dist = knn.exact_knn(X, 15)
     assert idx.shape == dist.shape == (4000, 15) and idx.dtype == np.int32 and dist.dtype == np.float32
     np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))  # self first
     assert (np.diff(dist, axis=1) >= 0).all()
@@ -58,7 +58,7 @@ def test_rows_whose_cells_are_too_small_are_searched_exactly():
     X = _clumps(600, d=4, seed=1)
     X[:3] += 40  # three far-away rows make a cell of their own, far too small for 10 neighbours
     idx, dist = partitioned_knn(X, 10, n_lists=60, n_probe=1)
-    ex_idx, _ = umap.exact_knn(X, 10)
+    ex_idx, _ = knn.exact_knn(X, 10)
     assert (idx >= 0).all()
     np.testing.assert_array_equal(idx[:3], ex_idx[:3])
 
@@ -77,9 +77,9 @@ def test_knn_graph_deterministic_switches_at_the_exact_threshold(monkeypatch):
 
     monkeypatch.setattr(pk, "partitioned_knn", lambda X, k, metric, random_state: calls.append(len(X)) or "ivf")
     X = _clumps(300)
-    assert umap.knn_graph(X, 5, deterministic=True)[0].shape == (300, 5)  # exact below the threshold
-    monkeypatch.setattr(umap, "EXACT_KNN_BELOW", 200)
-    assert umap.knn_graph(X, 5, deterministic=True, random_state=7) == "ivf" and calls == [300]
+    assert knn.knn_graph(X, 5, deterministic=True)[0].shape == (300, 5)  # exact below the threshold
+    monkeypatch.setattr(knn, "EXACT_KNN_BELOW", 200)
+    assert knn.knn_graph(X, 5, deterministic=True, random_state=7) == "ivf" and calls == [300]
 
 
 @pytest.mark.parametrize("n_probe", [0, -1])
@@ -90,7 +90,7 @@ def test_bad_probe_counts_are_refused(n_probe):
 
 def test_each_row_lists_itself_first_among_many_duplicates():
     X = np.repeat(np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32), 100, axis=0)
-    for idx, dist in (partitioned_knn(X, 10, n_lists=60), umap.exact_knn(X, 10)):
+    for idx, dist in (partitioned_knn(X, 10, n_lists=60), knn.exact_knn(X, 10)):
         np.testing.assert_array_equal(idx[:, 0], np.arange(len(X)))
         assert (dist == 0).all() and (X[idx] == X[:, None, :]).all()
 

@@ -56,7 +56,7 @@ def test_keep_disturbed_is_a_checked_search_parameter():
 
     assert config_from_dict({"keep_disturbed": 0.3}).keep_disturbed == 0.3
     assert config_from_dict({"keep_disturbed": None, "umap_n_epochs": None}).keep_disturbed is None  # optional keys
-    with pytest.raises(InputError, match="'keep_disturbed' must be a fraction"):
+    with pytest.raises(InputError, match="keep_disturbed=1.5: must be a fraction in"):
         config_from_dict({"keep_disturbed": 1.5})
 
 

@@ -10,7 +10,8 @@ from sklearn.metrics import adjusted_rand_score
 from raregal.discovery.hdbscan_leaves import leaf_clusters
 from raregal.discovery.config import load_config
 from raregal.evaluation.planted import make_planted
-from raregal.discovery.pipeline import RareClassSearch, run_search
+from raregal.discovery.pipeline import run_search
+from raregal.discovery.estimator import RareClassSearch
 
 PARAMS = dict(n_neighbors=15, min_samples=10, min_cluster_size=15, report=False)
 

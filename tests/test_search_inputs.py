@@ -90,9 +90,9 @@ def test_unknown_and_mistyped_config_keys(tmp_path, frame):
     with pytest.raises(InputError, match="unknown key\\(s\\) 'min_sample'"):
         load_config(cfg)
     cfg.write_text("min_samples = 'five'\n")
-    with pytest.raises(InputError, match="'min_samples' must be int"):
+    with pytest.raises(InputError, match="c.toml: min_samples = 'five': must be a positive integer"):
         load_config(cfg)
-    fails(tmp_path, frame, "'smooth_cut' must be a fraction", smooth_cut=3.0)
+    fails(tmp_path, frame, "smooth_cut=3.0: must be a fraction in \\[0, 1\\]", smooth_cut=3.0)
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, capsys, frame):

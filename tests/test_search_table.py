@@ -11,7 +11,8 @@ from raregal.discovery.config import SearchConfig
 from raregal.evaluation.planted import make_planted
 from raregal.errors import InputError
 from raregal.runs.model import Run, read_run, write_run
-from raregal.discovery.pipeline import RareClassSearch, SearchResult, run_search, search_table
+from raregal.discovery.pipeline import SearchResult, run_search, search_table
+from raregal.discovery.estimator import RareClassSearch
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, umap_n_epochs=60, report=False, seed=3)
 
@@ -117,7 +118,7 @@ def test_bad_tables_and_settings_fail_before_the_fit(frame, monkeypatch):
 
 
 def test_metric_and_cluster_selection_reach_umap_and_hdbscan(frame, monkeypatch):
-    import raregal.discovery.pipeline as search
+    import raregal.discovery.estimator as search
 
     calls = {"umap": [], "hdbscan": [], "knn": []}
 
@@ -149,7 +150,7 @@ def test_clashing_choices_fail_before_the_table_is_read(tmp_path):
 
 
 def test_the_similarity_index_of_a_run_not_yet_written(result, frame, tmp_path):
-    from raregal.similar import SimilarityIndex
+    from raregal.similarity import SimilarityIndex
 
     path = tmp_path / "reps.parquet"
     frame.to_parquet(path)

@@ -8,7 +8,7 @@ from raregal.cli import main
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
 from raregal.discovery.pipeline import run_search
-from raregal.similar import NeighbourSearch, rank_neighbours, similar
+from raregal.similarity import NeighbourSearch, rank_neighbours, similar
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_gallery_shows_query_then_candidates(tiny_run_dir, tmp_path):
 
 
 def test_auto_index_choice(monkeypatch):
-    import raregal.similar as sim
+    import raregal.similarity as sim
 
     X = np.random.default_rng(1).standard_normal((2000, 8)).astype(np.float32)
     assert NeighbourSearch(X, "auto", n_queries=10_000).kind == "exact"  # small catalog

@@ -1,4 +1,4 @@
-"""One similarity index (raregal.similar.SimilarityIndex) behind `raregal similar` and the explorer's
+"""One similarity index (raregal.similarity.SimilarityIndex) behind `raregal similar` and the explorer's
 'more like this': the run's metric and features, every row of the table (kept or not), the same answers."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raregal.similar import SimilarityIndex, similar
+from raregal.similarity import SimilarityIndex, similar
 
 # A query galaxy q and look-alikes whose Euclidean and cosine rankings differ: "far" points the
 # same way as q but is long, "short" is close to q but at 45 degrees.

@@ -153,7 +153,7 @@ def test_explorer_galaxy_panel_shows_position_and_link(sky_run):
 
 
 def test_similar_carries_coordinates(sky_run):
-    from raregal.similar import similar
+    from raregal.similarity import similar
 
     out = similar(sky_run, cluster=1, k=8, progress=False)
     clusters = pd.read_parquet(sky_run / "clusters.parquet").set_index("id_str")

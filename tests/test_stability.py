@@ -82,7 +82,7 @@ def test_stability_in_the_run_directory(run):
 
 
 def test_repeats_are_reproducible_clones_on_the_same_graph(run):
-    from raregal.discovery.pipeline import RareClassSearch
+    from raregal.discovery.estimator import RareClassSearch
 
     out, _, _ = run
     table = pd.read_parquet(out / "clusters.parquet")
@@ -114,7 +114,7 @@ def test_repeats_run_on_the_gpu_when_the_main_run_did(monkeypatch):
     """device='cuda': the repeats use cuML too (replaced here by the CPU libraries)."""
     import raregal.discovery.hdbscan_leaves as cluster
     import raregal.discovery.umap as reduce
-    from raregal.discovery.pipeline import RareClassSearch
+    from raregal.discovery.estimator import RareClassSearch
     from raregal.discovery.checks.stability import cluster_stability
 
     calls = []

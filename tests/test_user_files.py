@@ -16,7 +16,8 @@ from raregal.cli import main
 from raregal.errors import InputError
 from raregal.evaluation.planted import make_planted
 from raregal.views.report import build_report
-from raregal.discovery.pipeline import RareClassSearch, run_search
+from raregal.discovery.pipeline import run_search
+from raregal.discovery.estimator import RareClassSearch
 
 SMALL = dict(n_neighbors=10, min_samples=5, min_cluster_size=10, report=False, map_2d=False)
 
@@ -273,7 +274,7 @@ def test_embed_dask_never_removes_a_users_folder(tmp_path):
 
 
 def test_similar_warns_when_k_is_capped_and_keeps_users_files(tiny_run_dir, tmp_path, caplog, capsys):
-    from raregal.similar import similar
+    from raregal.similarity import similar
 
     result = similar(tiny_run_dir, ids=["gal_0000"], k=10_000, progress=False)
     assert len(result) == 299 and "k=10000 is more than the 299 galaxies" in caplog.text

@@ -81,8 +81,14 @@ def run(args) -> int:
 
 
 def _run_dask(args, catalog, device: str) -> int:
+    from raregal.embedding.local import _check_carry, check_output
     from raregal.embedding.on_dask import ModelSpec, embed_catalog_dask, make_client
 
+    # the local path's checks of the output folder (a user's folder or file is refused by name) and of
+    # --carry, before a cluster starts or the model is loaded
+    check_output(args.out, overwrite=args.overwrite, batch_size=args.batch_size, chunk_size=args.partition_size,
+                 inputs=(args.catalog,), dask=True)
+    _check_carry(catalog, args.carry)
     spec = ModelSpec(str(args.model), arch=args.arch, device=device, input_size=args.input_size,
                      trust_checkpoint=args.trust_checkpoint, backend=args.backend, precision=args.precision,
                      schema=args.schema)
@@ -96,6 +102,6 @@ def _run_dask(args, catalog, device: str) -> int:
         if cluster is not None:
             cluster.close()
     print(f"embedded {summary['n_embedded']} of {summary['n_input']} images ({summary['representation_dim']}-d) "
-          f"on {summary['n_workers']} Dask workers -> {args.out}/ ({summary['partitions']} parts); "
+          f"on {summary['n_workers']} Dask workers -> {args.out}/ ({summary['chunks']} parts); "
           f"skipped {summary['n_skipped']} (see {summary['skipped_report']})")
     return 0

@@ -39,7 +39,7 @@ def _default_out(args) -> Path:
     from raregal.runs.model import is_run_dir
 
     if not is_run_dir(args.source):
-        from raregal.similar import _check_not_a_broken_run
+        from raregal.similarity import _check_not_a_broken_run
 
         _check_not_a_broken_run(args.source)  # a run that lost clusters.parquet says so
         raise InputError("--out is needed when the source is a table, not a run directory")
@@ -85,7 +85,7 @@ def run(args) -> int:
 
     from raregal.atomic import atomic_path
     from raregal.timing import StageTimer
-    from raregal.similar import similar
+    from raregal.similarity import similar
 
     log = logging.getLogger("raregal")
     out = Path(args.out) if args.out else _default_out(args)

@@ -1,4 +1,4 @@
-"""numba kernels of the thread-independent k-NN graphs (:func:`raregal.discovery.umap.exact_knn`,
+"""numba kernels of the thread-independent k-NN graphs (:func:`raregal.discovery.knn.exact_knn`,
 :func:`raregal.discovery.knn.partitioned_knn`): candidate heaps and their exact, ordered refinement."""
 
 from __future__ import annotations

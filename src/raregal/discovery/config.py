@@ -11,14 +11,13 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass, fields
-from numbers import Integral
 from pathlib import Path
 
 from raregal.discovery.hdbscan_leaves import BACKENDS
+from raregal.discovery.distances import METRICS
 from raregal.errors import InputError
+from raregal.validation import Boolean, Fraction, Integer, Number, Options, Seed, Text, check_params
 
-#: Distances the k-NN graph and UMAP take (scikit-learn's and pynndescent's names).
-METRICS = ("euclidean", "cosine", "manhattan", "correlation")
 #: UMAP layouts: ``auto`` (on the CPU, for the metrics the deterministic graph supports:
 #: umap-learn's on the exact graph below 8,192 rows, ``deterministic`` above; both the same at any
 #: thread count), umap-learn's (one thread with a seed; above 8,192 rows NN-descent's graph depends
@@ -84,46 +83,13 @@ class SearchConfig:
     layout: str = "auto"  # see LAYOUTS: the same clusters at any thread count where possible
 
     def validate(self) -> "SearchConfig":
-        """Check ranges and choices; raise :class:`InputError` naming the key."""
-        for name in ("n_neighbors", "n_components", "min_samples", "min_cluster_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"config key {name!r} must be a positive integer, got {value!r}")
-        if self.n_neighbors < 2:
-            raise InputError("config key 'n_neighbors' must be at least 2")
-        if self.min_cluster_size < 2:
-            raise InputError("config key 'min_cluster_size' must be at least 2")
-        for name in ("smooth_cut", "edge_on_cut", "artifact_cut"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1.0001:
-                raise InputError(f"config key {name!r} must be a fraction in [0, 1], got {value!r}")
-        if self.keep_disturbed is not None and not 0 <= self.keep_disturbed <= 1:
-            raise InputError(f"config key 'keep_disturbed' must be a fraction in [0, 1], got {self.keep_disturbed!r}")
-        if not isinstance(self.stability, int) or isinstance(self.stability, bool) or not 0 <= self.stability <= 100:
-            raise InputError(f"config key 'stability' must be a number of repeats in 0..100, got {self.stability!r}")
-        if not isinstance(self.merge_max_tree_distance, int) or self.merge_max_tree_distance < 0:
-            raise InputError("config key 'merge_max_tree_distance' must be a non-negative integer "
-                             f"(0: no tree-based suggestions), got {self.merge_max_tree_distance!r}")
-        for name, high in (("unstable_below", 1.0), ("merge_max_centroid_ratio", float("inf"))):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= high:
-                raise InputError(f"config key {name!r} must be in [0, {high}], got {value!r}")
-        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
-            raise InputError(f"config key 'seed' must be a whole number in 0..{2**32 - 1}, got {self.seed!r}")
-        choices = {"cluster_selection_method": ("leaf", "eom"), "umap_init": ("spectral", "pca", "random"),
-                   "metric": METRICS,
-                   "hdbscan_backend": BACKENDS, "device": ("cpu", "cuda"), "layout": LAYOUTS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(f"config key {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
+        """Check every key against :data:`CONSTRAINTS`; raise :class:`InputError` naming the first bad key."""
+        check_params(dataclasses.asdict(self), CONSTRAINTS)
         return self
 
     def estimator_params(self) -> dict:
-        """Keyword arguments of :class:`raregal.discovery.pipeline.RareClassSearch` for these settings."""
-        names = ("n_neighbors", "n_components", "min_samples", "min_cluster_size", "cluster_selection_method",
-                 "metric", "umap_init", "umap_n_epochs", "umap_min_dist", "map_2d", "map_2d_epochs",
-                 "hdbscan_backend", "device", "layout")
-        return {**{k: getattr(self, k) for k in names}, "random_state": self.seed}
+        """Keyword arguments of :class:`raregal.discovery.estimator.RareClassSearch` for these settings."""
+        return {est: getattr(self, key) for key, est in ESTIMATOR_KEYS.items()}
 
     def to_dict(self) -> dict:
         """The settings as a dict (``campaign`` only when set; ``layout`` always, see :func:`load_config`)."""
@@ -133,26 +99,30 @@ class SearchConfig:
         return out
 
 
+#: What each key may be (:mod:`raregal.validation`): the one table that ``SearchConfig.validate``,
+#: ``--config`` files and :class:`raregal.RareClassSearch` (its keys of :data:`ESTIMATOR_KEYS`) check.
+CONSTRAINTS = {
+    "n_neighbors": Integer(2), "n_components": Integer(1), "min_samples": Integer(1),
+    "min_cluster_size": Integer(2), "cluster_selection_method": Options("leaf", "eom"), "seed": Seed(),
+    "smooth_cut": Fraction(), "edge_on_cut": Fraction(), "artifact_cut": Fraction(), "keep_artifacts": Boolean(),
+    "keep_disturbed": Fraction(none_ok=True), "campaign": Text(none_ok=True),
+    "drop_invalid": Boolean(), "features": Text(none_ok=True), "metric": Options(*METRICS),
+    "umap_init": Options("spectral", "pca", "random"), "umap_n_epochs": Integer(1, none_ok=True),
+    "umap_min_dist": Number(0.0), "map_2d": Boolean(), "map_2d_epochs": Integer(1, none_ok=True),
+    "hdbscan_backend": Options(*BACKENDS), "device": Options("cpu", "cuda"), "report": Boolean(),
+    "stability": Integer(0, 100), "unstable_below": Fraction(), "merge_max_tree_distance": Integer(0),
+    "merge_max_centroid_ratio": Number(0.0), "layout": Options(*LAYOUTS),
+}
+#: The keys the estimator takes, under their estimator names (``seed`` is scikit-learn's ``random_state``).
+ESTIMATOR_KEYS = {"n_neighbors": "n_neighbors", "n_components": "n_components", "min_samples": "min_samples",
+                  "min_cluster_size": "min_cluster_size", "cluster_selection_method": "cluster_selection_method",
+                  "metric": "metric", "umap_init": "umap_init", "umap_n_epochs": "umap_n_epochs",
+                  "umap_min_dist": "umap_min_dist", "map_2d": "map_2d", "map_2d_epochs": "map_2d_epochs",
+                  "hdbscan_backend": "hdbscan_backend", "device": "device", "layout": "layout", "seed": "random_state"}
+
 _TYPES = {f.name: f.type for f in fields(SearchConfig)}
 #: The keys every run folder's config.toml holds (TOML has no null, so ``None`` values are left out).
 _ALWAYS_WRITTEN = {k for k, t in _TYPES.items() if not str(t).endswith("| None")}
-
-
-def _check_type(key: str, value):
-    expected = str(_TYPES[key])
-    if value is None and expected.endswith("| None"):
-        return
-    ok = {
-        "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "bool": isinstance(value, bool),
-        "str": isinstance(value, str),
-        "str | None": isinstance(value, str),
-        "int | None": isinstance(value, int) and not isinstance(value, bool),
-        "float | None": isinstance(value, (int, float)) and not isinstance(value, bool),
-    }.get(expected, True)
-    if not ok:
-        raise InputError(f"config key {key!r} must be {expected}, got {value!r}")
 
 
 def config_from_dict(values: dict, base: SearchConfig | None = None, where: str = "config") -> SearchConfig:
@@ -162,8 +132,7 @@ def config_from_dict(values: dict, base: SearchConfig | None = None, where: str 
     if unknown:
         raise InputError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
                          f"{', '.join(sorted(known))}")
-    for key, value in values.items():
-        _check_type(key, value)
+    check_params(values, CONSTRAINTS, where=None if where == "config" else where)
     return dataclasses.replace(base or SearchConfig(), **values).validate()
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from raregal.validation import Integer, check_params
+
 BACKENDS = ("fast_hdbscan", "hdbscan", "cuml")
 
 
@@ -55,9 +57,8 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
     from raregal.numba_cache import cache_kernels
 
     cache_kernels("fast_hdbscan")
-    for name, value in (("min_samples", min_samples), ("min_cluster_size", min_cluster_size)):
-        if not (isinstance(value, (int, np.integer)) and value > 0):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_params({"min_samples": min_samples, "min_cluster_size": min_cluster_size},
+                 {"min_samples": Integer(1), "min_cluster_size": Integer(1)})
     if len(Y) < 2 or not np.isfinite(Y).all():  # fast_hdbscan's own handling of these cases
         import fast_hdbscan
 

@@ -1,16 +1,21 @@
-"""An approximate k-NN graph that is the same, bit for bit, at any thread count (``layout="deterministic"``).
+"""The k-NN graph UMAP starts from, in one home: exact below :data:`EXACT_KNN_BELOW` rows, NN-descent
+(umap-learn's) or, for ``layout="deterministic"``, an inverted-file search that is the same, bit
+for bit, at any thread count (:func:`partitioned_knn`). :func:`nearest_rows` is the exact blocked
+scan both use (and :mod:`raregal.similarity` for its exact searches).
+
+The inverted-file search.
 
 Why this is written here rather than taken from a library: pynndescent (umap-learn's graph) lets
 its threads update shared neighbour heaps, so its graph changes with ``NUMBA_NUM_THREADS``; faiss
 and scikit-learn promise no results independent of their thread pools. The exact graph
-(:func:`raregal.discovery.umap.exact_knn`) is, but costs N^2 D (about 40 core-minutes at 632k x 128).
+(:func:`exact_knn`) is, but costs N^2 D (about 40 core-minutes at 632k x 128).
 
 This is an inverted-file search (IVF, as in faiss's ``IndexIVFFlat``) built from parts whose
 result depends on the data and the seed alone:
 
 1. ``n_lists`` centroids: scikit-learn's ``KMeans`` (k-means++, seeded) on a seeded sample of
    rows, on one thread (its parallel sums would depend on the thread count);
-2. each row's ``n_probe`` nearest centroids, exactly (:func:`raregal.discovery.umap.exact_knn`'s
+2. each row's ``n_probe`` nearest centroids, exactly (:func:`exact_knn`'s
    blocked kernels); the nearest is the row's cell;
 3. rows are split into fixed groups (consecutive in cell order, of a size set by N); within a group,
    cell after cell in index order, the group's rows that probe the cell are compared with the
@@ -31,7 +36,104 @@ import warnings
 
 import numpy as np
 
-from raregal.discovery.distances import metric_space
+from raregal.discovery.distances import EUCLIDEAN_METRICS, check_metric, from_squared, metric_space
+from raregal.numba_cache import cache_kernels
+
+
+#: Below this many rows the k-NN graph is computed exactly (:func:`exact_knn`, the same bits at
+#: any thread count), which is faster than compiling and running NN-descent; above it,
+#: umap-learn's NN-descent or, for the deterministic layout, :mod:`raregal.discovery.knn`.
+EXACT_KNN_BELOW = 8192
+
+
+def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", random_state: int = 0,
+              low_memory: bool = True, deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of each row of ``X`` (N, D), in the form umap-learn uses.
+
+    Exact for fewer than :data:`EXACT_KNN_BELOW` rows (:func:`exact_knn`; scikit-learn's for
+    metrics it lacks), else approximate: NN-descent (seeded; its graph depends on the thread
+    count) or, with ``deterministic=True``, a seeded inverted-file search with the same bits at
+    any thread count (:func:`raregal.discovery.knn.partitioned_knn`; recall@50 about 0.99).
+    Returns ``(indices, distances)``, each of shape (N, n_neighbors), each row's self first.
+    """
+    if deterministic:
+        check_metric(metric)
+    if len(X) < EXACT_KNN_BELOW:
+        if metric in EUCLIDEAN_METRICS:
+            return exact_knn(X, n_neighbors, metric)
+        from sklearn.neighbors import NearestNeighbors
+
+        distances, indices = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X).kneighbors(X)
+        return indices.astype(np.int32), distances.astype(np.float32)
+    if deterministic:
+        return partitioned_knn(X, n_neighbors, metric, random_state=random_state)
+
+    from umap.umap_ import nearest_neighbors
+
+    cache_kernels()
+
+    indices, distances, _ = nearest_neighbors(
+        X, n_neighbors, metric, {}, angular=False,
+        random_state=np.random.RandomState(random_state), low_memory=low_memory, verbose=False,
+    )
+    return indices, distances
+
+
+def exact_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", block: int = 1024,
+              tile: int = 8192, margin: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of each row of ``X`` (N, D), the same bits at any thread count.
+
+    Row blocks of ``block`` queries are scanned against tiles of ``tile`` rows: a float32 GEMM on
+    one BLAS thread (fixed shapes, so fixed rounding) gives ``n_neighbors + margin`` candidates
+    per row, whose distances are then recomputed in float64 in a fixed order and sorted by
+    (distance, index), self first. Blocks run on ``numba.get_num_threads()`` Python threads (BLAS
+    and the numba scans release the GIL); each block's result depends on nothing but its rows.
+    Cost: N^2 D multiply-adds (about 1.5 s for 20k x 128 on one core). Returns
+    ``(indices int32, distances float32)`` as :func:`knn_graph`.
+    """
+    check_metric(metric)
+    P = metric_space(X, metric)
+    sq = np.einsum("ij,ij->i", P, P, dtype=np.float32)  # elementwise per row: no thread-dependent sums
+    m = min(n_neighbors + margin, len(P))
+    parts = run_blocks(lambda s: exact_knn_of(P, sq, np.arange(s, min(s + block, len(P))), m, tile),
+                       range(0, len(P), block))
+    indices = np.concatenate([p[0] for p in parts])[:, :n_neighbors]
+    d2 = np.concatenate([p[1] for p in parts])[:, :n_neighbors]
+    dist = from_squared(d2, metric)
+    return indices.astype(np.int32), dist.astype(np.float32)
+
+
+def run_blocks(work, jobs) -> list:
+    """``[work(job) for job in jobs]`` on ``numba.get_num_threads()`` threads (:func:`raregal.workers.run_blocks`)."""
+    import numba
+
+    from raregal.workers import run_blocks as run
+
+    return run(work, jobs, numba.get_num_threads())
+
+
+def exact_knn_of(P: np.ndarray, sq: np.ndarray, rows: np.ndarray, m: int, tile: int = 8192):
+    """The ``m`` exact nearest rows of ``P`` to each of ``rows``, self first: (indices, squared distances)."""
+    return nearest_rows(P[rows], sq[rows], P, sq, rows, m, tile)
+
+
+def nearest_rows(Q, sq_q, R, sq_r, self_index, m: int, tile: int = 8192):
+    """The ``m`` exact nearest rows of ``R`` to each query row of ``Q``: (indices, squared distances).
+
+    ``sq_q``, ``sq_r``: the rows' squared norms; ``self_index``: each query's own row in ``R``
+    (listed first), -2 for none. ``R`` is scanned in tiles of ``tile`` rows by a float32 GEMM,
+    the candidates refined in float64 (:mod:`raregal.discovery._knn_kernels`). Thread-independent when called
+    through :func:`run_blocks` (BLAS on one thread).
+    """
+    from raregal.discovery._knn_kernels import refine, scan_tile
+
+    heap_d = np.full((len(Q), m), np.inf, dtype=np.float32)
+    heap_i = np.full((len(Q), m), -1, dtype=np.int64)
+    local = np.arange(len(Q))
+    for t0 in range(0, len(R), tile):
+        t1 = min(t0 + tile, len(R))
+        scan_tile(Q @ R[t0:t1].T, sq_q, sq_r[t0:t1], np.arange(t0, t1), heap_d, heap_i, local)
+    return refine(Q, R, self_index, heap_i)
 
 
 def default_lists(n_rows: int) -> int:
@@ -45,9 +147,8 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
 
     ``n_lists`` cells (default :func:`default_lists`), each row searched in its ``n_probe``
     nearest. Returns ``(indices int32, distances float32)``, each (N, n_neighbors), self first,
-    as :func:`raregal.discovery.umap.knn_graph`.
+    as :func:`raregal.discovery.knn.knn_graph`.
     """
-    from raregal.discovery.umap import exact_knn_of, run_blocks
 
     if n_probe < 1 or (n_lists is not None and n_lists < 1):
         raise ValueError(f"n_probe ({n_probe}) and n_lists ({n_lists}) must be at least 1")
@@ -74,7 +175,7 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
         for r, (i, d) in zip(blocks, run_blocks(lambda r: exact_knn_of(P, sq, r, m), blocks)):
             indices[r], d2[r] = i, d
     indices, d2 = indices[:, :n_neighbors], d2[:, :n_neighbors]
-    dist = d2 / 2.0 if metric != "euclidean" else np.sqrt(d2)  # unit rows: |u - v|^2 = 2 (1 - cos)
+    dist = from_squared(d2, metric)
     return indices.astype(np.int32), dist.astype(np.float32)
 
 
@@ -94,7 +195,6 @@ def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 1
 
 def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block: int = 4096) -> np.ndarray:
     """Each row's ``n_probe`` nearest centroids (N, n_probe), nearest first, ties by index."""
-    from raregal.discovery.umap import nearest_rows, run_blocks
 
     sq_c = np.einsum("ij,ij->i", centroids, centroids, dtype=np.float32)
     m = min(n_probe + 4, len(centroids))

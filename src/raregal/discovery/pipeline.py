@@ -26,234 +26,22 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from numbers import Integral, Real
-
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClusterMixin, clone
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from raregal.runs import folder as runfolder
 from raregal.inputs import sky
-from raregal.inputs.tables import FILE_LOC, ID, check_ids, feature_matrix, read_table
+from raregal.inputs.tables import FILE_LOC, ID, array_frame, check_ids, feature_matrix, read_table
 from raregal.discovery.checks.per_cluster import check_clusters
-from raregal.discovery.hdbscan_leaves import BACKENDS, leaf_clusters
-from raregal.discovery.config import LAYOUTS, METRICS, SearchConfig, config_from_dict
+from raregal.discovery.config import SearchConfig, config_from_dict
+from raregal.discovery.estimator import RareClassSearch
 from raregal.errors import InputError
-from raregal.discovery.umap import EXACT_METRICS, knn_graph, pca_init, umap_embed
 from raregal.runs.model import BASE_INFO, Run, write_run
 from raregal.timing import StageTimer
 from raregal.discovery.prefilter import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
-
-
-def _positive(low: int = 1) -> list:
-    return [Interval(Integral, low, None, closed="left")]
-
-
-class RareClassSearch(ClusterMixin, BaseEstimator):
-    """UMAP + HDBSCAN leaf clustering of galaxy representations.
-
-    Parameters (defaults: the paper's, and a layout that is the same at any thread count)
-    ----------
-    n_neighbors : UMAP neighbours (50).
-    n_components : dimensions of the UMAP that is clustered (5).
-    min_samples, min_cluster_size : HDBSCAN's (300, 10).
-    cluster_selection_method : ``"leaf"`` (the paper) or ``"eom"``.
-    metric : distance in representation space, one of :data:`METRICS`.
-    umap_init, umap_n_epochs, umap_min_dist : passed to umap-learn.
-    map_2d : also compute a 2-D UMAP for pictures (shares the k-NN graph; starts from the 5-D
-        layout's principal axes).
-    map_2d_epochs : epochs of the 2-D layout (50: it starts from the 5-D layout; None: umap-learn's
-        default, 200 above 10k points).
-    hdbscan_backend : ``fast_hdbscan`` (default), ``hdbscan`` (reference) or ``cuml``.
-    random_state : seed of every stochastic step: an int, None or a ``numpy.random.RandomState``
-        (scikit-learn's ``check_random_state``; an int is used as it is).
-    device : ``"cpu"``, or ``"cuda"`` for cuML's GPU UMAP and HDBSCAN; with ``"cuda"``,
-        ``hdbscan_backend`` must be ``"cuml"`` or left at its default.
-    layout : ``"auto"`` (default, :meth:`resolved_layout`: umap-learn's below 8,192 rows, deterministic
-        above; thread-independent on the CPU for the euclidean, cosine and correlation metrics), ``"umap-learn"`` (with a seed its layout runs on one thread and NN-descent's
-        graph depends on the thread count), or ``"deterministic"``: a k-NN graph that is exact
-        below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.discovery.knn`),
-        and the parallel optimiser of :mod:`raregal.discovery.deterministic_umap`: the same bits at any thread count.
-    verbose : log each stage's seconds and peak memory as it finishes.
-
-    Attributes after ``fit(X)`` with X of shape (N, D)
-    ----------
-    n_features_in_ : D.
-    labels_ : (N,) cluster of each row, -1 = unclustered.
-    probabilities_ : (N,) HDBSCAN membership strength.
-    embedding_ : (N, n_components) float32 UMAP coordinates.
-    embedding_2d_ : (N, 2) float32, or None.
-    knn_ : (indices, distances), each (N, n_neighbors): the k-NN graph (stability repeats reuse it).
-    condensed_tree_ : DataFrame (parent, child, lambda_val, child_size).
-    n_clusters_ : K; cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
-    layout_ : the layout used (``"umap-learn"`` or ``"deterministic"``; what ``"auto"`` chose).
-    timings_ : seconds per stage (knn, umap5, umap2, hdbscan); memory_mib_ : peak MiB after each.
-    """
-
-    _parameter_constraints: dict = {
-        "n_neighbors": _positive(2), "n_components": _positive(), "min_samples": _positive(),
-        "min_cluster_size": _positive(2), "cluster_selection_method": [StrOptions({"leaf", "eom"})],
-        "metric": [StrOptions(set(METRICS))], "umap_init": [StrOptions({"pca", "spectral", "random"})],
-        "umap_n_epochs": [*_positive(), None], "umap_min_dist": [Interval(Real, 0, None, closed="left")],
-        "map_2d": ["boolean"], "map_2d_epochs": [*_positive(), None],
-        "hdbscan_backend": [StrOptions(set(BACKENDS))], "random_state": ["random_state"],
-        "device": [StrOptions({"cpu", "cuda"})], "layout": [StrOptions(set(LAYOUTS))], "verbose": ["verbose"],
-    }
-
-    def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
-                 cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
-                 umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
-                 hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="auto",
-                 verbose=False):
-        self.n_neighbors = n_neighbors
-        self.n_components = n_components
-        self.min_samples = min_samples
-        self.min_cluster_size = min_cluster_size
-        self.cluster_selection_method = cluster_selection_method
-        self.metric = metric
-        self.umap_init = umap_init
-        self.umap_n_epochs = umap_n_epochs
-        self.umap_min_dist = umap_min_dist
-        self.map_2d = map_2d
-        self.map_2d_epochs = map_2d_epochs
-        self.hdbscan_backend = hdbscan_backend
-        self.random_state = random_state
-        self.device = device
-        self.layout = layout
-        self.verbose = verbose
-
-    def resolved_layout(self, n_rows: int | None = None) -> str:
-        """The layout ``layout="auto"`` stands for with ``n_rows`` galaxies (None: many).
-
-        Both choices give the same bits at any thread count: below :data:`EXACT_KNN_BELOW` rows
-        umap-learn's (on the exact k-NN graph; its seeded optimiser runs on one thread, which
-        costs little there), above it raregal's parallel ``"deterministic"`` one. ``"umap-learn"``
-        also for metrics the deterministic graph lacks, and on ``device="cuda"`` (cuML's).
-        """
-        if self.layout != "auto":
-            return self.layout
-        if self.device != "cpu" or self.metric not in EXACT_METRICS:
-            return "umap-learn"
-        from raregal.discovery import umap
-
-        return "umap-learn" if n_rows is not None and n_rows < umap.EXACT_KNN_BELOW else "deterministic"
-
-    def backends(self, n_rows: int | None = None) -> tuple[str, str]:
-        """(UMAP backend, HDBSCAN backend) for these parameters: cuML for both on ``device="cuda"``."""
-        layout = self.resolved_layout(n_rows)
-        if layout == "deterministic" and self.metric not in EXACT_METRICS:
-            raise InputError(f"layout='deterministic' computes its own k-NN graph for {', '.join(EXACT_METRICS)}, "
-                             f"not metric={self.metric!r}", param=("layout", "metric"))
-        if self.device != "cuda":
-            return layout, self.hdbscan_backend
-        if layout == "deterministic":
-            raise InputError("layout='deterministic' runs on the CPU; device='cuda' runs cuML's UMAP: choose one",
-                             param=("device", "layout"))
-        if self.hdbscan_backend == "hdbscan":
-            raise InputError("device='cuda' runs HDBSCAN on cuML; hdbscan_backend='hdbscan' runs on the CPU: "
-                             "choose one", param=("device", "hdbscan_backend"))
-        return "cuml", "cuml"
-
-    def check_size(self, n: int) -> None:
-        """Raise InputError, naming the parameter, unless ``n`` rows are enough to search."""
-        if n <= self.n_components + 1 or n <= self.n_neighbors:
-            smaller = max(2, n // 4)
-            hint = (f"try n_neighbors={smaller}" if smaller < self.n_neighbors and n > max(smaller, self.n_components + 1)
-                    else "a search needs many more galaxies than that")
-            raise InputError(f"only {n} galaxies to search (n_samples={n}); need more than n_neighbors={self.n_neighbors} "
-                             f"and n_components + 1 = {self.n_components + 1} ({hint})", param="n_neighbors")
-        if n < self.min_samples:
-            raise InputError(f"only {n} galaxies to search (n_samples={n}), fewer than min_samples={self.min_samples}; "
-                             f"small samples need a smaller value, e.g. min_samples={max(2, n // 50)}",
-                             param="min_samples")
-
-    def _seed(self) -> int:
-        """The int seed umap-learn and NN-descent take (an int ``random_state`` as it is)."""
-        if isinstance(self.random_state, Integral) and not isinstance(self.random_state, bool):
-            return int(self.random_state)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-
-    def fit(self, X, y=None):
-        """Reduce and cluster ``X`` of shape (N, D) (finite values); returns self. ``y`` is ignored."""
-        self._validate_params()
-        self.backends()
-        X = _validate_data(self, X)
-        self.check_size(len(X))
-        seed = self._seed()
-        self.layout_ = self.resolved_layout(len(X))
-        timer = StageTimer(echo=bool(self.verbose))
-        with timer.stage("knn"):
-            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
-                                  deterministic=self.layout_ == "deterministic")
-        self._fit_layout(X, self.knn_, seed, timer)
-        self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
-        return self
-
-    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer) -> None:
-        """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
-        umap_backend, hdbscan_backend = self.backends(len(X))
-        umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
-                       n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
-                       backend=umap_backend)
-        with timer.stage("umap5"):
-            if umap_backend == "deterministic":  # one fuzzy graph for both maps (umap-learn makes its own)
-                from raregal.discovery.deterministic_umap import fuzzy_graph
-
-                umap_kw["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
-            self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
-        self.embedding_2d_ = None
-        if self.map_2d:
-            with timer.stage("umap2"):
-                if self.n_components == 2:
-                    self.embedding_2d_ = self.embedding_.copy()
-                else:
-                    init2 = pca_init(self.embedding_, 2)
-                    kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
-                    self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
-        with timer.stage("hdbscan"):
-            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
-                                   self.cluster_selection_method)
-        self.labels_ = result.labels
-        self.probabilities_ = result.probabilities
-        self.condensed_tree_ = result.condensed_tree
-        self.cluster_tree_nodes_ = result.tree_nodes
-        self.cluster_persistence_ = result.persistence
-        self.n_clusters_ = result.n_clusters
-
-    def refit_layout(self, X, random_state) -> "RareClassSearch":
-        """A clone with ``random_state`` whose layouts and clusters are refitted on this fit's k-NN graph.
-
-        The stability repeats: only UMAP's and HDBSCAN's randomness is redone (no 2-D map).
-        """
-        check_is_fitted(self, "knn_")
-        rep = clone(self).set_params(random_state=random_state, map_2d=False)
-        rep._validate_params()
-        X = _validate_data(rep, X)
-        timer = StageTimer(echo=False)
-        rep.n_features_in_, rep.knn_, rep.layout_ = self.n_features_in_, self.knn_, self.layout_
-        rep._fit_layout(X, self.knn_, rep._seed(), timer)
-        rep.timings_, rep.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
-        return rep
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
-
-
-def _validate_data(est, X) -> np.ndarray:
-    """scikit-learn's input validation (2-D, finite, float32) that also sets ``n_features_in_``."""
-    try:
-        from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6
-    except ImportError:  # pragma: no cover - older scikit-learn
-        return est._validate_data(X, dtype=np.float32, order="C")
-    return validate_data(est, X, dtype=np.float32, order="C")
 
 
 def _versions() -> dict:
@@ -435,6 +223,37 @@ class SearchResult:
     @property
     def n_clusters(self) -> int:
         return int(self.estimator.n_clusters_)
+
+
+def search(data, config: SearchConfig | dict | None = None, *, ids=None, **params) -> SearchResult:
+    """Find rare classes in a representation table or array: the paper's method, nothing written.
+
+    Parameters
+    ----------
+    data : DataFrame (``id_str`` + ``feat_*``, and the predicted ``*_fraction`` columns the
+        pre-filter reads when there are any, see :func:`search_table`) or an (N, D) array of
+        representations (searched as they are: an array has no fractions to pre-filter on).
+    config : :class:`SearchConfig` or dict of its keys (default: the paper's parameters).
+    ids : (N,) galaxy ids for an array (default ``"0"``..``"N-1"``).
+    **params : config keys that override ``config`` (``seed=1``, ``min_samples=50``).
+
+    Returns
+    -------
+    SearchResult
+        ``labels`` (N,) cluster per row (-1: none), ``estimator`` (the fitted
+        :class:`RareClassSearch`), ``run`` (write it with :func:`raregal.write_run`).
+
+    Examples
+    --------
+    >>> import raregal
+    >>> result = raregal.search(raregal.read_table("reps.parquet"), seed=0)  # doctest: +SKIP
+    >>> result.n_clusters, result.labels[:5]  # doctest: +SKIP
+    """
+    if not isinstance(data, pd.DataFrame):
+        data = array_frame(data, ids)
+    elif ids is not None:
+        raise InputError("ids: only for an array; a table has its own id_str column", param="ids")
+    return _search_table(data, _config(config, params), None, StageTimer())
 
 
 def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None, *,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -47,6 +46,7 @@ from torch import nn
 
 from raregal.inputs.tables import ID, image_sources
 from raregal.errors import InputError
+from raregal.validation import Integer, Number, check_params, check_value
 
 log = logging.getLogger("raregal")
 
@@ -138,9 +138,11 @@ def stages_trained(model: nn.Module, blocks: int | None) -> int:
     n_stages = len(groups) - tail
     if blocks is None:
         return max(0, n_stages - 1)
-    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or not 0 <= blocks <= n_stages:
-        raise InputError(f"blocks={blocks!r}: must be a whole number from 0 to {n_stages} (the stages of "
-                         f"{model.config.arch}'s backbone, stem included)", param="blocks")
+    try:
+        check_value("blocks", blocks, Integer(0, n_stages))
+    except InputError as err:
+        raise InputError(f"{err} (the stages of {model.config.arch}'s backbone, stem included)",
+                         param="blocks") from None
     return int(blocks)
 
 
@@ -163,20 +165,17 @@ def unfreeze_last(model: nn.Module, blocks: int | None) -> list[str]:
     return trainable
 
 
+#: What each fine-tuning setting may be (``blocks`` None: all stages but the stem; ``pseudo_negatives``
+#: None: automatic).
+SETTINGS = {"epochs": Integer(1), "batch_size": Integer(2), "blocks": Integer(0, none_ok=True),
+            "lr": Number(0.0, above=True), "pseudo_negatives": Integer(0, none_ok=True)}
+
+
 def check_settings(blocks, epochs, lr, pseudo_negatives, batch_size) -> None:
     """InputError, naming the parameter, for a setting no fine-tuning can use (``blocks`` is checked
     against the model's stages by :func:`stages_trained`)."""
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 2), ("blocks", blocks, 0)):
-        if name == "blocks" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise InputError(f"{name}={value!r}: must be a whole number >= {low}", param=name)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise InputError(f"lr={lr!r}: must be a number > 0", param="lr")
-    if pseudo_negatives is not None and (isinstance(pseudo_negatives, bool) or not isinstance(
-            pseudo_negatives, (int, np.integer)) or pseudo_negatives < 0):
-        raise InputError(f"pseudo_negatives={pseudo_negatives!r}: must be None (automatic) or a whole number >= 0",
-                         param="pseudo_negatives")
+    check_params(dict(epochs=epochs, batch_size=batch_size, blocks=blocks, lr=lr, pseudo_negatives=pseudo_negatives),
+                 SETTINGS)
 
 
 def training_set(catalog: pd.DataFrame, labels: pd.DataFrame, *, class_name: str | None = None,

@@ -11,7 +11,7 @@ table or of a catalog joined on ``id_str``), per class:
   The members of each non-background class are split with the seed (one generator per class
   name, so adding a class does not change the others' split) into *query* galaxies, half of the
   class but at most ``max_queries``, and *held-back* galaxies, the other R members. ``raregal
-  similar``'s ranking (:func:`raregal.similar.rank_neighbours`: distance to the nearest query
+  similar``'s ranking (:func:`raregal.similarity.rank_neighbours`: distance to the nearest query
   galaxy, queries never returned) lists the R galaxies of the whole table closest to the
   queries; recall is the fraction of the held-back members in that list. The list has exactly R
   entries, so this is also its precision (R-precision). A class of one galaxy has no recall; the
@@ -28,7 +28,7 @@ table or of a catalog joined on ``id_str``), per class:
 **Background.** The most common label (or the one named by ``background``) is the ordinary
 population: its purity is reported, but it is left out of the means, gets no recall, and is
 the ``bulk`` of the run's scores. Distances follow the run's metric: ``"cosine"`` compares unit
-vectors. Both numbers use one :class:`~raregal.similar.NeighbourSearch` per representation
+vectors. Both numbers use one :class:`~raregal.similarity.NeighbourSearch` per representation
 (exact by default, faiss IVF for very large tables, as ``raregal similar`` chooses).
 """
 
@@ -43,7 +43,9 @@ import pandas as pd
 
 from raregal.inputs.tables import FILE_LOC, ID, check_ids, feature_matrix, read_catalog, read_table
 from raregal.errors import InputError
-from raregal.similar import METRICS, NeighbourSearch, metric_space, rank_neighbours
+from raregal.validation import Integer, check_value
+from raregal.discovery.distances import EUCLIDEAN_METRICS, metric_space
+from raregal.similarity import NeighbourSearch, rank_neighbours
 
 log = logging.getLogger("raregal")
 
@@ -54,10 +56,8 @@ RECALL_DEFINITION = ("per class, half its members (at most max_queries) query ra
 
 
 def _prepare(X: np.ndarray, metric: str) -> np.ndarray:
-    """(N, D) float32 ranked by ``metric`` under Euclidean search (:func:`raregal.similar.metric_space`)."""
-    if metric not in METRICS:
-        raise InputError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
-    return metric_space(X, metric)
+    """(N, D) float32 ranked by ``metric`` under Euclidean search (:func:`raregal.similarity.metric_space`)."""
+    return metric_space(X, metric)  # checks the metric (raregal.discovery.distances.check_metric)
 
 
 def _searcher(X: np.ndarray, metric: str, index: str, n_queries: int) -> NeighbourSearch:
@@ -104,8 +104,7 @@ def knn_purity(X: np.ndarray, labels, k: int, metric: str = "euclidean", *, inde
 
 
 def _check_k(k, n: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"--k {k!r}: must be a positive integer")
+    check_value("k", k, Integer(1))
     if k > n - 1:
         raise InputError(f"--k {k}: larger than the {n} galaxies less one (each galaxy's neighbours exclude "
                          f"itself); use --k {max(1, n - 1)} or less")
@@ -117,8 +116,7 @@ def split_queries(labels, classes, max_queries: int = 100, seed: int = 0) -> np.
     Each class in ``classes`` draws its queries from its own generator, seeded by ``seed`` and
     the class name, so the split of a class depends only on its members' rows and the seed.
     """
-    if isinstance(max_queries, bool) or not isinstance(max_queries, (int, np.integer)) or max_queries < 1:
-        raise InputError(f"--queries {max_queries!r}: must be a positive integer")
+    check_value("max_queries", max_queries, Integer(1))
     labels = np.asarray(labels).astype(str)
     is_query = np.zeros(len(labels), dtype=bool)
     for name in classes:
@@ -343,7 +341,7 @@ def evaluate(reps, labels="true_class", k: int = 10, *, catalog=None, features: 
     run : a ``raregal search`` run directory whose clusters are scored against the labels.
     pixels : compute the raw-pixel baseline when ``file_loc`` is known.
     max_queries, seed : the held-back split (:func:`split_queries`).
-    index : :class:`~raregal.similar.NeighbourSearch` kind.
+    index : :class:`~raregal.similarity.NeighbourSearch` kind.
     workers : image-decoding processes of the pixel baseline (default: half the cores, at most 4).
 
     Returns
@@ -357,9 +355,9 @@ def evaluate(reps, labels="true_class", k: int = 10, *, catalog=None, features: 
     run = _read_run(run) if run is not None else None
     if metric is None and run is not None:
         metric = str((run.parameters or {}).get("metric") or "euclidean")
-        if metric not in METRICS:
+        if metric not in EUCLIDEAN_METRICS:
             raise InputError(f"--run {run.path}: the run's metric {metric!r} is not one evaluate ranks by "
-                             f"({', '.join(METRICS)}); pass --metric")
+                             f"({', '.join(EUCLIDEAN_METRICS)}); pass --metric")
     metric = metric or "euclidean"
     _prepare(np.zeros((0, 1)), metric)  # an unknown metric fails before any work
     frame, X, where = _load(reps, labels, catalog, features)

@@ -8,13 +8,13 @@ scikit-learn's convention for semi-supervised data) and scores every row of ``X`
 
 from __future__ import annotations
 
-from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from raregal.errors import InputError
+from raregal.validation import Integer, Options, Seed, check_params, check_value
 from raregal.guided.acquisition import ACQUISITIONS, choose_batch
 from raregal.guided.learner import LEARNERS, learn_scores
 
@@ -52,8 +52,7 @@ def check_finite(X, chunk: int = 1 << 20) -> None:
 
 def check_batch(batch) -> int:
     """``batch`` (galaxies to show next) as a positive int; InputError otherwise."""
-    if isinstance(batch, bool) or not isinstance(batch, Integral) or batch < 1:
-        raise InputError(f"batch must be a positive whole number of galaxies to show, got {batch!r}", param="batch")
+    check_value("batch", batch, Integer(1))
     return int(batch)
 
 
@@ -82,15 +81,8 @@ class GuidedSearch(BaseEstimator):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        if self.learner not in LEARNERS:
-            raise InputError(f"learner {self.learner!r}: choose from {', '.join(LEARNERS)}", param="learner")
-        if self.acquisition not in ACQUISITIONS:
-            raise InputError(f"acquisition {self.acquisition!r}: choose from {', '.join(ACQUISITIONS)}",
-                             param="acquisition")
-        seed = self.random_state
-        if seed is not None and (not isinstance(seed, Integral) or isinstance(seed, bool) or not 0 <= seed < 2**32):
-            raise InputError(f"random_state must be None or a whole number in 0..2**32-1, got {seed!r}",
-                             param="random_state")
+        check_params(self.get_params(deep=False), {"learner": Options(*LEARNERS), "acquisition": Options(*ACQUISITIONS),
+                                                   "random_state": Seed(none_ok=True)})
 
     def fit(self, X, y) -> "GuidedSearch":
         """Learn from ``y`` (N,: 1, 0, -1) over ``X`` (N, D, finite; memory-mapped arrays are read in chunks)."""

@@ -1,7 +1,7 @@
 """One round of the guided search on a run or a table: labels in, the next galaxies to show out.
 
 :func:`guide` is what ``raregal guide`` and the explorer's "next to label" strip call: it loads the
-representation table the way ``raregal similar`` does (:func:`raregal.similar.load_source`: every
+representation table the way ``raregal similar`` does (:func:`raregal.similarity.load_source`: every
 row, also those the pre-filter removed, in the run's ``features`` and ``metric``), checks the
 labels against it before any compute (:mod:`raregal.guided.labels`), fits a
 :class:`~raregal.guided.estimator.GuidedSearch` and returns the next batch with what is known of
@@ -73,7 +73,7 @@ def guide(source, labels=None, batch: int = 10, *, class_name: str | None = None
     The same labels and seed give the same order. Raises InputError before any compute for
     bad labels (see :mod:`raregal.guided.labels`) or parameters.
     """
-    from raregal.similar import describe_rows, load_source
+    from raregal.similarity import describe_rows, load_source
     from raregal.inputs import sky
 
     batch = check_batch(batch)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import math
 import os
 import random
 import re
@@ -54,6 +53,7 @@ import pandas as pd
 from raregal.runs import folder
 from raregal.atomic import write_bytes, write_json, write_parquet, write_text
 from raregal.errors import InputError
+from raregal.validation import Integer, Number, Options, check_params
 
 log = logging.getLogger("raregal")
 
@@ -111,27 +111,20 @@ def cutout_url(template: str, ra: float, dec: float, layer: str, pixscale: float
     return url
 
 
+#: What each cutout setting may be: arcsec per pixel (0.262 is the native pixel), pixels a side,
+#: requests in flight at once, seconds.
+SETTINGS = {"pixscale": Number(0.0, above=True), "size": Integer(1, 3000), "fmt": Options(*FORMATS),
+            "workers": Integer(1, 64), "timeout": Number(0.0, above=True), "retries": Integer(0, 20),
+            "backoff": Number(0.0)}
+
+
 def check_settings(layer: str, pixscale: float, size: int, fmt: str, workers: int, timeout: float,
                    retries: int, backoff: float) -> None:
     """Raise InputError naming the parameter for a setting that cannot work."""
     if not isinstance(layer, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", layer):
         raise InputError(f"layer {layer!r}: not a layer name (e.g. ls-dr10, ls-dr9)", param="layer")
-    checks = [("pixscale", pixscale, isinstance(pixscale, (int, float)) and math.isfinite(pixscale) and pixscale > 0,
-               "must be a positive number of arcsec per pixel (0.262 is the native pixel)"),
-              ("size", size, isinstance(size, (int, np.integer)) and 1 <= size <= 3000,
-               "must be a whole number of pixels from 1 to 3000"),
-              ("fmt", fmt, fmt in FORMATS, f"must be one of {', '.join(FORMATS)}"),
-              ("workers", workers, isinstance(workers, (int, np.integer)) and 1 <= workers <= 64,
-               "must be a whole number from 1 to 64 (requests in flight at once)"),
-              ("timeout", timeout, isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0,
-               "must be a positive number of seconds"),
-              ("retries", retries, isinstance(retries, (int, np.integer)) and 0 <= retries <= 20,
-               "must be a whole number from 0 to 20"),
-              ("backoff", backoff, isinstance(backoff, (int, float)) and math.isfinite(backoff) and backoff >= 0,
-               "must be a number of seconds >= 0")]
-    for name, value, ok, what in checks:
-        if isinstance(value, bool) or not ok:
-            raise InputError(f"{name}={value!r}: {what}", param=name)
+    check_params(dict(pixscale=pixscale, size=size, fmt=fmt, workers=workers, timeout=timeout, retries=retries,
+                      backoff=backoff), SETTINGS)
 
 
 def sky_problems(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:

@@ -55,10 +55,14 @@ def _kind(path: Path) -> str:
     raise InputError(f"{path}: unknown table format {ext!r}; use Parquet, CSV, FITS, .npy or .npz")
 
 
-def _array_frame(X: np.ndarray, ids=None, path: Path | None = None) -> pd.DataFrame:
+def array_frame(X: np.ndarray, ids=None, path: Path | None = None) -> pd.DataFrame:
+    """A representation table (``id_str``, ``feat_0``..``feat_{D-1}``) from an (N, D) array and (N,) ids."""
     X = np.asarray(X)
     if X.ndim != 2:
-        raise InputError(f"{path}: expected a 2-D array (rows, features), got shape {X.shape}")
+        where = f"{path}: expected" if path is not None else "X: expected"
+        raise InputError(f"{where} a 2-D array (rows, features), got shape {X.shape}")
+    if ids is not None and len(ids) != len(X):
+        raise InputError(f"ids: {len(ids)} ids for {len(X)} rows", param="ids")
     frame = pd.DataFrame(X, columns=[f"{FEATURE_PREFIX}{i}" for i in range(X.shape[1])])
     ids = np.arange(len(X)) if ids is None else np.asarray(ids)
     frame.insert(0, ID, ids.astype(str))
@@ -118,7 +122,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
         elif kind == "fits":
             frame = _read_fits(path, columns)
         elif kind == "npy":
-            frame = _array_frame(np.load(path, allow_pickle=False), path=path)
+            frame = array_frame(np.load(path, allow_pickle=False), path=path)
         else:  # npz
             with np.load(path, allow_pickle=False) as npz:
                 names = list(npz.files)
@@ -126,7 +130,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
                 if key is None:
                     raise InputError(f"{path}: .npz holds {names}; name the representation array 'features'")
                 idkey = next((k for k in (ID, "ids") if k in names), None)
-                frame = _array_frame(npz[key], npz[idkey] if idkey else None, path)
+                frame = array_frame(npz[key], npz[idkey] if idkey else None, path)
     except InputError:
         raise
     except Exception as err:  # pyarrow, pandas and astropy raise many kinds; say which file

@@ -22,7 +22,7 @@ from raregal.inputs.tables import image_sources
 from raregal.errors import InputError
 from raregal.views.report import maps, morphology, thumbs
 from raregal.runs.with_images import Run
-from raregal.similar import SimilarityIndex
+from raregal.similarity import SimilarityIndex
 from raregal.views.explore.labelling import Guide
 
 log = logging.getLogger("raregal")
@@ -95,7 +95,7 @@ class ExplorerData:
         return morphology.cluster_morphology(morphology.aligned(self.table, frac), self.labels, self.info["cluster"])
 
     def _neighbour_index(self) -> SimilarityIndex | None:
-        """The run's similarity index (:meth:`raregal.similar.SimilarityIndex.from_run`), or None when there is
+        """The run's similarity index (:meth:`raregal.similarity.SimilarityIndex.from_run`), or None when there is
         none to be had (said with a warning): 'more like this' is then off, the rest of the explorer works."""
         try:
             index = SimilarityIndex.from_run(self.run)

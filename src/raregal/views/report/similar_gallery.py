@@ -20,7 +20,7 @@ COLS, MAX_ROWS = 8, 6
 
 def write_similar_gallery(result: pd.DataFrame, path: str | os.PathLike, cols: int = COLS,
                           max_rows: int = MAX_ROWS, tile: int = 128) -> tuple[Path, int]:
-    """Write a PNG montage of a :func:`raregal.similar.similar` result.
+    """Write a PNG montage of a :func:`raregal.similarity.similar` result.
 
     The first row shows up to ``cols`` query galaxies (``result.attrs["query_images"]``, else
     ``result.attrs["query_file_loc"]``), the

@@ -41,7 +41,7 @@ import pandas as pd
 
 from raregal.inputs import sky
 from raregal.inputs.tables import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
-from raregal.discovery.distances import METRICS, metric_distance, metric_space  # noqa: F401  (METRICS: public here too)
+from raregal.discovery.distances import metric_distance, metric_space
 from raregal.errors import InputError
 from raregal.runs.model import is_run_dir, read_run
 
