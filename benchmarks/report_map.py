@@ -43,8 +43,7 @@ def main() -> None:
 
     from raregal.views.explore.data import ExplorerData
     from raregal.views.report import maps
-    from raregal.runs.with_images import Run
-    from raregal.runs.model import cluster_info
+    from raregal.runs.model import Run
     from raregal.timing import peak_rss_mib
 
     def step(name, fn, repeat=1):
@@ -61,8 +60,7 @@ def main() -> None:
 
     frame = pd.DataFrame({"id_str": np.arange(args.n).astype(str), "cluster": labels,
                           "probability": np.where(labels >= 0, 0.9, 0.0), "kept": True, "umap2_0": x, "umap2_1": y})
-    run = Run(path=__import__("pathlib").Path("."), clusters=frame, summary={}, tree=None,
-              cluster_info=cluster_info(frame))
+    run = Run(clusters=frame, path=__import__("pathlib").Path("."))
     t0 = time.perf_counter()
     data = ExplorerData(run, neighbours=False)
     print(f"{'explorer: load (k-d tree, priorities)':<44s} {time.perf_counter() - t0:8.3f} s")

@@ -233,7 +233,7 @@ class SimilarityIndex:
         its ``features`` and ``metric`` parameters (``features`` given here wins).
 
         ``run``: a run directory, a :class:`~raregal.runs.model.Run` (also one not yet written, or a
-        :class:`~raregal.discovery.pipeline.SearchResult`) or the report's :class:`~raregal.runs.with_images.Run`. ``columns``: table columns
+        :class:`~raregal.discovery.pipeline.SearchResult`) or one read with its images (:func:`raregal.runs.with_images.load_run`). ``columns``: table columns
         to keep besides ``id_str`` and the representation (``None``: all of them); only those are read
         from a Parquet table.
         """

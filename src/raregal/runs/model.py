@@ -147,6 +147,23 @@ class Run:
         if self.merges is not None:
             self.merges = merge_table(self.merges)
 
+    @property
+    def kept(self) -> pd.DataFrame:
+        """Rows that passed the pre-filter (the points of the map and of the condensed tree)."""
+        return self.clusters[self.clusters["kept"]]
+
+    @property
+    def has_map(self) -> bool:
+        """True when the run has its 2-D map (``umap2_0``, ``umap2_1``; absent after ``--no-2d``)."""
+        return {"umap2_0", "umap2_1"} <= set(self.clusters.columns)
+
+    @property
+    def has_images(self) -> bool:
+        """True when the run says where some images are (:func:`raregal.inputs.tables.image_sources`)."""
+        from raregal.inputs.tables import has_images
+
+        return has_images(self.clusters)
+
     def to_summary(self) -> dict:
         """What summary.json holds: :attr:`summary` plus the per-cluster entries, merges, parameters, timing."""
         out = {**self.summary, "clusters": _records(self.cluster_info)}

@@ -1,7 +1,8 @@
-"""A run directory (the output of ``raregal search``) as the report and the explorer use it.
+"""A run directory (the output of ``raregal search``) with its images, as the report and the explorer use it.
 
-:func:`load_run` reads the folder with :func:`raregal.runs.model.read_run` (which owns the files;
-see the README's data contracts) and adds where the images are: the run's own ``file_loc``; for
+:func:`load_run` reads the folder with :func:`raregal.runs.model.read_run` (which owns the files)
+and returns the same :class:`~raregal.runs.model.Run`, its per-galaxy table joined with where the
+images are: the run's own ``file_loc``; for
 a run of a catalog with the images inside, the ``image_shard``/``image_row`` its representation
 table carries (:mod:`raregal.inputs.shards`); or a catalog given by the user. It also checks the sky
 coordinates (:func:`raregal.inputs.sky.with_coordinates`).
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -20,43 +20,11 @@ from raregal.inputs import sky
 from raregal.inputs.tables import FILE_LOC, ID, absolute_file_locs, check_ids, has_images, read_table, source_columns
 from raregal.inputs.shards import ROW, SHARD, has_image_column, read_embedded_catalog
 from raregal.errors import InputError
-from raregal.runs.model import CLUSTERS, check_run_dir, read_run
+from raregal.runs.model import CLUSTERS, Run, check_run_dir, read_run
 
 log = logging.getLogger("raregal")
 
-__all__ = ["Run", "check_run_dir", "load_run", "input_path", "input_columns", "read_input"]
-
-
-@dataclass
-class Run:
-    """One search result, as the report and explorer use it."""
-
-    path: Path
-    clusters: pd.DataFrame  # one row per input galaxy (run's clusters.parquet, plus where the images are)
-    summary: dict  # what summary.json holds (raregal.runs.model.Run.to_summary)
-    tree: pd.DataFrame | None  # condensed tree (parent, child, lambda_val, child_size) or None
-    cluster_info: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per cluster (runmodel.INFO_DTYPES)
-    merges: pd.DataFrame | None = None  # merge suggestions (raregal.discovery.checks.merge.COLUMNS), None when not computed
-
-    @property
-    def parameters(self) -> dict:
-        """The search parameters the run used (``summary["parameters"]``, as :class:`raregal.runs.model.Run`)."""
-        return self.summary.get("parameters") or {}
-
-    @property
-    def kept(self) -> pd.DataFrame:
-        """Rows that passed the pre-filter (the points of the map and of the condensed tree)."""
-        return self.clusters[self.clusters["kept"]]
-
-    @property
-    def has_map(self) -> bool:
-        """True when the run has its 2-D map (``umap2_0``, ``umap2_1``; absent after ``--no-2d``)."""
-        return {"umap2_0", "umap2_1"} <= set(self.clusters.columns)
-
-    @property
-    def has_images(self) -> bool:
-        """True when the run says where some images are (:func:`raregal.inputs.tables.image_sources`)."""
-        return has_images(self.clusters)
+__all__ = ["check_run_dir", "load_run", "input_path", "input_columns", "read_input"]
 
 
 def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = None) -> Run:
@@ -74,10 +42,8 @@ def load_run(run_dir: str | os.PathLike, catalog: str | os.PathLike | None = Non
 
     Raises InputError naming the file or column when the run directory is incomplete.
     """
-    model = read_run(run_dir)
-    clusters = sky.with_coordinates(model.clusters, str(model.path / CLUSTERS))
-    run = Run(path=model.path, clusters=clusters, summary=model.to_summary(), tree=model.tree,
-              cluster_info=model.cluster_info, merges=model.merges)
+    run = read_run(run_dir)
+    clusters = sky.with_coordinates(run.clusters, str(run.path / CLUSTERS))
     if catalog is not None:
         clusters = _join_catalog(clusters, catalog)
     if not has_images(clusters):

@@ -21,7 +21,7 @@ from raregal.inputs import sky
 from raregal.inputs.tables import image_sources
 from raregal.errors import InputError
 from raregal.views.report import maps, morphology, thumbs
-from raregal.runs.with_images import Run
+from raregal.runs.model import Run
 from raregal.similarity import SimilarityIndex
 from raregal.views.explore.labelling import Guide
 

@@ -22,7 +22,8 @@ from raregal.inputs import sky
 from raregal.atomic import write_json, write_text
 from raregal.inputs.tables import source_columns
 from raregal.timing import StageTimer
-from raregal.runs.with_images import Run, load_run
+from raregal.runs.model import Run
+from raregal.runs.with_images import load_run
 
 log = logging.getLogger("raregal")
 
@@ -153,7 +154,7 @@ def _page_html(page) -> str:
     from raregal.views.report.merges import merge_pairs
     from raregal.views.report.sections import TILE_PX, cluster_rows
 
-    run, s = page.run, page.run.summary
+    run, s = page.run, page.run.to_summary()
     n_kept, n_clustered = len(page.kept), int((page.labels >= 0).sum())
     metrics, metric_tables = _split_tables(s.get("metrics"))
     return render_page(

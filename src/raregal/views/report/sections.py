@@ -28,7 +28,7 @@ TILE_PX = 128
 class Page:
     """What the report of one run shows, filled section by section."""
 
-    run: object  # raregal.runs.with_images.Run
+    run: object  # raregal.runs.model.Run, with images (raregal.runs.with_images.load_run)
     folder: Path  # where the report is being written
     sky_layer: str = "ls-dr10"
     warnings: list = field(default_factory=list)
