@@ -70,12 +70,12 @@ def test_viewer_link_and_formats():
 
 
 def test_cluster_table_carries_the_checked_coordinates():
-    from raregal.discovery.pipeline import cluster_table
+    from raregal.discovery.pipeline import galaxy_table
 
     frame = sky.with_coordinates(_frame([10.0, 20.0, 30.0], [1.0, 2.0, 3.0], file_loc=["a", "b", "c"]))
     est = SimpleNamespace(labels_=np.array([0, -1]), probabilities_=np.array([0.9, 0.0]),
                           embedding_=np.zeros((2, 5)), embedding_2d_=np.zeros((2, 2)))
-    table = cluster_table(frame, np.array([True, False, True]), est)
+    table = galaxy_table(frame, np.array([True, False, True]), est)
     assert table["ra"].tolist() == [10.0, 20.0, 30.0] and table["dec"].tolist() == [1.0, 2.0, 3.0]
     assert table["cluster"].tolist() == [0, -1, -1]  # every input row, kept or not, keeps its position
 

@@ -36,7 +36,7 @@ from raregal.discovery.checks.per_cluster import check_clusters
 from raregal.discovery.config import SearchConfig, config_from_dict
 from raregal.discovery.estimator import RareClassSearch
 from raregal.errors import InputError
-from raregal.runs.model import BASE_INFO, Run, write_run
+from raregal.runs.model import Run, cluster_info, write_run
 from raregal.timing import StageTimer
 from raregal.discovery.prefilter import campaign_columns, paper_cuts, prefilter
 
@@ -84,8 +84,8 @@ def check_table(frame: pd.DataFrame, features: str | None = None,
     return frame, X
 
 
-def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
-    """One row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns.
+def galaxy_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
+    """The run's per-galaxy table (``clusters.parquet``), one row per input row: id, cluster, probability, kept, UMAP coordinates, carried columns.
 
     Carried when the input has them: ``file_loc``, ``true_class``, and ``ra``/``dec`` (degrees,
     checked by :func:`raregal.inputs.sky.with_coordinates`).
@@ -112,15 +112,11 @@ def cluster_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -
     return out
 
 
-def cluster_summaries(est: RareClassSearch) -> pd.DataFrame:
-    """One row per cluster: cluster, size, persistence, tree_node, mean_probability (the run's ``cluster_info``)."""
-    out = []
-    for k in range(est.n_clusters_):
-        member = est.labels_ == k
-        out.append({"cluster": k, "size": int(member.sum()), "persistence": float(est.cluster_persistence_[k]),
-                    "tree_node": int(est.cluster_tree_nodes_[k]),
-                    "mean_probability": float(est.probabilities_[member].mean())})
-    return pd.DataFrame(out, columns=list(BASE_INFO))
+def cluster_entries(est: RareClassSearch) -> list[dict]:
+    """What only the fit knows of each cluster (``persistence``, ``tree_node``); sizes and mean
+    probabilities are counted from the per-galaxy table by :func:`raregal.runs.model.cluster_info`."""
+    return [{"cluster": k, "persistence": float(est.cluster_persistence_[k]), "tree_node": int(est.cluster_tree_nodes_[k])}
+            for k in range(est.n_clusters_)]
 
 
 def check_representation(X: np.ndarray, ids: np.ndarray, config: SearchConfig) -> None:
@@ -295,7 +291,8 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
                             merge_max_tree_distance=config.merge_max_tree_distance,
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
                             artifact_column=columns["artifact"])
-    table, info, entries = checks.annotate(cluster_table(frame, kept, est), cluster_summaries(est))
+    table = galaxy_table(frame, kept, est)
+    table, info, entries = checks.annotate(table, cluster_info(table, cluster_entries(est)))
     summary = {**_search_summary(source, frame, X, counts, est), **entries}
     if "true_class" in frame.columns:
         summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
