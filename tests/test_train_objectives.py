@@ -252,9 +252,9 @@ def test_contrastive_resume_equals_an_uninterrupted_run_and_validation_views_are
         train(catalog, tmp_path / "resumed", config(epochs=3, lr_schedule="cosine"), progress=False)
 
     # the validation loss of one model is the same however often (and after whatever training RNG) it is taken
-    from raregal.encoder.train import _Run, plan_run
+    from raregal.encoder.train import _TrainingRun, plan_run
 
-    run = _Run(catalog, tmp_path / "resumed", cfg, plan_run(catalog, cfg), restart=False, progress=False)
+    run = _TrainingRun(catalog, tmp_path / "resumed", cfg, plan_run(catalog, cfg), restart=False, progress=False)
     _, val_ds = run._datasets()
     first = run._validate(val_ds, {})["loss"]
     torch.rand(100)

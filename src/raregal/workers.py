@@ -67,3 +67,16 @@ def run_blocks(work, jobs, threads: int) -> list:
             return [work(job) for job in jobs]
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(work, jobs))
+
+
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """Run the block with ``n`` numba threads, then restore the previous number."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

@@ -16,13 +16,13 @@ its condensed-tree node id, so the two backends number clusters alike.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from raregal.validation import Integer, check_params
+from raregal.workers import numba_threads
 
 BACKENDS = ("fast_hdbscan", "hdbscan", "cuml")
 
@@ -71,19 +71,6 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
     labels, probabilities, _, condensed, _ = clusters_from_spanning_tree(
         canonical_spanning_tree(tree), min_cluster_size=min_cluster_size, cluster_selection_method=method)
     return labels, probabilities, to_numpy_rec_array(condensed)
-
-
-@contextlib.contextmanager
-def numba_threads(n: int):
-    """Run the block with ``n`` numba threads, then restore the previous number."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def _fit_hdbscan(Y, min_samples, min_cluster_size, method):

@@ -414,7 +414,7 @@ def train(catalog: pd.DataFrame, out: str | os.PathLike, config: TrainConfig, re
     if torch.device(config.device).type == "cpu":
         torch.set_num_threads(config.threads or default_threads(config.workers))
     try:
-        return _Run(catalog, Path(out), config, plan, restart, progress).run()
+        return _TrainingRun(catalog, Path(out), config, plan, restart, progress).run()
     finally:
         torch.set_num_threads(before)
 
@@ -463,7 +463,7 @@ def _train_loss(model, projection, batch: dict, config: TrainConfig, device,
     return loss, parts
 
 
-def evaluate(model, loader, device) -> dict:
+def validation_loss(model, loader, device) -> dict:
     """Validation loss (nats): ``loss``, the mean over galaxies of the NLL summed over questions;
     ``per_question``, each question's mean NLL over the galaxies that were asked it; ``failed``,
     [(position, reason)] of unreadable images."""
@@ -506,7 +506,7 @@ class _DirichletTally:
         return {"loss": self.total / self.n if self.n else math.nan, "n": self.n, "per_question": per_q}
 
 
-def evaluate_views(model, projection, loader, config: TrainConfig, device) -> dict:
+def validation_loss_views(model, projection, loader, config: TrainConfig, device) -> dict:
     """Validation loss of the contrastive objectives on views drawn with :data:`VAL_VIEW_SEED`.
 
     ``contrastive``: the mean over galaxies of each batch's contrastive loss; for ``hybrid``
@@ -539,7 +539,7 @@ def evaluate_views(model, projection, loader, config: TrainConfig, device) -> di
             "per_question": dirichlet["per_question"] if dirichlet["n"] else {}, "failed": failed}
 
 
-class _Run:
+class _TrainingRun:
     """One training run: the model, its optimizer and the epoch loop (see :func:`train`)."""
 
     def __init__(self, catalog: pd.DataFrame, out: Path, config: TrainConfig, plan: _Plan, restart: bool,
@@ -666,8 +666,8 @@ class _Run:
             return {"loss": trained["loss"], "per_question": {}, "failed": []}
         loader = _loader(dataset, config.batch_size, config.workers, False, 0)
         if config.objective == "dirichlet":
-            return evaluate(self.model, loader, self.device)
-        return evaluate_views(self.model, self.projection, loader, config, self.device)
+            return validation_loss(self.model, loader, self.device)
+        return validation_loss_views(self.model, self.projection, loader, config, self.device)
 
     def _training_record(self, **extra) -> dict:
         """What ``config.json``'s ``training`` records: the settings, the projection head, ``extra``."""
