@@ -189,7 +189,7 @@ def test_early_stopping_and_init_from_another_model(tmp_path, monkeypatch):
     def scripted(model, loader, device):
         return {**real_evaluate(model, loader, device), "loss": next(losses)}
 
-    monkeypatch.setattr(train_mod, "evaluate", scripted)
+    monkeypatch.setattr(train_mod, "validation_loss", scripted)
     # lr 0: the weights stay those copied from --init
     summary = train(catalog, tmp_path / "second", config(epochs=6, patience=2, lr=0.0, init=str(tmp_path / "first")),
                     progress=False)
