@@ -184,7 +184,7 @@ def test_early_stopping_and_init_from_another_model(tmp_path, monkeypatch):
     catalog = make_catalog(tmp_path / "data", bad=False)
     train(catalog, tmp_path / "first", config(epochs=1), progress=False)
     losses = iter([5.0, 4.0, 4.5, 4.2, 3.9, 3.0])  # best at epoch 2, then two epochs without improvement
-    real_evaluate = train_mod.evaluate
+    real_evaluate = train_mod.validation_loss
 
     def scripted(model, loader, device):
         return {**real_evaluate(model, loader, device), "loss": next(losses)}
