@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from raregal.inputs import sky
-from raregal.inputs.tables import FILE_LOC, ID, feature_columns, feature_matrix, read_table, source_columns
+from raregal.inputs.tables import (FILE_LOC, ID, read_table, representation_columns, representation_table,
+                                   source_columns)
 from raregal.discovery.distances import metric_distance, metric_space
 from raregal.errors import InputError
 from raregal.runs.model import is_run_dir, read_run
@@ -205,20 +206,16 @@ class SimilarityIndex:
     its search structure is made on the first query and kept for the next ones of the same kind.
     """
 
-    def __init__(self, table: pd.DataFrame, features: str | None = None, metric: str = "euclidean",
-                 index: str = "auto", nprobe: int = 32):
-        if ID not in table.columns:
-            raise InputError(f"the representation table has no {ID!r} column")
+    def __init__(self, table, features: str | None = None, metric: str = "euclidean",
+                 index: str = "auto", nprobe: int = 32, columns=None):
         index_kind(index, 0, 0)  # an unknown kind fails before any work
-        X = feature_matrix(table, features)
-        self.ids = pd.Index(table[ID].astype(str))
-        if not self.ids.is_unique:
-            raise InputError(f"id_str values are not unique, e.g. {self.ids[self.ids.duplicated()][:5].tolist()}")
+        table, X = representation_table(table, features, columns=columns)
+        self.ids = pd.Index(table[ID])
         valid = np.isfinite(X).all(axis=1)
         if not valid.all():
             log.warning("similar: %d rows with NaN/inf features are left out", int((~valid).sum()))
         # the table's other columns (the representation lives on only in X)
-        self.table = table.drop(columns=_representation_columns(table.columns, features))
+        self.table = table.drop(columns=representation_columns(table.columns, features))
         self.features, self.metric, self.index, self.nprobe = features, metric, index, nprobe
         self.rows = np.flatnonzero(valid)  # index position -> table row
         self.X = metric_space(X[valid], metric)
@@ -243,8 +240,7 @@ class SimilarityIndex:
         if not table_path or not Path(table_path).exists():
             raise InputError(f"{path}: the run's representation table {table_path!r} is gone; give it with --reps")
         features = features or params.get("features")
-        return cls(_read_representation(table_path, features, columns), features,
-                   params.get("metric") or "euclidean", **kw)
+        return cls(table_path, features, params.get("metric") or "euclidean", columns=columns, **kw)
 
     def covers(self, ids) -> np.ndarray:
         """Whether each of ``ids`` is in the index (in the table, with a finite representation)."""
@@ -290,34 +286,6 @@ class SimilarityIndex:
         out = self.rows[found]
         return Neighbours(rows=out, ids=self.ids[out].to_numpy(), distance=metric_distance(dist, self.metric),
                           nearest=np.where(who >= 0, self.rows[np.maximum(who, 0)], -1))
-
-
-def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
-    """The table at ``path``: all columns, or for Parquet only ``id_str``, the representation and ``columns``."""
-    names = _parquet_names(path) if columns is not None else None
-    if names is None:
-        return read_table(path)
-    wanted = {ID, *_representation_columns(names, features), *columns}
-    return read_table(path, columns=[c for c in names if c in wanted])
-
-
-def _representation_columns(names, features: str | None) -> list:
-    """The columns of ``names`` that may hold the representation :func:`~raregal.inputs.tables.feature_matrix` takes."""
-    names = list(names)
-    if features is None:
-        return feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation")
-                                                                if c in names]
-    return [c for c in names if c == features or (str(c).startswith(features) and str(c)[len(features):].isdigit())]
-
-
-def _parquet_names(path) -> list[str] | None:
-    """Column names of a Parquet table (file or folder of parts) without reading it; None for other formats."""
-    try:
-        import pyarrow.parquet as pq
-
-        return list(pq.ParquetDataset(path).schema.names)
-    except Exception:  # not Parquet: read the whole table
-        return None
 
 
 def load_source(source, reps=None, features=None, index: str = "auto", nprobe: int = 32

@@ -31,7 +31,7 @@ import pandas as pd
 
 from raregal.runs import folder as runfolder
 from raregal.inputs import sky
-from raregal.inputs.tables import FILE_LOC, ID, array_frame, check_ids, feature_matrix, read_table
+from raregal.inputs.tables import FILE_LOC, ID, array_frame, read_table, representation_table
 from raregal.discovery.checks.per_cluster import check_clusters
 from raregal.discovery.config import SearchConfig, config_from_dict
 from raregal.discovery.estimator import RareClassSearch
@@ -65,23 +65,6 @@ def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.nd
         log.warning("dropping %d rows with NaN or infinite features (--drop-invalid), e.g. %s",
                     len(bad), ", ".join(map(str, bad[:5])))
     return valid
-
-
-def check_table(frame: pd.DataFrame, features: str | None = None,
-                where: str = "the table") -> tuple[pd.DataFrame, np.ndarray]:
-    """Check a representation table and return ``(table, X)`` with X of shape (N, D) float32.
-
-    Checks that it has rows and unique ``id_str`` values, and its ``ra``/``dec``
-    (:func:`raregal.inputs.sky.with_coordinates`: bad rows named, set to NaN); ``where`` names the table in errors.
-    """
-    if len(frame) == 0:
-        raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
-    check_ids(frame, str(where))
-    frame = sky.with_coordinates(frame, str(where))  # ra/dec checked once, here
-    X = feature_matrix(frame, features)
-    if X.shape[1] == 0 or len(X) == 0:
-        raise InputError(f"{where}: the representation is empty (shape {X.shape})")
-    return frame, X
 
 
 def galaxy_table(frame: pd.DataFrame, kept: np.ndarray, est: RareClassSearch) -> pd.DataFrame:
@@ -271,7 +254,7 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
 
 def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> SearchResult:
     with timer.stage("read"):
-        frame, X = check_table(frame, config.features, where="the table" if source is None else str(source))
+        frame, X = representation_table(frame, config.features, where="the table" if source is None else str(source))
         valid = _valid_rows(frame, X, config.drop_invalid)
     log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
     columns = campaign_columns(frame.columns, config.campaign)  # the fraction columns of the campaign searched

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raregal.inputs.tables import FILE_LOC, ID, check_ids, feature_matrix, read_catalog, read_table
+from raregal.inputs.tables import FILE_LOC, ID, read_catalog, representation_table
 from raregal.errors import InputError
 from raregal.validation import Integer, check_value
 from raregal.discovery.distances import EUCLIDEAN_METRICS, metric_space
@@ -250,13 +250,9 @@ def _load(reps, labels, catalog, features) -> tuple[pd.DataFrame, np.ndarray, st
     if not isinstance(reps, pd.DataFrame) and (Path(reps) / "clusters.parquet").is_file():
         raise InputError(f"{reps} is a search run directory; give its representation table as REPS "
                          f"and the run with --run")
-    frame = reps.copy() if isinstance(reps, pd.DataFrame) else read_table(reps)
     where = "the representation table" if isinstance(reps, pd.DataFrame) else str(reps)
-    check_ids(frame, where)
-    frame[ID] = frame[ID].astype(str)
-    X = feature_matrix(frame, features)
-    if X.shape[1] == 0 or len(X) == 0:
-        raise InputError(f"{where}: the representation is empty (shape {X.shape})")
+    frame, X = representation_table(reps, features, columns=None, where=where)
+    frame = frame.copy()
     if catalog is not None:
         cat = read_catalog(catalog)
         take = [c for c in cat.columns if c == FILE_LOC or (c not in frame.columns and c != ID)]

@@ -286,3 +286,61 @@ def _stack_vectors(frame: pd.DataFrame, name: str) -> np.ndarray:
         return np.stack([np.asarray(v, dtype=np.float32) for v in values]) if len(values) else np.zeros((0, 0), np.float32)
     except (TypeError, ValueError) as err:
         raise InputError(f"column {name!r} holds non-numeric values: {err}") from err
+
+
+def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
+    """The table at ``path``: all columns, or for Parquet only ``id_str``, the representation and ``columns``."""
+    names = _parquet_names(path) if columns is not None else None
+    if names is None:
+        return read_table(path)
+    wanted = {ID, *representation_columns(names, features), *columns}
+    return read_table(path, columns=[c for c in names if c in wanted])
+
+
+def representation_columns(names, features: str | None) -> list:
+    """The columns of ``names`` that may hold the representation :func:`~raregal.inputs.tables.feature_matrix` takes."""
+    names = list(names)
+    if features is None:
+        return feature_columns(pd.DataFrame(columns=names)) or [c for c in ("features", "representation")
+                                                                if c in names]
+    return [c for c in names if c == features or (str(c).startswith(features) and str(c)[len(features):].isdigit())]
+
+
+def _parquet_names(path) -> list[str] | None:
+    """Column names of a Parquet table (file or folder of parts) without reading it; None for other formats."""
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetDataset(path).schema.names)
+    except Exception:  # not Parquet: read the whole table
+        return None
+
+
+def representation_table(source, features: str | None = None, *, columns=None,
+                         where: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The one loader of a representation table, for search, similar, guide and evaluate: ``(table, X)``.
+
+    ``source``: a table file (Parquet, CSV, FITS, .npy/.npz; for Parquet only ``id_str``, the
+    representation and ``columns`` are read, all columns when ``columns`` is None) or a DataFrame.
+    Checked: it has rows; ``id_str`` is present, filled and unique (made str); ``ra``/``dec`` when
+    present (:func:`raregal.inputs.sky.with_coordinates`: bad rows named, set to NaN); the
+    representation (:func:`feature_matrix` with ``features``) is not empty. ``X`` is (N, D) float32;
+    non-finite rows are left to the caller (a search may drop them, similar leaves them out).
+    ``where`` names the table in errors (default: the path, or "the table").
+    """
+    from raregal.inputs import sky
+
+    if isinstance(source, pd.DataFrame):
+        frame, where = source, where or "the table"
+    else:
+        frame, where = _read_representation(source, features, columns), where or str(source)
+    if len(frame) == 0:
+        raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
+    check_ids(frame, where)
+    if frame[ID].dtype != object or not all(isinstance(v, str) for v in frame[ID].head(1)):
+        frame = frame.assign(**{ID: frame[ID].astype(str)})
+    frame = sky.with_coordinates(frame, where)
+    X = feature_matrix(frame, features)
+    if X.shape[1] == 0 or len(X) == 0:
+        raise InputError(f"{where}: the representation is empty (shape {X.shape})")
+    return frame, X
