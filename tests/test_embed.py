@@ -198,3 +198,21 @@ def test_a_damaged_part_is_embedded_again_and_named(survey, tmp_path, monkeypatc
         assert _cli_embed(survey, out) == 0
     assert f"{damaged} is damaged or incomplete" in caplog.text
     pd.testing.assert_frame_equal(read_table(out), reference)
+
+
+@pytest.mark.parametrize("mine", ["X.embed.json", "X.skipped.csv", "X.parquet.parts/notes.txt"])
+def test_a_users_file_where_embed_writes_beside_its_output_is_refused_by_name(survey, tmp_path, capsys, mine):
+    out = tmp_path / "X.parquet"
+    path = tmp_path / mine
+    if path.parent != tmp_path:  # raregal's parts folder (its manifest), which a user's file has joined
+        path.parent.mkdir()
+        (path.parent / "manifest.json").write_text(json.dumps({"fingerprint": "0" * 64}))
+    path.write_text("my own file\n")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
+    assert _cli_embed(survey, out) == 2
+    assert _cli_embed(survey, out, "--overwrite") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0] == err[1] and "raregal did not write" in err[0] and "--out" in err[0]
+    assert str(path if path.parent == tmp_path else path.name) in err[0]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not out.exists()

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from raregal.inputs.tables import feature_matrix, read_catalog, read_table
-from raregal.embedding.local import embed_chunk
+from raregal.embedding.local import SUMMARY_KEYS, embed_catalog, embed_chunk, summary_path
 from raregal.embedding.on_dask import ModelSpec, embed_catalog_dask, make_client, part_path
 from raregal.encoder import EncoderConfig, GalaxyEncoder, load_model, save_model
 from raregal.encoder.runtime import make_runner
@@ -87,7 +87,7 @@ def test_a_killed_worker_does_not_lose_or_duplicate_galaxies(survey, client, tmp
     assert sorted(table["id_str"]) == sorted(f"g{i:03d}" for i in range(N))  # every galaxy exactly once
     assert table["id_str"].is_unique and summary["n_embedded"] == N and summary["n_skipped"] == 1
     assert pd.read_csv(out / "_skipped.csv")["id_str"].tolist() == ["bad"]
-    assert summary["partitions"] == -(-(N + 1) // 16)
+    assert summary["chunks"] == -(-(N + 1) // 16) and summary["engine"] == "dask"
     # the numbers are the model's, whichever worker computed them
     expected, _ = embed_chunk(load_model(survey / "model"), catalog, backend="torch", carry=["true_class"])
     got = table.set_index("id_str").loc[expected["id_str"]]
@@ -100,15 +100,41 @@ def test_a_rerun_only_does_missing_partitions(survey, client, tmp_path):
     out = tmp_path / "reps"
     spec = ModelSpec(str(survey / "model"), backend="torch")
     first = embed_catalog_dask(catalog, spec, out, client, partition_size=16, progress=False)
-    assert first["partitions"] == 4 and first["partitions_resumed"] == 0
+    assert first["chunks"] == 4 and first["chunks_resumed"] == 0
     part_path(out, 2).unlink()  # as if the run had died before partition 2 finished
     stamp = part_path(out, 0).stat().st_mtime_ns
     again = embed_catalog_dask(catalog, spec, out, client, partition_size=16, progress=False)
-    assert again["partitions_resumed"] == 3 and part_path(out, 0).stat().st_mtime_ns == stamp
+    assert again["chunks_resumed"] == 3 and part_path(out, 0).stat().st_mtime_ns == stamp
     assert read_table(out)["id_str"].tolist() == [i for i in catalog["id_str"] if i != "bad"]
-    assert json.loads((out / "_embed.json").read_text())["n_embedded"] == 63  # 'bad' is row 17
+    assert json.loads(summary_path(out).read_text())["n_embedded"] == 63  # 'bad' is row 17
     with pytest.raises(InputError, match="another model, catalog or partition size"):
         embed_catalog_dask(catalog, spec, out, client, partition_size=8, progress=False)
+
+
+def test_local_and_dask_runs_write_one_summary_format(survey, client, tmp_path):
+    catalog = read_catalog(survey / "catalog.csv").head(20)
+    local = embed_catalog(catalog, load_model(survey / "model"), tmp_path / "local.parquet", chunk_size=8,
+                          batch_size=4, workers=0, backend="torch", progress=False, model_name=str(survey / "model"))
+    spec = ModelSpec(str(survey / "model"), backend="torch")
+    on_dask = embed_catalog_dask(catalog, spec, tmp_path / "dask", client, partition_size=8, batch_size=4,
+                                 progress=False)
+    written = {name: json.loads((tmp_path / f"{name}.embed.json").read_text()) for name in ("local", "dask")}
+    assert set(local) == set(on_dask) == set(written["local"]) == set(written["dask"]) == set(SUMMARY_KEYS)
+    assert (local["engine"], on_dask["engine"]) == ("local", "dask") and written["dask"] == on_dask
+    same = ["model", "arch", "representation_dim", "input_size", "has_fractions", "schema", "n_input", "n_embedded",
+            "n_skipped", "chunk_size", "chunks", "chunks_resumed", "batch_size", "device", "backend", "carry"]
+    assert {k: local[k] for k in same} == {k: on_dask[k] for k in same}
+    assert local["n_embedded"] == 19 and local["chunks"] == 3 and on_dask["worker_pids"]
+    assert not (tmp_path / "dask" / "_embed.json").exists()  # the summary is beside the folder, as beside a file
+    (tmp_path / "dask" / "_embed.json").write_text('{"n_embedded": 19, "partitions": 3}')  # an older raregal's
+    again = embed_catalog_dask(catalog, spec, tmp_path / "dask", client, partition_size=8, batch_size=4,
+                               progress=False)
+    assert again["chunks_resumed"] == 3 and set(again) == set(SUMMARY_KEYS)
+    assert not (tmp_path / "dask" / "_embed.json").exists()  # never left stale beside the new summary
+    # dask.parquet would share dask/'s summary, dask.embed.json: refused, and the Dask run's summary kept
+    with pytest.raises(InputError, match=r"dask.embed.json: is the summary of another embedding \(.*dask\)"):
+        embed_catalog(catalog, None, tmp_path / "dask.parquet", progress=False)
+    assert json.loads((tmp_path / "dask.embed.json").read_text()) == again
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
@@ -149,9 +175,9 @@ def test_a_slurm_config_is_checked_before_anything_starts(tmp_path):
     with pytest.raises(InputError, match=r"\[slurm\] table"):
         make_client(str(tmp_path / "bad.toml"))
     (tmp_path / "slurm.toml").write_text('[slurm]\ncores = 4\nmemory = "16GB"\njobs = 2\n')
-    try:
-        import dask_jobqueue  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("dask_jobqueue") is None:
         with pytest.raises(InputError, match=r"raregal\[slurm\]"):
             make_client(str(tmp_path / "slurm.toml"))
 

@@ -1,10 +1,12 @@
 """Faults a user will meet (issue #30), driven through the command line as a user would.
 
-A full disk is a real one: a 512 KiB tmpfs (needs root to mount; skipped with the reason elsewhere).
+A full disk is a real one: a small tmpfs (512 KiB, or 4 MiB with a run copied onto it) that the user's own
+files fill (needs root to mount; skipped with the reason elsewhere).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+import test_embed
+import test_embed_dask
 from raregal.cli import main
-from test_embed import survey  # noqa: F401 - a fixture, used by name
-from test_embed_dask import client  # noqa: F401 - a fixture (a local Dask cluster of 2 workers), used by name
+
+survey = test_embed.survey  # a fixture, used by name: a few dozen images, two of them bad, and a tiny model
+client = test_embed_dask.client  # a fixture: a local Dask cluster of 2 worker processes
 
 
 @contextmanager
@@ -50,12 +55,15 @@ def full_disk(tmp_path):
         yield where
 
 
-@pytest.fixture
-def run_on_a_full_disk(tmp_path, tiny_run_dir):
-    """A copy of the tiny run on a 4 MiB tmpfs that the user's own files then fill (one page left)."""
+@pytest.fixture(params=[
+    pytest.param(4096, id="one page left"),
+    pytest.param(0, id="no page left"),
+])
+def run_on_a_full_disk(request, tmp_path, tiny_run_dir):
+    """A copy of the tiny run on a 4 MiB tmpfs that the user's own files then fill (a page left, or none)."""
     with _small_disk(tmp_path / "small", "4m") as where:
         shutil.copytree(tiny_run_dir, where / "run", ignore=shutil.ignore_patterns("report", "similar"))
-        _fill(where)
+        _fill(where, leave=request.param)
         yield where / "run"
 
 
@@ -264,8 +272,6 @@ def _cli_embed_dask(survey, out, *extra):
                                   "a user's file beside"])
 def test_embed_dask_never_writes_into_a_users_folder_and_says_so_before_any_compute(survey, tmp_path, capsys,
                                                                                       monkeypatch, case):
-    import json
-
     import raregal.embedding.on_dask as on_dask
 
     def no_cluster(*args, **kwargs):
@@ -299,7 +305,9 @@ def test_embed_dask_never_writes_into_a_users_folder_and_says_so_before_any_comp
 
 @pytest.mark.parametrize("damaged", ["part-00002.parquet", "_part-00002.skipped.csv"])
 def test_embed_dask_rerun_after_a_truncated_partition_redoes_it_and_names_it(survey, client, tmp_path, capsys,
-                                                                               caplog, damaged):
+                                                                               damaged):
+    import pandas as pd
+
     from raregal.embedding.local import summary_path
     from raregal.inputs.tables import read_table
 
@@ -307,20 +315,18 @@ def test_embed_dask_rerun_after_a_truncated_partition_redoes_it_and_names_it(sur
     assert _cli_embed_dask(survey, out, "--dask", client.scheduler.address) == 0
     reference = read_table(out).sort_values("id_str", ignore_index=True)
     bad = out / damaged
-    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # as a run killed mid-write, a disk error, leave it
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])  # as a killed copy or a disk error leaves it
     others = _snapshot(*(p for p in out.glob("part-*.parquet") if p.name != "part-00002.parquet"))
     users = _snapshot(survey)
-    with caplog.at_level("WARNING", logger="raregal"):
-        assert _cli_embed_dask(survey, out, "--dask", client.scheduler.address) == 0
-    err = capsys.readouterr().err
+    capsys.readouterr()
+    assert _cli_embed_dask(survey, out, "--dask", client.scheduler.address) == 0
+    err = capsys.readouterr().err  # raregal's log lines
     assert "Traceback" not in err and "error" not in err
-    assert f"{bad} is damaged or incomplete; the 8 galaxies of its chunk are embedded again" in caplog.text
+    assert f"{bad} is damaged or incomplete; the 8 galaxies of its chunk are embedded again" in err
     table = read_table(out).sort_values("id_str", ignore_index=True)
-    import pandas as pd
-
     pd.testing.assert_frame_equal(table, reference)  # redone, the same numbers: the damaged part is never trusted
     assert _snapshot(*map(Path, others)) == others and _snapshot(survey) == users  # nothing else redone or touched
-    summary = __import__("json").loads(summary_path(out).read_text())
+    summary = json.loads(summary_path(out).read_text())
     assert summary["chunks"] == 5 and summary["chunks_resumed"] == 4 and summary["n_embedded"] == 34
 
 
@@ -328,12 +334,13 @@ def test_embed_dask_rerun_after_a_truncated_partition_redoes_it_and_names_it(sur
 def test_report_on_a_full_disk_is_one_line_and_loses_nothing(run_on_a_full_disk, capsys):
     run = run_on_a_full_disk
     disk = run.parent
-    before = _snapshot(disk)
+    before, names = _snapshot(disk), sorted(p.name for p in run.iterdir())
     assert main(["report", str(run)]) == 2
     line = _one_error_line(capsys.readouterr().err, "report")
+    # the report is built in a temporary folder beside its place (RUN/.report.tmp-*/), named as the file it failed on
     assert line.startswith("raregal report: error: cannot write " + str(run)) and "the disk is full" in line
-    assert _snapshot(disk) == before  # the user's files and the run, byte for byte; no half-written report
-    assert sorted(p.name for p in run.iterdir()) == sorted(Path(k).name for k in before if Path(k).parent == run)
+    assert _snapshot(disk) == before  # the user's files and the run, byte for byte
+    assert sorted(p.name for p in run.iterdir()) == names  # and no half-built report folder left behind
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="tmpfs is Linux's")
@@ -342,12 +349,13 @@ def test_search_overwrite_on_a_full_disk_is_one_line_and_keeps_the_old_run(run_o
 
     run = run_on_a_full_disk
     disk = run.parent
-    before = _snapshot(disk)
+    before, names = _snapshot(disk), sorted(p.name for p in run.iterdir())
     reps = tiny_run_dir.parent / "reps.parquet"
     assert main(["search", str(reps), "--out", str(run), "--overwrite", "--n-neighbors", "10", "--min-samples", "5",
                  "--min-cluster-size", "10", "--no-report"]) == 2
     line = _one_error_line(capsys.readouterr().err, "search")
+    # it fails on the run's marker, rewritten before the old run's files would be removed
     assert line.startswith("raregal search: error: cannot write " + str(run)) and "the disk is full" in line
-    assert _snapshot(disk) == before  # the old run, byte for byte, and the user's files
-    old = read_run(run)
-    assert len(old.clusters) == len(read_run(tiny_run_dir).clusters)
+    assert _snapshot(disk) == before and sorted(p.name for p in run.iterdir()) == names  # the old run, byte for byte
+    old, original = read_run(run), read_run(tiny_run_dir)
+    assert old.clusters.equals(original.clusters) and old.parameters == original.parameters

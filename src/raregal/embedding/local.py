@@ -14,7 +14,13 @@ The work is cut into chunks of rows. Each finished chunk is written at once to
 ``REPS.parquet.parts/part-NNNNN.parquet`` (atomically), so a run that is interrupted or killed
 resumes from the first unfinished chunk; at the end the parts are merged into ``REPS.parquet``
 and the parts folder is removed. Images that are missing or unreadable are skipped and listed,
-with the reason, in ``REPS.skipped.csv``; ``REPS.embed.json`` records counts and timings.
+with the reason, in ``REPS.skipped.csv``; ``REPS.embed.json`` records counts and timings
+(:func:`write_summary`, the one summary of both this path and the Dask one).
+
+What raregal writes into is its own or new: the parts folder (here, and the Dask output folder of
+:mod:`raregal.embedding.on_dask`) is recognised by its manifest and may hold nothing else
+(:func:`check_parts_folder`), and a part is trusted on a resume only when it reads back whole
+(:func:`part_done`); :func:`check_output` checks all of it, for both paths, before any model is loaded.
 
 :func:`embed_chunk` is the per-chunk work as a plain function (rows in, table out) so that it
 can also run inside a Dask worker (:mod:`raregal.embedding.on_dask`); :func:`load_model` gives the model.
@@ -28,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -48,12 +55,22 @@ from raregal.workers import default_workers
 
 log = logging.getLogger("raregal")
 
-__all__ = ["embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_path"]
+__all__ = ["check_output", "embed_catalog", "embed_chunk", "load_model", "parts_dir", "skipped_path", "summary_path",
+           "write_summary"]
 
 #: Catalog columns every embedding carries when the catalog has them (sky position; any capitalisation).
 ALWAYS_CARRIED = ("ra", "dec")
 #: Fraction columns of every known tree: embed writes those of its model's, so none may be carried.
 _ALL_FRACTIONS = frozenset(f for tree in gz_trees.SCHEMAS.values() for f in tree.fractions)
+#: The manifest that marks a parts folder as raregal embed's: ``REPS.parquet.parts/`` of a local run, and the
+#: output folder of a Dask run (its bookkeeping starts with ``_`` so that Parquet readers skip it).
+MANIFEST = "manifest.json"
+DASK_MANIFEST = "_manifest.json"
+#: Every name raregal embed writes into a parts folder (either kind), also as the temporary file of an atomic
+#: write (``.part-00002.parquet.x1y2.parquet``, :func:`raregal.atomic.atomic_path`); ``_embed.json`` is the
+#: summary an older raregal kept inside a Dask folder. Anything else in the folder is a user's.
+_OWN_PART_FILE = re.compile(r"\.?(_?manifest\.json|part-\d{5}\.parquet|_?part-\d{5}\.skipped\.csv|_skipped\.csv"
+                            r"|_embed\.json)(\..+)?")
 
 
 def parts_dir(out: str | os.PathLike) -> Path:
@@ -186,57 +203,156 @@ def _check_carry(catalog: pd.DataFrame, carry) -> list[str]:
 
 
 def summary_path(out: str | os.PathLike) -> Path:
-    """The JSON an embedding run into ``out`` writes beside it (settings, counts, speed)."""
+    """The JSON an embedding run into ``out`` writes beside it (settings, counts, speed): ``REPS.embed.json``
+    beside ``REPS.parquet``, and beside the folder of a Dask run (``reps/`` -> ``reps.embed.json``)."""
     out = Path(out)
     return out.with_name(out.with_suffix("").name + ".embed.json")
 
 
+#: The keys of every embed summary (:func:`write_summary`), local or on Dask, in their order.
+SUMMARY_KEYS = ("output", "engine", "model", "arch", "representation_dim", "input_size", "has_fractions", "schema",
+                "n_input", "n_embedded", "n_skipped", "skipped_report", "chunk_size", "chunks", "chunks_resumed",
+                "seconds", "images_per_s", "batch_size", "workers", "n_workers", "worker_pids", "device", "backend",
+                "precision", "carry")
+
+
+def write_summary(out: str | os.PathLike, model, *, engine: str, model_name: str, n_input: int, n_embedded: int,
+                  n_skipped: int, skipped_report: str | os.PathLike, chunk_size: int, chunks: int,
+                  chunks_resumed: int, seconds: float, n_done: int, batch_size: int, workers: int | None,
+                  n_workers: int, worker_pids: list, device: str, backend: str | None, precision: str | None,
+                  carry: list) -> dict:
+    """Write the summary of an embedding run into ``out`` to :func:`summary_path` and return it.
+
+    The one format of both paths (``engine`` ``"local"`` or ``"dask"``), keys :data:`SUMMARY_KEYS`:
+    what was embedded with what (``model`` as given, ``arch``, ``representation_dim``, ``input_size``,
+    ``has_fractions``, ``schema``), counts (``n_input``, ``n_embedded``, ``n_skipped`` listed in
+    ``skipped_report``), the unit of resumption (``chunk_size`` rows, ``chunks``, ``chunks_resumed``:
+    finished before this run; a Dask run's partitions), speed (``seconds``, ``images_per_s`` of the
+    ``n_done`` images this run embedded), and how (``batch_size``; ``workers``: image-decoding
+    processes per model; ``n_workers`` model processes, ``worker_pids`` those that did work;
+    ``device``, ``backend``, ``precision``; ``carry``).
+    """
+    has_head = getattr(model, "head", None) is not None
+    summary = {"output": str(Path(out).resolve()), "engine": engine, "model": str(model_name),
+               "arch": model.config.arch, "representation_dim": model.representation_dim,
+               "input_size": model.config.input_size, "has_fractions": has_head,
+               "schema": model.schema.name if has_head else None, "n_input": int(n_input),
+               "n_embedded": int(n_embedded), "n_skipped": int(n_skipped),
+               "skipped_report": str(Path(skipped_report).resolve()), "chunk_size": int(chunk_size),
+               "chunks": int(chunks), "chunks_resumed": int(chunks_resumed), "seconds": round(seconds, 3),
+               "images_per_s": round(n_done / seconds, 2) if seconds > 0 and n_done else None,
+               "batch_size": batch_size, "workers": workers, "n_workers": int(n_workers),
+               "worker_pids": sorted(int(p) for p in worker_pids), "device": str(device), "backend": backend,
+               "precision": precision, "carry": list(carry)}
+    assert tuple(summary) == SUMMARY_KEYS
+    write_json(summary_path(out), summary)
+    return summary
+
+
+def _is_summary(path: Path) -> bool:
+    """Whether ``path`` is a summary raregal embed wrote (this raregal's or an earlier one's)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(found, dict) and {"n_embedded", "representation_dim"} <= set(found)
+
+
+def _output_of(summary: Path) -> Path | None:
+    """The output a summary of raregal embed names (None when it is none, or names none)."""
+    try:
+        found = json.loads(summary.read_text()).get("output") if _is_summary(summary) else None
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return Path(found) if isinstance(found, str) and found else None
+
+
 def check_output(out: str | os.PathLike, *, overwrite: bool = False, batch_size: int = 64, chunk_size: int = 4096,
-                 inputs: tuple = ()) -> Path:
+                 inputs: tuple = (), dask: bool = False) -> Path:
     """Check, before any model is loaded, that an embedding may be written to ``out``; return it as a Path.
 
     ``out`` must be a new file, or with ``overwrite`` an earlier output of ``raregal embed``
     (recognised by its ``.embed.json`` beside it); never a folder, one of ``inputs`` (the
-    catalog), or a file raregal did not write. Errors name the parameter.
+    catalog), or a file raregal did not write. Its parts folder must be new, empty or raregal's
+    (:func:`check_parts_folder`). With ``dask`` (:func:`raregal.embedding.on_dask.embed_catalog_dask`)
+    ``out`` is the folder of parts itself, and ``chunk_size`` is the partition size. Either way the
+    summary beside it (:func:`summary_path`) must be new or raregal's. Errors name the parameter.
     """
     out = Path(out)
-    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
+    size = "partition_size" if dask else "chunk_size"
+    for name, value in (("batch_size", batch_size), (size, chunk_size)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise InputError(f"{name}={value!r}: must be a positive integer", param=name)
     if any(Path(src).exists() and out.resolve() == Path(src).resolve() for src in inputs):
         raise InputError(f"out {out}: is the input catalog; write the representations to another file", param="out")
-    if out.is_dir():
-        raise InputError(f"out {out}: is a folder; give the Parquet file to write (e.g. {out / 'reps.parquet'})",
-                         param="out")
-    if out.exists() and not overwrite:
-        raise InputError(f"out {out}: exists; pass overwrite to replace it", param=("out", "overwrite"))
-    if out.exists() and not summary_path(out).is_file():
-        raise InputError(f"out {out}: exists and was not written by `raregal embed` (no {summary_path(out).name} "
-                         "beside it); raregal never replaces it. Give a new file name", param="out")
+    if dask:
+        if out.exists() and not out.is_dir():
+            raise InputError(f"out {out}: is a file; an embedding on Dask writes a folder of Parquet parts and "
+                             "raregal never replaces a file. Give a new folder", param="out")
+        check_parts_folder(out, DASK_MANIFEST)
+    else:
+        if out.is_dir():
+            raise InputError(f"out {out}: is a folder; give the Parquet file to write (e.g. {out / 'reps.parquet'})",
+                             param="out")
+        if out.exists() and not overwrite:
+            raise InputError(f"out {out}: exists; pass overwrite to replace it", param=("out", "overwrite"))
+        if out.exists() and not _is_summary(summary_path(out)):
+            raise InputError(f"out {out}: exists and was not written by `raregal embed` (no {summary_path(out).name} "
+                             "beside it); raregal never replaces it. Give a new file name", param="out")
+    # written beside the output: a user's file of either name is never replaced. The list of skipped
+    # images is raregal's when its summary is, or while its parts are (a run killed between the two)
+    other = _output_of(summary_path(out))
+    if other is not None and other != out.resolve() and (other.exists() or other.is_symlink()):
+        raise InputError(f"{summary_path(out)}: is the summary of another embedding ({other}), which raregal never "
+                         "replaces; give another --out", param="out")  # reps/ (Dask) and reps.parquet share it
+    summary_ours = _is_summary(summary_path(out))
+    beside = {summary_path(out): ("summary", summary_ours)}
+    if not dask:
+        beside[skipped_path(out)] = ("list of skipped images", summary_ours or _has_manifest(parts_dir(out), MANIFEST))
+    for path, (what, ours) in beside.items():
+        if (path.exists() or path.is_symlink()) and not (ours and path.is_file() and not path.is_symlink()):
+            raise InputError(f"{path}: exists, and raregal did not write it; raregal embed writes its {what} "
+                             "there and never replaces a user's file. Move it, or give another --out", param="out")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise InputError(f"out {out}: cannot be created ({parent} is not a writable folder)", param="out")
-    _check_parts_folder(parts_dir(out))
+    if not dask:
+        check_parts_folder(parts_dir(out), MANIFEST)
     return out
 
 
-def _check_parts_folder(pdir: Path) -> None:
-    """Refuse a ``.parts`` path that is not raregal's: a file, or a folder with files but no manifest of
-    ``raregal embed`` (raregal would otherwise delete it after the merge)."""
-    if pdir.exists() and not pdir.is_dir():
+def _has_manifest(pdir: Path, manifest: str) -> bool:
+    """Whether ``pdir`` holds a readable ``manifest`` of raregal embed (with the run's fingerprint)."""
+    try:
+        return isinstance(json.loads((pdir / manifest).read_text()).get("fingerprint"), str)
+    except (OSError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def check_parts_folder(pdir: str | os.PathLike, manifest: str = MANIFEST) -> None:
+    """Refuse a parts folder that is not raregal's, naming it: a file, a folder with files but no
+    ``manifest`` of ``raregal embed``, or one of raregal's that a user's file has joined (raregal
+    deletes or replaces the folder's files on a rerun, so it may hold nothing but its own).
+
+    ``manifest``: :data:`MANIFEST` for ``REPS.parquet.parts/``, :data:`DASK_MANIFEST` for a Dask output folder.
+    """
+    pdir = Path(pdir)
+    if (pdir.exists() or pdir.is_symlink()) and not pdir.is_dir():
         raise InputError(f"{pdir}: is a file; raregal embed keeps its finished chunks there and never replaces "
                          "a file it did not write. Move it, or give another --out", param="out")
     if not pdir.is_dir() or not any(pdir.iterdir()):
         return
-    try:
-        ours = "fingerprint" in json.loads((pdir / "manifest.json").read_text())
-    except (OSError, ValueError, TypeError):
-        ours = False
-    if not ours:
-        raise InputError(f"{pdir}: the folder holds files raregal did not write (no manifest.json of raregal "
-                         "embed); raregal never deletes them. Move it, or give another --out", param="out")
+    if not _has_manifest(pdir, manifest):
+        raise InputError(f"{pdir}: not a raregal embedding directory (no {manifest} of raregal embed): it holds "
+                         "files raregal did not write, and raregal never deletes them. Move it, or give another --out",
+                         param="out")
+    foreign = sorted(p.name for p in pdir.iterdir() if p.is_dir() or not _OWN_PART_FILE.fullmatch(p.name))
+    if foreign:
+        raise InputError(f"{pdir}: the folder of raregal embed's parts also holds {len(foreign)} file(s) raregal "
+                         f"did not write ({', '.join(foreign[:3])}); raregal never deletes them. Move them, or give "
+                         "another --out", param="out")
 
 
 def _merge(parts: list[Path], out: Path) -> int:
@@ -282,24 +398,21 @@ def embed_catalog(catalog: pd.DataFrame, model, out: str | os.PathLike, chunk_si
     if workers is None:  # a GPU eats images faster than a few processes decode them
         workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if device_of(model).type == "cuda" else default_workers()
     pdir, n_chunks = _open_parts(out, model, catalog, chunk_size, carry, overwrite, model_name)
-    todo = [c for c in range(n_chunks) if not _part_done(pdir, c, min(len(catalog), (c + 1) * chunk_size)
-                                                          - c * chunk_size)]
+    todo = [c for c in range(n_chunks) if not part_done(_part(pdir, c), _skipped_part(pdir, c),
+                                                         min(len(catalog), (c + 1) * chunk_size) - c * chunk_size)]
     if len(todo) < n_chunks:
         log.info("resuming: %d of %d chunks already done in %s", n_chunks - len(todo), n_chunks, pdir)
     bounds = {c: (c * chunk_size, min(len(catalog), (c + 1) * chunk_size)) for c in todo}
     t0 = time.perf_counter()
     runner = _embed_chunks(catalog, model, pdir, bounds, batch_size, workers, carry, backend, precision, progress)
     seconds = time.perf_counter() - t0
-    remaining = sum(e - s for s, e in bounds.values())
-    summary = {"output": str(out.resolve()), "model": model_name, "arch": model.config.arch,
-               "representation_dim": model.representation_dim, "input_size": model.config.input_size,
-               "has_fractions": model.head is not None, "schema": model.schema.name if model.head is not None
-               else None, "n_input": len(catalog), "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo),
-               "seconds": round(seconds, 3),
-               "images_per_s": round(remaining / seconds, 2) if seconds > 0 and remaining else None,
-               "batch_size": batch_size, "workers": workers, "device": str(device_of(model)), "carry": carry,
-               "backend": getattr(runner, "backend", None), "precision": getattr(runner, "precision", precision)}
-    return _finish(out, pdir, n_chunks, summary)
+    settings = {"engine": "local", "model_name": model_name, "n_input": len(catalog), "chunk_size": chunk_size,
+                "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "seconds": seconds,
+                "n_done": sum(e - s for s, e in bounds.values()), "batch_size": batch_size, "workers": workers,
+                "n_workers": 1, "worker_pids": [os.getpid()], "device": str(device_of(model)),
+                "backend": getattr(runner, "backend", None), "precision": getattr(runner, "precision", precision),
+                "carry": carry}
+    return _finish(out, pdir, n_chunks, model, settings)
 
 
 def _part(pdir: Path, c: int) -> Path:
@@ -307,23 +420,38 @@ def _part(pdir: Path, c: int) -> Path:
     return pdir / f"part-{c:05d}.parquet"
 
 
-def _part_done(pdir: Path, c: int, n_rows: int) -> bool:
-    """Whether chunk ``c`` (``n_rows`` catalog rows) is finished and sound: its part file reads as Parquet
-    and, with its skipped list, accounts for every row. A damaged part (a run killed mid-write by
-    an older raregal, a disk error) is removed with a warning naming it, and the chunk is redone."""
+def _skipped_part(pdir: Path, c: int) -> Path:
+    """The list of the images of chunk ``c`` that could not be read."""
+    return pdir / f"part-{c:05d}.skipped.csv"
+
+
+def part_done(part: Path, skipped: Path, n_rows: int) -> bool:
+    """Whether the chunk (or Dask partition) of ``n_rows`` catalog rows whose part file is ``part`` is
+    finished and sound: ``part`` reads as Parquet and, with its list of skipped images ``skipped``,
+    accounts for every row. A damaged part (a run killed mid-write by an older raregal, a disk
+    error, a truncated copy) is removed with a warning naming it, and the chunk is redone; it is
+    never trusted, and never a traceback."""
     import pyarrow.parquet as pq
 
-    part, skipped = _part(pdir, c), pdir / f"part-{c:05d}.skipped.csv"
     if not part.exists():
         return False
-    try:
-        sound = pq.read_metadata(part).num_rows + len(pd.read_csv(skipped, dtype=str)) == n_rows
-    except Exception:  # pyarrow's and pandas' many kinds of "not a table"
-        sound = False
-    if not sound:
-        log.warning("embed: %s is damaged or incomplete; its %d galaxies are embedded again", part, n_rows)
-        part.unlink(missing_ok=True)
-    return sound
+    bad, counted = part, 0
+    try:  # pyarrow's and pandas' many kinds of "not a table": whichever file it is, it is named
+        counted = pq.read_metadata(part).num_rows
+        bad = skipped
+        # the list is whole when it has its columns and ends its last line (one cut at a line lacks rows)
+        listed = pd.read_csv(skipped, dtype=str)
+        if skipped.read_bytes()[-1:] != b"\n" or not {"id_str", "reason"} <= set(listed):
+            raise ValueError(f"{skipped} is cut short")
+        counted += len(listed)
+        bad = None if counted == n_rows else part
+    except Exception:  # noqa: BLE001
+        pass
+    if bad is not None:
+        log.warning("embed: %s is damaged or incomplete; the %d galaxies of its chunk are embedded again", bad,
+                    n_rows)
+        part.unlink(missing_ok=True)  # raregal's own (check_parts_folder), and worthless
+    return bad is None
 
 
 def _open_parts(out: Path, model, catalog: pd.DataFrame, chunk_size: int, carry: list[str], overwrite: bool,
@@ -335,17 +463,32 @@ def _open_parts(out: Path, model, catalog: pd.DataFrame, chunk_size: int, carry:
     n = len(catalog)
     n_chunks = max(1, -(-n // chunk_size))
     pdir = parts_dir(out)
-    fingerprint = _fingerprint(model, catalog, chunk_size, carry)
-    manifest = pdir / "manifest.json"
-    if pdir.exists() and manifest.is_file() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
-        if not overwrite:
-            raise InputError(f"{pdir} holds parts of a run with another model, catalog or chunk size; "
-                             "delete it or pass --overwrite")
-        shutil.rmtree(pdir)
-    pdir.mkdir(parents=True, exist_ok=True)
-    write_json(manifest, {"fingerprint": fingerprint, "n_rows": n, "chunk_size": chunk_size, "n_chunks": n_chunks,
-                          "model": model_name, "carry": carry})
+    open_parts_folder(pdir, MANIFEST, {"fingerprint": _fingerprint(model, catalog, chunk_size, carry), "n_rows": n,
+                                       "chunk_size": chunk_size, "n_chunks": n_chunks, "model": model_name,
+                                       "carry": carry}, overwrite=overwrite, unit="chunk size")
     return pdir, n_chunks
+
+
+def open_parts_folder(pdir: Path, manifest: str, record: dict, *, overwrite: bool, unit: str) -> None:
+    """Make ``pdir`` the parts folder of the run described by ``record`` (its ``fingerprint`` and
+    settings), written to ``pdir/manifest``; parts of the same run stay, to be resumed.
+
+    The folder is checked again (:func:`check_parts_folder`) right before anything in it is
+    touched. Parts of another run (another fingerprint) are an InputError unless ``overwrite``,
+    which removes them (the folder holds nothing else); ``unit`` names the size setting in the error.
+    """
+    check_parts_folder(pdir, manifest)
+    try:
+        old = json.loads((pdir / manifest).read_text()).get("fingerprint")
+    except FileNotFoundError:
+        old = None
+    if old is not None and old != record["fingerprint"]:
+        if not overwrite:
+            raise InputError(f"{pdir} holds parts of a run with another model, catalog or {unit}; "
+                             "delete it or pass overwrite", param="overwrite")
+        shutil.rmtree(pdir)  # raregal embed's own files only: check_parts_folder said so
+    pdir.mkdir(parents=True, exist_ok=True)
+    write_json(pdir / manifest, record)
 
 
 def _batches(bounds: dict[int, tuple[int, int]], batch_size: int) -> tuple[list[list[int]], list[int]]:
@@ -383,7 +526,7 @@ def _embed_chunks(catalog: pd.DataFrame, model, pdir: Path, bounds: dict[int, tu
             s, e = bounds[c]
             index, z, frac, failed = _stack(pending, model.representation_dim)
             rows = catalog.iloc[s:e].reset_index(drop=True)
-            write_text(pdir / f"part-{c:05d}.skipped.csv", _skipped_frame(rows, [(i - s, r) for i, r in failed])
+            write_text(_skipped_part(pdir, c), _skipped_frame(rows, [(i - s, r) for i, r in failed])
                        .to_csv(index=False))
             write_parquet(_part(pdir, c), _frame(rows, index - s, z, frac, carry, model.schema.fractions))
             pending = []
@@ -391,15 +534,15 @@ def _embed_chunks(catalog: pd.DataFrame, model, pdir: Path, bounds: dict[int, tu
     return runner
 
 
-def _finish(out: Path, pdir: Path, n_chunks: int, summary: dict) -> dict:
-    """Merge the parts into ``out``, write the skipped list and ``summary`` (counts added), remove the parts."""
+def _finish(out: Path, pdir: Path, n_chunks: int, model, settings: dict) -> dict:
+    """Merge the parts into ``out``, write the skipped list and the summary (:func:`write_summary` of
+    ``settings`` and the counts), remove the parts; return the summary."""
     n_rows = _merge([_part(pdir, c) for c in range(n_chunks)], out)
-    skipped = pd.concat([pd.read_csv(pdir / f"part-{c:05d}.skipped.csv", dtype=str) for c in range(n_chunks)],
+    skipped = pd.concat([pd.read_csv(_skipped_part(pdir, c), dtype=str) for c in range(n_chunks)],
                         ignore_index=True)
     write_text(skipped_path(out), skipped.to_csv(index=False))
-    summary.update({"n_embedded": n_rows, "n_skipped": len(skipped),
-                    "skipped_report": str(skipped_path(out).resolve())})
-    write_json(summary_path(out), summary)
+    summary = write_summary(out, model, n_embedded=n_rows, n_skipped=len(skipped), skipped_report=skipped_path(out),
+                            **settings)
     shutil.rmtree(pdir)
     n = summary["n_input"]
     if len(skipped):

@@ -12,7 +12,13 @@ readers ignore them.
 * **No partition is redone**: a finished partition is a part file on disk. A task whose part
   already exists returns at once, and a new run over the same ``OUT`` submits only the missing
   partitions (``_manifest.json`` holds a fingerprint of model, catalog and partition size, so a
-  resume never mixes two runs).
+  resume never mixes two runs). A part is trusted only when it reads back whole
+  (:func:`raregal.embedding.local.part_done`): a damaged one is named in a warning and redone.
+* **Only raregal's folder**: ``OUT`` must be new, empty, or raregal's (its ``_manifest.json``)
+  holding nothing but raregal's files; anything else is refused by name before the model is
+  loaded (:func:`raregal.embedding.local.check_output`, the same check as the local path's).
+* **Summary**: ``OUT.embed.json`` beside the folder (``reps/`` -> ``reps.embed.json``), the same
+  file and keys as a local run's (:func:`raregal.embedding.local.write_summary`).
 * **Threads**: Dask's nannies start workers with ``OMP_NUM_THREADS=1``, so each worker process
   runs the model on one thread; start one worker process per core (or per GPU).
 * **Crashes**: when a worker dies, the Dask scheduler reruns its unfinished tasks elsewhere (up to
@@ -25,10 +31,8 @@ worker processes, or a ``dask_jobqueue.SLURMCluster`` described by a TOML file.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raregal.atomic import write_json, write_parquet, write_text
+from raregal.atomic import write_parquet, write_text
 from raregal.inputs.tables import source_columns
 from raregal.errors import InputError
 
@@ -103,15 +107,16 @@ def embed_partition(model_spec: ModelSpec, rows: pd.DataFrame, out: str, i: int,
                     num_workers: int = 0, carry: tuple = ()) -> dict:
     """The Dask task: embed ``rows`` (``id_str``, absolute ``file_loc``) into ``OUT/part-{i:05d}.parquet``.
 
-    Returns ``{"partition", "n_rows", "n_embedded", "n_skipped", "seconds", "pid", "done_before", "precision"}``
-    (``precision``: what the runner chose, e.g. ``int8`` for ``auto``; absent for a finished partition).
-    A partition whose part already exists is not recomputed (``done_before`` True).
+    Returns ``{"partition", "n_rows", "n_embedded", "n_skipped", "seconds", "pid", "done_before", "precision",
+    "backend"}`` (``precision``, ``backend``: what the runner chose, e.g. ``int8`` for ``auto``; absent for a
+    finished partition). A partition whose part already exists and reads back whole is not recomputed
+    (``done_before`` True); a damaged one is (:func:`raregal.embedding.local.part_done`).
     """
-    from raregal.embedding.local import embed_chunk
+    from raregal.embedding.local import embed_chunk, part_done
 
     out_dir = Path(out)
     part = part_path(out_dir, i)
-    if part.is_file():
+    if part_done(part, _skipped_part(out_dir, i), len(rows)):
         import pyarrow.parquet as pq
 
         n = pq.read_metadata(part).num_rows
@@ -126,7 +131,8 @@ def embed_partition(model_spec: ModelSpec, rows: pd.DataFrame, out: str, i: int,
     write_parquet(part, _arrow_table(table))
     return {"partition": i, "n_rows": len(rows), "n_embedded": len(table), "n_skipped": len(skipped),
             "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(), "done_before": False,
-            "precision": getattr(runner, "precision", model_spec.precision)}
+            "precision": getattr(runner, "precision", model_spec.precision),
+            "backend": getattr(runner, "backend", model_spec.backend)}
 
 
 def make_client(dask: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1):
@@ -172,26 +178,21 @@ class _Plan:
     fingerprint: str
     carry: list = field(default_factory=list)
 
+    def rows(self, i: int) -> int:
+        """Catalog rows in partition ``i``."""
+        return min(self.n_rows, (i + 1) * self.partition_size) - i * self.partition_size
+
 
 def _plan(catalog: pd.DataFrame, model, partition_size: int, carry: list, out: Path, overwrite: bool) -> _Plan:
-    from raregal.embedding.local import _fingerprint
+    """The partitions of this run, and ``out`` opened for them (the local path's
+    :func:`~raregal.embedding.local.open_parts_folder`: resumed, or another run's parts replaced with ``overwrite``)."""
+    from raregal.embedding.local import DASK_MANIFEST, _fingerprint, check_parts_folder, open_parts_folder
 
-    manifest = out / "_manifest.json"
-    old = json.loads(manifest.read_text()).get("fingerprint") if manifest.is_file() else None
-    if old is None and out.exists() and (out.is_file() or any(out.iterdir())):
-        raise InputError(f"{out} exists and is not a raregal embedding directory (no _manifest.json); "
-                         "raregal never replaces it. Give a new folder")
+    check_parts_folder(out, DASK_MANIFEST)  # a user's folder is refused before anything else
     n = len(catalog)
     plan = _Plan(n, partition_size, max(1, -(-n // partition_size)),
                  _fingerprint(model, catalog, partition_size, carry), carry)
-    if out.exists():
-        if old is not None and old != plan.fingerprint:
-            if not overwrite:
-                raise InputError(f"{out} holds parts of a run with another model, catalog or partition size; "
-                                 "delete it or pass --overwrite")
-            shutil.rmtree(out)  # an earlier raregal embedding directory (it has our manifest)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(manifest, asdict(plan))
+    open_parts_folder(out, DASK_MANIFEST, asdict(plan), overwrite=overwrite, unit="partition size")
     return plan
 
 
@@ -212,18 +213,21 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
         ``distributed.worker.daemon`` is False).
     retries : reruns of a task that raised (worker deaths are handled by the scheduler).
 
-    Returns the summary also written to ``OUT/_embed.json`` (counts, seconds, images/s, partitions
-    done before this run, worker pids that did the work).
+    ``out`` must be new, empty or an earlier Dask embedding's folder holding only raregal's files
+    (:func:`raregal.embedding.local.check_output`, checked before the model is loaded); a damaged
+    part of an interrupted run is named in a warning and redone.
+
+    Returns the summary also written to ``OUT.embed.json`` beside the folder: the keys of a local run's
+    (:func:`raregal.embedding.local.write_summary`; ``chunks`` are the partitions, ``chunks_resumed`` those
+    done before this run, ``worker_pids`` the workers that did the work).
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    from raregal.embedding.local import _check_carry
+    from raregal.embedding.local import _check_carry, check_output, part_done, write_summary
 
-    out = Path(out)
+    out = check_output(out, overwrite=overwrite, batch_size=batch_size, chunk_size=partition_size, dask=True)
     carry = _check_carry(catalog, carry)
-    if partition_size < 1 or batch_size < 1:
-        raise InputError("--partition-size and --batch-size must be at least 1")
     catalog = catalog.reset_index(drop=True)
     from raregal.encoder.loading import load_model
 
@@ -231,7 +235,8 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     model = load_model(model_spec.spec, arch=model_spec.arch, input_size=model_spec.input_size,
                        trust_checkpoint=model_spec.trust_checkpoint, schema=model_spec.schema)
     plan = _plan(catalog, model, partition_size, carry, out, overwrite)
-    todo = [i for i in range(plan.n_partitions) if not part_path(out, i).is_file()]
+    todo = [i for i in range(plan.n_partitions)
+            if not part_done(part_path(out, i), _skipped_part(out, i), plan.rows(i))]  # a damaged part is redone
     if len(todo) < plan.n_partitions:
         log.info("resuming: %d of %d partitions already done in %s", plan.n_partitions - len(todo),
                  plan.n_partitions, out)
@@ -243,8 +248,8 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
                              key=f"raregal-embed-{run_token}-{i:05d}", retries=retries, pure=False)
                for i in todo]
     results = []
-    with tqdm(total=sum(min(plan.n_rows, (i + 1) * partition_size) - i * partition_size for i in todo),
-              unit="img", unit_scale=True, desc="embed (dask)", disable=not progress) as bar:
+    with tqdm(total=sum(plan.rows(i) for i in todo), unit="img", unit_scale=True, desc="embed (dask)",
+              disable=not progress) as bar:
         for future in as_completed(futures):
             res = future.result()
             results.append(res)
@@ -257,18 +262,17 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     import pyarrow.parquet as pq
 
     n_embedded = sum(pq.read_metadata(part_path(out, i)).num_rows for i in range(plan.n_partitions))
-    done = sum(r["n_rows"] for r in results if not r["done_before"])
-    summary = {"output": str(out.resolve()), "model": model_spec.spec, "arch": model.config.arch,
-               "representation_dim": model.representation_dim, "n_input": plan.n_rows,
-               "n_embedded": n_embedded, "n_skipped": len(skipped), "skipped_report": str((out / "_skipped.csv").resolve()),
-               "partitions": plan.n_partitions, "partitions_resumed": plan.n_partitions - len(todo),
-               "seconds": round(seconds, 3), "images_per_s": round(done / seconds, 2) if seconds > 0 and done else None,
-               "worker_pids": sorted({r["pid"] for r in results if not r["done_before"]}),
-               "n_workers": len(client.scheduler_info().get("workers", {})), "device": model_spec.device,
-               "precision": ",".join(sorted({r.get("precision", model_spec.precision) for r in results
-                                             if not r["done_before"]})) or model_spec.precision,
-               "batch_size": batch_size, "carry": carry}
-    write_json(out / "_embed.json", summary)
+    fresh = [r for r in results if not r["done_before"]]
+    summary = write_summary(
+        out, model, engine="dask", model_name=model_spec.spec, n_input=plan.n_rows, n_embedded=n_embedded,
+        n_skipped=len(skipped), skipped_report=out / "_skipped.csv", chunk_size=partition_size,
+        chunks=plan.n_partitions, chunks_resumed=plan.n_partitions - len(todo), seconds=seconds,
+        n_done=sum(r["n_rows"] for r in fresh), batch_size=batch_size, workers=loader_workers,
+        n_workers=len(client.scheduler_info().get("workers", {})), worker_pids=sorted({r["pid"] for r in fresh}),
+        device=model_spec.device, backend=",".join(sorted({r.get("backend", model_spec.backend) for r in fresh}))
+        or model_spec.backend, precision=",".join(sorted({r.get("precision", model_spec.precision) for r in fresh}))
+        or model_spec.precision, carry=carry)
+    (out / "_embed.json").unlink(missing_ok=True)  # an older raregal's summary: it never stands stale beside this one
     if len(skipped):
         log.warning("%d of %d images could not be read and were skipped, e.g. %s; list in %s", len(skipped),
                     plan.n_rows, ", ".join(skipped["id_str"].head(5)), out / "_skipped.csv")

@@ -25,9 +25,11 @@ beside ``clusters.parquet``; a report's ``report.json`` beside ``index.html``) a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import shutil
 import socket
 import sys
@@ -49,9 +51,11 @@ OUTPUTS = {
     "report": (),  # a report folder is replaced whole (see raregal.views.report)
     "cutouts": ("catalog.parquet", "failed.csv", "cutouts.json", "images/"),  # raregal cutouts
     "finetune": ("reps.parquet", "ranked.csv", "finetune.json", "skipped.csv", "model/"),  # raregal finetune
+    "synth": ("catalog.parquet", "synth_config.json", "preview.png", "images/"),  # raregal synth
+    "pca": ("pca.json", "explained_variance.png"),  # raregal pca
 }
 _WHAT = {"run": "a raregal search run", "report": "a raregal report", "cutouts": "a raregal cutouts folder",
-         "finetune": "a raregal fine-tuning"}
+         "finetune": "a raregal fine-tuning", "synth": "a raregal synthetic survey", "pca": "a raregal PCA report"}
 _HELD: set[Path] = set()  # folders whose lock this process holds
 
 
@@ -75,6 +79,8 @@ def _legacy_kind(path: Path) -> str | None:
             return "run"
         if (path / "index.html").is_file() and "n_clusters" in json.loads((path / "report.json").read_text()):
             return "report"
+        if "generator_version" in json.loads((path / "synth_config.json").read_text()):
+            return "synth"
     except (OSError, ValueError, TypeError):
         pass
     return None
@@ -130,14 +136,51 @@ def check_output_folder(path: str | os.PathLike, kind: str, *, overwrite: bool =
 
 
 def _check_creatable(path: Path, flag: str) -> None:
-    """Raise unless the missing folder ``path`` could be made (its nearest existing ancestor is a writable folder)."""
-    parent = path.parent
+    """Raise unless the missing folder ``path`` could be made (see :func:`check_writable`)."""
+    check_writable(path, flag)
+
+
+def check_writable(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Raise :class:`InputError` unless raregal can write at ``path``: a file made for real (and removed
+    at once) in ``path`` when it is a folder, else in its nearest existing parent folder.
+
+    Tried rather than read from permission bits: those do not tell for root, for ``/proc`` or for
+    a read-only mount. Called by every output check before any compute.
+    """
+    path = Path(path)
+    parent = path if path.is_dir() else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{flag} {path}: cannot be created, {parent} is a file", param=flag)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: cannot be created, {parent} is not writable", param=flag)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".raregal-probe-", dir=parent)
+    except OSError as err:
+        raise InputError(f"{flag} {path}: cannot be written, {parent} does not take new files "
+                         f"({err.strerror or err}); write somewhere else", param=flag) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str | os.PathLike, *, ours, flag: str = "--out", command: str = "raregal",
+                      companions: tuple = ()) -> Path:
+    """Check, before any compute, that the file ``path`` may be written: not a folder, new or one
+    ``ours(path)`` says raregal wrote (a user's file is never replaced), each of ``companions``
+    (files written beside it, as ``(path, how to avoid it)``) new unless ``path`` is ours too, and
+    writable (:func:`check_writable`). Returns the path; raises InputError saying why not.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give the file to write", param=flag)
+    if path.exists() and not ours(path):
+        raise InputError(f"{flag} {path}: the file exists and was not written by `{command}`; raregal never "
+                         "replaces it. Give a new file name", param=flag)
+    for other, hint in companions:
+        if Path(other).exists() and not path.exists():
+            raise InputError(f"{flag} {path}: {Path(other).name} would be replaced, which raregal did not write "
+                             f"beside this file; give another name or {hint}", param=flag)
+    check_writable(path, flag)
+    return path
 
 
 def mark(path: str | os.PathLike, kind: str, command: str) -> None:
@@ -226,8 +269,13 @@ class WriteLock:
                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
-        except BaseException:
+        except BaseException as err:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # ours (we held its lock): no empty lock file is left behind
+            if isinstance(err, OSError) and err.filename is None:
+                err.filename = str(path)  # a full disk names the lock file, not "a file"
+                err.raregal_writing = True
             raise
         self._fd = fd
 
