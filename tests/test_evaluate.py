@@ -110,7 +110,7 @@ def test_cli_errors_name_the_flag(tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("mine")
     assert main(["evaluate", str(reps), "--labels", "kind", "-k", "2", "--out", str(notes)]) == 2
-    assert "refusing to overwrite" in capsys.readouterr().err and notes.read_text() == "mine"
+    assert "was not written by `raregal evaluate`; raregal never replaces it" in capsys.readouterr().err and notes.read_text() == "mine"
 
 
 def _png(path, colour, rng):

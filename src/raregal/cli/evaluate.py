@@ -37,16 +37,12 @@ def register(subparsers) -> None:
 
 
 def _check_out(out: str | None) -> Path | None:
-    from raregal.errors import InputError
+    """The --out JSON file, checked before the work: new, or a JSON file (the numbers of an earlier run)."""
+    from raregal.runs.folder import check_output_file
 
     if out is None:
         return None
-    path = Path(out)
-    if path.is_dir():
-        raise InputError(f"--out {out}: is a folder; name a .json file")
-    if path.exists() and path.suffix.lower() != ".json":
-        raise InputError(f"--out {out}: exists and is not a .json file; refusing to overwrite it")
-    return path
+    return check_output_file(out, ours=lambda p: p.suffix.lower() == ".json", command="raregal evaluate")
 
 
 def run(args) -> int:

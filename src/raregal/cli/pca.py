@@ -15,7 +15,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--features", help="list column, or column prefix, holding the representation (default feat_*)")
     p.add_argument("--max-rows", type=int, help="fit on a random subset of this many rows")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, param_flags={"out_dir": "--out"})
     return p
 
 

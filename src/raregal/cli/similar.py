@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
@@ -58,26 +57,14 @@ def check_out(out: Path, gallery: bool, samp: bool = False, header: str = _HEADE
               command: str = "raregal similar", flag: str = "--out") -> None:
     """Refuse, before any compute, an output table that raregal may not write (a folder, a user's file:
     one whose first line is not ``header``, the columns ``command`` starts its tables with)."""
-    from raregal.errors import InputError
+    from raregal.runs.folder import check_output_file
 
-    if out.is_dir():
-        raise InputError(f"{flag} {out}: is a folder; give the CSV file to write")
-    if out.exists():
-        with open(out, errors="replace") as f:
-            first = f.readline()
-        if not first.startswith(header):
-            raise InputError(f"{flag} {out}: the file exists and was not written by `{command}`; "
-                             "raregal never replaces it. Give a new file name")
-    for wanted, hint, other in ((gallery, "--no-gallery", out.with_suffix(".png")),
-                                (samp, "leave out --samp", out.with_suffix(".vot"))):
-        if wanted and other.exists() and not out.exists():
-            raise InputError(f"{flag} {out}: {other.name} would be replaced, which raregal did not write beside "
-                             f"this table; give another name or {hint}")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"{flag} {out}: cannot be created ({parent} is not a writable folder)")
+    def ours(path: Path) -> bool:
+        with open(path, errors="replace") as f:
+            return f.readline().startswith(header)
+
+    companions = [(out.with_suffix(".png"), "--no-gallery")] * gallery + [(out.with_suffix(".vot"), "leave out --samp")] * samp
+    check_output_file(out, ours=ours, flag=flag, command=command, companions=tuple(companions))
 
 
 def run(args) -> int:

@@ -40,7 +40,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--class-fraction", type=_fraction, action="append", default=[], metavar="NAME=F",
                    help="share of the survey of one rare class (repeatable; 0 leaves it out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, param_flags={"out_dir": "--out"})
     return p
 
 

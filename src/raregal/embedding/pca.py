@@ -84,12 +84,13 @@ def pca_report(reps: str | os.PathLike, out_dir: str | os.PathLike, features: st
     """Run :func:`explained_variance` on a representation table and write ``pca.json`` and ``explained_variance.png``."""
     from raregal.atomic import write_json
     from raregal.inputs.tables import feature_matrix, read_table
+    from raregal.runs import folder
 
-    out_dir = Path(out_dir)
+    out_dir = folder.check_output_folder(out_dir, "pca", overwrite=True, inputs=(reps,), flag="out_dir")
     X = feature_matrix(read_table(reps), features)
     result = explained_variance(X, max_rows=max_rows, seed=seed)
     result["input"] = str(Path(reps).resolve())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder.mark(out_dir, "pca", "raregal pca")
     plot_curve(result, out_dir / "explained_variance.png")
     write_json(out_dir / "pca.json", result)
     log.info("PCA of %d x %d: %s components for 90/95/99%% of the variance -> %s", result["n_rows"], result["dim"],

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from raregal.runs import folder
 from raregal.atomic import atomic_path, write_json, write_parquet
 from raregal.errors import InputError
 from raregal.inputs.gz_trees import ANSWERS, TREE
@@ -149,8 +150,8 @@ def make_survey(n_galaxies: int, out_dir, seed: int = 0, size: int = DEFAULT_SIZ
     class_counts(n_galaxies, class_fractions)  # validates the fractions and n_galaxies
     fractions = dict(DEFAULT_FRACTIONS)
     fractions.update({k: float(v) for k, v in (class_fractions or {}).items()})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = folder.check_output_folder(out_dir, "synth", overwrite=True, flag="out_dir")  # same settings: resumes
+    folder.mark(out_dir, "synth", "raregal synth")
     config = {"generator_version": GENERATOR_VERSION, "n_galaxies": n_galaxies, "seed": seed, "size": size,
               "pixel_scale": float(pixel_scale), "format": fmt, "class_fractions": fractions}
     _check_config(out_dir, config)
