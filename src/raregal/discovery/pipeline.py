@@ -232,7 +232,7 @@ def search(data, config: SearchConfig | dict | None = None, *, ids=None, **param
         data = array_frame(data, ids)
     elif ids is not None:
         raise InputError("ids: only for an array; a table has its own id_str column", param="ids")
-    return _search_table(data, _config(config, params), None, StageTimer())
+    return _search_table(data, _config(config, params), data.attrs.get("source"), StageTimer())
 
 
 def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None, *,

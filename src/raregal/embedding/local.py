@@ -551,3 +551,40 @@ def _finish(out: Path, pdir: Path, n_chunks: int, model, settings: dict) -> dict
     log.info("embedded %d images (%d-d) in %.1f s (%.1f img/s) -> %s", n_rows, summary["representation_dim"],
              summary["seconds"], summary["images_per_s"] or 0.0, out)
     return summary
+
+
+def embed(catalog, out: str | os.PathLike, model="demo", *, overwrite: bool = False, batch_size: int = 64,
+          chunk_size: int = 4096, workers: int | None = None, carry=(), device: str | None = None,
+          backend: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
+    """Embed every galaxy of a catalogue into a representation table: what ``raregal embed`` does.
+
+    Parameters
+    ----------
+    catalog : path of a catalogue (``id_str`` + ``file_loc``, or Parquet shards with the images
+        inside; :func:`raregal.inputs.tables.read_catalog`) or such a DataFrame.
+    out : the representation table to write (Parquet: ``id_str``, ``feat_*``, ``*_fraction``,
+        ``ra``/``dec``); an interrupted run resumes from its finished chunks.
+    model : ``"demo"``, a checkpoint path or a Hugging Face id (:func:`raregal.load_model`), or a
+        loaded :class:`~raregal.encoder.GalaxyEncoder`.
+    device : ``"cpu"``, ``"cuda"``; None: a GPU when there is one.
+    Other parameters: as :func:`embed_catalog`.
+
+    Returns the summary written beside ``out`` (``REPS.embed.json``: counts, seconds, images/s).
+
+    Examples
+    --------
+    >>> import raregal
+    >>> raregal.embed("catalog.parquet", "reps.parquet", model="demo")  # doctest: +SKIP
+    """
+    from raregal.inputs.tables import read_catalog
+
+    inputs = (catalog,) if isinstance(catalog, (str, os.PathLike)) else ()
+    check_output(out, overwrite=overwrite, batch_size=batch_size, chunk_size=chunk_size, inputs=inputs)
+    frame = read_catalog(catalog) if inputs else catalog
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    name = str(model) if isinstance(model, (str, os.PathLike)) else ""
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model, device=device)
+    return embed_catalog(frame, model, out, chunk_size=chunk_size, batch_size=batch_size, workers=workers,
+                         carry=carry, overwrite=overwrite, progress=progress, model_name=name, backend=backend,
+                         precision=precision)

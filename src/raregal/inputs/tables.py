@@ -102,7 +102,9 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
 
     Returns
     -------
-    DataFrame with one row per table row, ``id_str`` as a string column when present.
+    DataFrame with one row per table row, ``id_str`` as a string column when present. Its
+    ``attrs["source"]`` is the file's absolute path: a run searched from it records it as its
+    input, so :func:`raregal.similar` and :func:`raregal.guide` find the representation again.
     """
     path = Path(path)
     if not path.exists():
@@ -137,6 +139,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
         raise InputError(f"{path}: cannot read as {kind}: {err}") from err
     if ID in frame.columns:
         frame[ID] = frame[ID].astype(str)
+    frame.attrs["source"] = str(path.resolve())
     return frame
 
 
