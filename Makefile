@@ -1,15 +1,17 @@
 # raregal: `make demo` runs the whole method on the built-in synthetic survey,
 # `make test` runs the test suite. Both create .venv when it is missing.
+# `make docs` builds the documentation site into docs/_build/html (warnings are errors).
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 # numba compiles UMAP/HDBSCAN kernels once and keeps them here.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: venv demo test bench browser clean
+.PHONY: venv demo test test-fast bench browser docs clean
 
 venv: $(STAMP)
 
@@ -29,8 +31,20 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 
+# the inner loop: no browser and no slow tests (about a third of the suite's time)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not browser" tests
+
 bench: $(STAMP)
 	$(PY) benchmarks/search_scaling.py
 
+# The docs extra (Sphinx, MyST, the theme) is installed once, beside the test extra.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) .cache demo_run .pytest_cache
+	rm -rf $(VENV) .cache demo_run .pytest_cache docs/_build

@@ -184,7 +184,8 @@ class SearchResult:
         row ``np.flatnonzero(kept)[i]`` of the table).
     run : the :class:`raregal.runs.model.Run`; ``raregal.runs.model.write_run(result, out_dir)`` (or
         ``write_run(result.run, out_dir)``) writes it.
-    config : the validated settings. kept : (N,) bool, the rows the pre-filter kept.
+    config : the validated settings.
+    kept : (N,) bool, the rows the pre-filter kept.
     counts : galaxies through each stage (``input``, ``valid``, ``after_<cut>``, ``kept``).
     """
 
@@ -213,7 +214,7 @@ def search(data, config: SearchConfig | dict | None = None, *, ids=None, **param
         pre-filter reads when there are any, see :func:`search_table`) or an (N, D) array of
         representations (searched as they are: an array has no fractions to pre-filter on).
     config : :class:`SearchConfig` or dict of its keys (default: the paper's parameters).
-    ids : (N,) galaxy ids for an array (default ``"0"``..``"N-1"``).
+    ids : (N,) galaxy ids for an array (default: the row numbers as strings).
     **params : config keys that override ``config`` (``seed=1``, ``min_samples=50``).
 
     Returns

@@ -67,7 +67,8 @@ def guide(source, labels=None, batch: int = 10, *, class_name: str | None = None
         None for the run's own ``labels.parquet`` (written by the explorer).
     batch : how many galaxies to show next.
     class_name : which class of the labels (needed when they hold several).
-    learner, acquisition : see :class:`GuidedSearch`. seed : its ``random_state``.
+    learner, acquisition : see :class:`GuidedSearch`.
+    seed : its ``random_state``.
     reps, features : the run's representation table when it moved; the representation column(s).
 
     The same labels and seed give the same order. Raises InputError before any compute for

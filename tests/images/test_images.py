@@ -14,7 +14,7 @@ from raregal.errors import InputError
 from raregal.images.dataset import (ImageDataset, collate_images, eval_transform, load_image, resize, scale_fits,
                             train_transform)
 
-DECALS = Path(__file__).parent / "data" / "decals" / "catalog.csv"
+DECALS = Path(__file__).resolve().parents[1] / "data" / "decals" / "catalog.csv"
 
 
 def test_png_is_rgb_scaled_to_unit_range(tmp_path):

@@ -76,6 +76,7 @@ sys.stdout.write(",".join(map(str, fits[0].labels)) + "|" + ",".join(f"{p:.9g}" 
 """
 
 
+@pytest.mark.slow
 def test_fast_hdbscan_labels_are_the_same_at_one_and_two_threads():
     """On 2 threads the Boruvka tree of this table changes between runs (its tied edges); the labels must not."""
     runs = [subprocess.run([sys.executable, "-c", FIT, str(t)], capture_output=True, text=True, check=True,

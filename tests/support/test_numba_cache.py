@@ -8,6 +8,7 @@ import sys
 _CHILD = r"""
 import json
 import numpy as np
+import pytest
 from numba.core import event
 compiled = []
 class Rec(event.Listener):
@@ -37,6 +38,7 @@ def _child(cache_dir) -> dict:
     return json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
 
 
+@pytest.mark.slow
 def test_second_process_loads_umap_kernels_from_the_cache(tmp_path):
     first = _child(tmp_path / "numba")
     second = _child(tmp_path / "numba")

@@ -40,7 +40,7 @@ def _fit_in_subprocess(tmp_path: Path, threads: int, seeds, n=N_ROWS, layout="de
     out = tmp_path / f"fit_{threads}_{n}.npz"
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     subprocess.run([sys.executable, "-c", _FIT, str(n), str(out), json.dumps(seeds), layout], env=env, check=True,
                    timeout=300)
     with np.load(out) as data:

@@ -15,7 +15,7 @@ from raregal.synth import (ARTIFACT_CLASSES, BULK, CLASSES, DEFAULT_FRACTIONS, R
                            answer_probabilities, assign_classes, class_counts, make_survey, render_galaxy,
                            render_scene, sample_galaxy, to_rgb)
 
-DECALS = Path(__file__).parent / "data" / "decals"
+DECALS = Path(__file__).resolve().parents[1] / "data" / "decals"
 N, SIZE, SEED = 40, 32, 7
 
 
