@@ -18,13 +18,14 @@ representation table, takes the representation as the search took it (the run's 
 and ranks in the run's ``metric`` (cosine and correlation by Euclidean search over rescaled rows,
 :func:`metric_space`; distances are reported in the metric's own terms).
 
-Indexes: an exact brute-force search (scikit-learn) for small catalogs and small queries; an
-inverted-file index of faiss (``IndexIVFFlat``, approximate, ``nprobe`` lists searched) when the
+Indexes, both the search's own (:mod:`raregal.discovery.knn`, the same bits at any thread
+count): an exact blocked scan for small catalogs and small queries; the inverted file
+(:class:`~raregal.discovery.knn.InvertedFile`, approximate, ``nprobe`` cells searched) when the
 catalog has at least :data:`EXACT_BELOW` rows and the query needs at least :data:`IVF_WORTH`
-distance evaluations, or on request faiss's exact ``IndexFlatL2``. Measured on 300k 128-d rows
-(2 busy cores, ``benchmarks/beyond_paper.py``): a 100-galaxy query takes 0.5 s exactly, while
-building the IVF index takes 9 s and then answers it in 0.1 s with the same top 100, so the
-index pays off only for big queries (a large cluster) over a large catalog. For the nearest-member rule each query member asks
+distance evaluations. Measured on 300k 128-d rows (2 busy cores, ``benchmarks/beyond_paper.py``):
+a 100-galaxy query takes 0.9 s exactly, while building the inverted file takes 11 s and then
+answers it in 0.1 s with the same top 100, so it pays off only for big queries (a large cluster)
+over a large catalog. For the nearest-member rule each query member asks
 for ``k + n_query`` neighbours, which is exactly enough for an exact top ``k``: any galaxy in the
 true top k has at most ``k - 1`` non-query galaxies closer to its nearest query member.
 """
@@ -48,11 +49,10 @@ from raregal.runs.model import is_run_dir, read_run
 
 log = logging.getLogger("raregal")
 
-#: Catalogs with fewer rows are always searched exactly (scikit-learn) by ``index="auto"``.
+#: Catalogs with fewer rows are always searched exactly by ``index="auto"``.
 EXACT_BELOW = 200_000
-#: Above EXACT_BELOW rows, ``index="auto"`` builds a faiss IVF index when n_query × n_rows is at
-#: least this (about half a minute of brute force on two cores at 128-d; an IVF index over 632k
-#: rows builds in well under that).
+#: Above EXACT_BELOW rows, ``index="auto"`` builds the inverted file when n_query × n_rows is at
+#: least this (about half a minute of brute force on two cores at 128-d).
 IVF_WORTH = 1_000_000_000
 INDEXES = ("auto", "exact", "flat", "ivf")
 QUERIES = ("nearest", "centroid")
@@ -69,54 +69,46 @@ def index_kind(kind: str, n_rows: int, n_queries: int) -> str:
 
 
 class NeighbourSearch:
-    """k-nearest-neighbour search over the rows of ``X`` (N, D), exact or with faiss.
+    """k-nearest-neighbour search over the rows of ``X`` (N, D), exact or with an inverted file.
 
-    ``kind``: ``"exact"`` (scikit-learn brute force), ``"flat"`` (faiss ``IndexFlatL2``, exact),
-    ``"ivf"`` (faiss ``IndexIVFFlat`` with ``nlist`` lists, ``nprobe`` searched; approximate) or
+    ``kind``: ``"exact"`` (:func:`raregal.discovery.knn.nearest_rows`, the blocked scan of the
+    search's exact k-NN graph; ``"flat"`` is the same, kept as a name for scripts of earlier
+    versions, which used faiss for it), ``"ivf"`` (:class:`raregal.discovery.knn.InvertedFile`,
+    the search's own inverted file: ``nlist`` cells, ``nprobe`` searched; approximate) or
     ``"auto"`` (ivf when there are at least :data:`EXACT_BELOW` rows and ``n_queries`` × rows ≥
-    :data:`IVF_WORTH`, else exact). Distances are Euclidean.
+    :data:`IVF_WORTH`, else exact). Distances are Euclidean; both give the same bits at any thread
+    count, ties go to the lower row.
     """
 
     def __init__(self, X: np.ndarray, kind: str = "auto", nlist: int | None = None, nprobe: int = 32,
                  seed: int = 0, n_queries: int = 1):
         self.X = np.ascontiguousarray(X, dtype=np.float32)
-        n, d = self.X.shape
-        self.kind = index_kind(kind, n, n_queries)
-        if self.kind == "exact":
-            from sklearn.neighbors import NearestNeighbors
+        self.kind = index_kind(kind, len(self.X), n_queries)
+        self._sq = np.einsum("ij,ij->i", self.X, self.X, dtype=np.float32)
+        if self.kind == "ivf":
+            from raregal.discovery.knn import InvertedFile
 
-            self._nn = NearestNeighbors(algorithm="brute", metric="euclidean").fit(self.X)
-            return
-        import faiss
-
-        if self.kind == "flat":
-            self._index = faiss.IndexFlatL2(d)
-        else:
-            self.nlist = int(nlist or np.clip(np.sqrt(n), 1, 65536))
-            self.nlist = max(1, min(self.nlist, n // 39 or 1))  # faiss wants >= 39 training points per list
-            quantizer = faiss.IndexFlatL2(d)
-            self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist)
-            self._index.cp.seed = int(seed)  # k-means seed: same seed, same lists
-            # k-means on a sample of 64 points per list (faiss draws it with the seed): a
-            # one-off query must not pay minutes of training on every row
-            self._index.cp.max_points_per_centroid = 64
-            self._index.train(self.X)
-            self._index.nprobe = int(min(nprobe, self.nlist))
-            self._quantizer = quantizer  # keep it alive as long as the index
-        self._index.add(self.X)
+            self._ivf = InvertedFile(self.X, nlist, nprobe, seed)
+            self.nlist = self._ivf.n_lists
 
     def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest rows of each query (M, D): ``(distances, rows)``, each (M, k), nearest first.
 
         Missing neighbours (an approximate index that found fewer than k) have row -1, distance inf.
         """
+        from raregal.discovery.knn import nearest_rows, run_blocks
+
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         k = int(min(k, len(self.X)))
-        if self.kind == "exact":
-            dist, rows = self._nn.kneighbors(Q, n_neighbors=k)
-            return dist, rows.astype(np.int64)
-        dist2, rows = self._index.search(Q, k)
-        dist = np.sqrt(np.maximum(dist2, 0.0)).astype(np.float64)
+        if self.kind == "ivf":
+            rows, d2 = self._ivf.search(Q, k)
+        else:
+            sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
+            blocks = [np.arange(s, min(s + 64, len(Q))) for s in range(0, len(Q), 64)]
+            parts = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.X, self._sq, np.full(len(r), -2), k), blocks)
+            rows = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int64)
+            d2 = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, k))
+        dist = np.sqrt(np.maximum(d2, 0.0))
         dist[rows < 0] = np.inf
         return dist, rows.astype(np.int64)
 

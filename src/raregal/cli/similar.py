@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--query", choices=("nearest", "centroid"), default="nearest",
                    help="distance to the nearest query galaxy (default) or to their centroid")
     p.add_argument("--index", choices=("auto", "exact", "flat", "ivf"), default="auto",
-                   help="exact (scikit-learn), flat (faiss exact), ivf (faiss approximate); auto: ivf for big "
-                        "queries over catalogs of 200k galaxies or more, else exact")
-    p.add_argument("--nprobe", type=int, default=32, help="faiss IVF lists searched (more: slower, better)")
+                   help="exact, ivf (the search's inverted file, approximate; flat: the same as exact); auto: ivf "
+                        "for big queries over catalogs of 200k galaxies or more, else exact")
+    p.add_argument("--nprobe", type=int, default=32, help="inverted-file cells searched (more: slower, better)")
     p.add_argument("--no-gallery", action="store_true", help="skip the PNG gallery")
     p.add_argument("--samp", action="store_true",
                    help="also write the table as VOTable (.vot beside the CSV) and send it over SAMP to TOPCAT, "

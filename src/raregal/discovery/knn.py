@@ -141,42 +141,76 @@ def default_lists(n_rows: int) -> int:
     return max(1, int(round(2 * np.sqrt(n_rows))))
 
 
+class InvertedFile:
+    """An inverted-file index over the rows of ``P`` (N, D), :func:`metric_space` rows, whose
+    answers are the same bits at any thread count: raregal's one inverted-file search, behind the
+    k-NN graph (:func:`partitioned_knn`) and ``raregal similar``'s ``ivf`` index.
+
+    ``n_lists`` seeded k-means cells (default :func:`default_lists`); each query is compared with
+    every row of its ``n_probe`` nearest cells (exactly, when those hold fewer than ``m`` rows).
+    Attributes: ``centroids`` (n_lists, D); ``row_probes`` (N, n_probe), each row's probed cells,
+    its own cell first.
+    """
+
+    def __init__(self, P: np.ndarray, n_lists: int | None = None, n_probe: int = 32, random_state: int = 0):
+        if n_probe < 1 or (n_lists is not None and n_lists < 1):
+            raise ValueError(f"n_probe ({n_probe}) and n_lists ({n_lists}) must be at least 1")
+        self.P = np.ascontiguousarray(P, dtype=np.float32)
+        n = len(self.P)
+        self.sq = np.einsum("ij,ij->i", self.P, self.P, dtype=np.float32)
+        self.n_lists = min(n, n_lists or default_lists(n))
+        self.n_probe = min(n_probe, self.n_lists)
+        self.centroids = _centroids(self.P, self.n_lists, random_state)
+        self.row_probes = self.probes(self.P)
+        self.cell_order = np.argsort(self.row_probes[:, 0], kind="stable")  # rows by cell, each cell in index order
+        self.bounds = np.searchsorted(self.row_probes[self.cell_order, 0], np.arange(self.n_lists + 1))
+
+    def probes(self, Q: np.ndarray) -> np.ndarray:
+        """Each query's ``n_probe`` nearest cells (M, n_probe), nearest first, ties by index."""
+        return _nearest_centroids(Q, self.centroids, self.n_probe)
+
+    def search(self, Q: np.ndarray, m: int, *, probes=None, self_index=None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``m`` nearest rows of each query (M, D): ``(indices int64, squared distances float64)``,
+        each (M, m), nearest first, ties by index, unfilled slots -1 / inf. ``self_index`` (M,): each
+        query's own row (listed first), when the queries are rows of the index."""
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
+        probes = self.probes(Q) if probes is None else probes
+        self_index = np.full(len(Q), -2, np.int64) if self_index is None else np.asarray(self_index, np.int64)
+        m = min(m, len(self.P))
+        short = np.diff(self.bounds)[probes].sum(axis=1) < m  # probed cells hold fewer than m rows
+        group = int(np.clip(len(Q) // 64, 1024, 16384))
+        order = np.argsort(probes[:, 0], kind="stable")
+        ordered = order[~short[order]]
+        jobs = [ordered[s:s + group] for s in range(0, len(ordered), group)]
+        parts = run_blocks(lambda r: _search_group(Q[r], sq_q[r], self_index[r], probes[r], self.P, self.sq,
+                                                   self.cell_order, self.bounds, m), jobs)
+        indices = np.empty((len(Q), m), np.int64)
+        d2 = np.empty((len(Q), m), np.float64)
+        for rows, (i, d) in zip(jobs, parts):
+            indices[rows], d2[rows] = i, d
+        if short.any():  # exactly, in blocks on the same one-BLAS-thread pool
+            rows = np.flatnonzero(short)
+            blocks = [rows[s:s + 1024] for s in range(0, len(rows), 1024)]
+            exact = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.P, self.sq, self_index[r], m), blocks)
+            for r, (i, d) in zip(blocks, exact):
+                indices[r], d2[r] = i, d
+        return indices, d2
+
+
 def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", *, n_lists: int | None = None,
                     n_probe: int = 32, random_state: int = 0, margin: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest neighbours of each row of ``X`` (N, D), the same bits at any thread count.
 
-    ``n_lists`` cells (default :func:`default_lists`), each row searched in its ``n_probe``
-    nearest. Returns ``(indices int32, distances float32)``, each (N, n_neighbors), self first,
-    as :func:`raregal.discovery.knn.knn_graph`.
+    An :class:`InvertedFile` of the rows, each row searched in its ``n_probe`` nearest cells for
+    ``n_neighbors + margin`` candidates, refined exactly. Returns ``(indices int32, distances
+    float32)``, each (N, n_neighbors), self first, as :func:`knn_graph`.
     """
-
-    if n_probe < 1 or (n_lists is not None and n_lists < 1):
-        raise ValueError(f"n_probe ({n_probe}) and n_lists ({n_lists}) must be at least 1")
     P = metric_space(X, metric)
-    n = len(P)
-    n_lists = min(n, n_lists or default_lists(n))
-    probes = _nearest_centroids(P, _centroids(P, n_lists, random_state), min(n_probe, n_lists))
-    cell_order = np.argsort(probes[:, 0], kind="stable")  # rows by cell, each cell in index order
-    bounds = np.searchsorted(probes[cell_order, 0], np.arange(n_lists + 1))
-    sq = np.einsum("ij,ij->i", P, P, dtype=np.float32)
-    m = min(n_neighbors + margin, n)
-    short = np.diff(bounds)[probes].sum(axis=1) < m  # probed cells hold fewer than m rows
-    group = int(np.clip(n // 64, 1024, 16384))
-    ordered = cell_order[~short[cell_order]]
-    jobs = [ordered[s:s + group] for s in range(0, len(ordered), group)]
-    parts = run_blocks(lambda rows: _search_group(P, sq, rows, probes, cell_order, bounds, m), jobs)
-    indices = np.empty((n, m), np.int64)
-    d2 = np.empty((n, m), np.float64)
-    for rows, (i, d) in zip(jobs, parts):
-        indices[rows], d2[rows] = i, d
-    if short.any():  # exactly, in blocks on the same one-BLAS-thread pool
-        rows = np.flatnonzero(short)
-        blocks = [rows[s:s + 1024] for s in range(0, len(rows), 1024)]
-        for r, (i, d) in zip(blocks, run_blocks(lambda r: exact_knn_of(P, sq, r, m), blocks)):
-            indices[r], d2[r] = i, d
-    indices, d2 = indices[:, :n_neighbors], d2[:, :n_neighbors]
-    dist = from_squared(d2, metric)
-    return indices.astype(np.int32), dist.astype(np.float32)
+    ivf = InvertedFile(P, n_lists, n_probe, random_state)
+    indices, d2 = ivf.search(P, n_neighbors + margin, probes=ivf.row_probes, self_index=np.arange(len(P)))
+    dist = from_squared(d2[:, :n_neighbors], metric)
+    return indices[:, :n_neighbors].astype(np.int32), dist.astype(np.float32)
 
 
 def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 16) -> np.ndarray:
@@ -207,25 +241,24 @@ def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block
     return np.concatenate(run_blocks(one, range(0, len(P), block)))
 
 
-def _search_group(P, sq, rows, probes, cell_order, bounds, m, tile: int = 4096):
-    """Each of ``rows``' best ``m`` candidates among the rows of the cells it probes, refined exactly.
+def _search_group(Q, sq_q, self_index, probes, P, sq, cell_order, bounds, m, tile: int = 4096):
+    """Each query's best ``m`` candidates among the rows of ``P`` in the cells it ``probes``, refined exactly.
 
     Cells are visited in index order, each in fixed ``tile`` x ``tile`` pieces (a cell of many
     duplicate rows can be large), so every heap sees its candidates in a fixed order.
     """
     from raregal.discovery._knn_kernels import refine, scan_tile
 
-    heap_d = np.full((len(rows), m), np.inf, dtype=np.float32)
-    heap_i = np.full((len(rows), m), -1, dtype=np.int64)
-    pairs = np.argsort(probes[rows].ravel(), kind="stable")  # (row, probed cell) pairs by cell
-    pair_cell = probes[rows].ravel()[pairs]
-    pair_row = pairs // probes.shape[1]  # local row, ascending within each cell
+    heap_d = np.full((len(Q), m), np.inf, dtype=np.float32)
+    heap_i = np.full((len(Q), m), -1, dtype=np.int64)
+    pairs = np.argsort(probes.ravel(), kind="stable")  # (query, probed cell) pairs by cell
+    pair_cell = probes.ravel()[pairs]
+    pair_row = pairs // probes.shape[1]  # local query, ascending within each cell
     starts = np.searchsorted(pair_cell, np.arange(len(bounds)))
-    Q, sq_q = P[rows], sq[rows]
     for c in np.unique(pair_cell):
         for s0 in range(starts[c], starts[c + 1], tile):
             sel = pair_row[s0:min(s0 + tile, starts[c + 1])]
             for r0 in range(bounds[c], bounds[c + 1], tile):
                 ref = cell_order[r0:min(r0 + tile, bounds[c + 1])]
                 scan_tile(Q[sel] @ P[ref].T, sq_q, sq[ref], ref, heap_d, heap_i, sel)
-    return refine(Q, P, rows, heap_i)
+    return refine(Q, P, self_index, heap_i)

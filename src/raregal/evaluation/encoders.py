@@ -29,7 +29,7 @@ table or of a catalog joined on ``id_str``), per class:
 population: its purity is reported, but it is left out of the means, gets no recall, and is
 the ``bulk`` of the run's scores. Distances follow the run's metric: ``"cosine"`` compares unit
 vectors. Both numbers use one :class:`~raregal.similarity.NeighbourSearch` per representation
-(exact by default, faiss IVF for very large tables, as ``raregal similar`` chooses).
+(exact by default, the inverted file for very large tables, as ``raregal similar`` chooses).
 """
 
 from __future__ import annotations
