@@ -86,10 +86,10 @@ def passes_filter(n_kept: int, n_true: int, min_recall: float = 0.5) -> bool:
 def _mode_summary(search: dict, run_dir: Path, keep_artifacts: bool) -> dict:
     """One search's part of the demo summary; per class also how many of its galaxies the
     pre-filter kept, and whether that is enough (>= the recall a recovery needs) to be found."""
-    import pandas as pd
+    from raregal.runs.model import read_run
 
     metrics = search.get("metrics") or {}
-    rows = pd.read_parquet(run_dir / "clusters.parquet", columns=["kept", "true_class"])
+    rows = read_run(run_dir).clusters
     kept = rows.groupby("true_class")["kept"].agg(["sum", "size"])
     need = metrics.get("min_recall", 0.5)
     passing = []
@@ -208,12 +208,13 @@ def guided_round(reps: Path, run_dir: Path, config: DemoConfig, next_csv: Path) 
     or None when the survey has no such class.
     """
     import numpy as np
-    import pandas as pd
 
     from raregal.atomic import atomic_path
     from raregal.guided import LabelStore, guide
 
-    truth = pd.read_parquet(reps, columns=["id_str", "true_class"]).set_index("id_str")["true_class"].astype(str)
+    from raregal.inputs.tables import read_table
+
+    truth = read_table(reps, columns=["id_str", "true_class"]).set_index("id_str")["true_class"].astype(str)
     members = truth.index[truth == config.guided_class]
     if len(members) <= config.guided_start:
         return None

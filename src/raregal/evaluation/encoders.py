@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +44,7 @@ from raregal.inputs.tables import FILE_LOC, ID, read_catalog, representation_tab
 from raregal.errors import InputError
 from raregal.validation import Integer, check_value
 from raregal.discovery.distances import EUCLIDEAN_METRICS, metric_space
+from raregal.runs.model import is_run_dir
 from raregal.similarity import NeighbourSearch, rank_neighbours
 
 log = logging.getLogger("raregal")
@@ -247,7 +247,7 @@ def _label_values(frame: pd.DataFrame, labels, where: str) -> pd.Series:
 
 def _load(reps, labels, catalog, features) -> tuple[pd.DataFrame, np.ndarray, str]:
     """(table, X (N, D), where) with the labels in column ``_label`` and file_loc when known."""
-    if not isinstance(reps, pd.DataFrame) and (Path(reps) / "clusters.parquet").is_file():
+    if is_run_dir(reps):
         raise InputError(f"{reps} is a search run directory; give its representation table as REPS "
                          f"and the run with --run")
     where = "the representation table" if isinstance(reps, pd.DataFrame) else str(reps)
