@@ -221,10 +221,7 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     (:func:`raregal.embedding.local.write_summary`; ``chunks`` are the partitions, ``chunks_resumed`` those
     done before this run, ``worker_pids`` the workers that did the work).
     """
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
-    from raregal.embedding.local import _check_carry, check_output, part_done, write_summary
+    from raregal.embedding.local import _check_carry, check_output, part_done
 
     out = check_output(out, overwrite=overwrite, batch_size=batch_size, chunk_size=partition_size, dask=True)
     carry = _check_carry(catalog, carry)
@@ -240,9 +237,21 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
     if len(todo) < plan.n_partitions:
         log.info("resuming: %d of %d partitions already done in %s", plan.n_partitions - len(todo),
                  plan.n_partitions, out)
+    t0 = time.perf_counter()
+    results = _run_partitions(client, model_spec, catalog, out, todo, plan, partition_size, batch_size,
+                              loader_workers, carry, retries, progress)
+    return _finish(out, model, model_spec, client, plan, todo, results, time.perf_counter() - t0,
+                   partition_size=partition_size, batch_size=batch_size, loader_workers=loader_workers, carry=carry)
+
+
+def _run_partitions(client, model_spec, catalog, out, todo, plan, partition_size, batch_size, loader_workers,
+                    carry, retries, progress) -> list[dict]:
+    """Submit the partitions ``todo`` to the cluster and gather their results as they finish."""
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
     columns = ["id_str", *source_columns(catalog), *carry]
     run_token = uuid.uuid4().hex[:8]  # fresh task keys: a rerun on the same client never reuses old results
-    t0 = time.perf_counter()
     futures = [client.submit(embed_partition, model_spec, catalog.iloc[i * partition_size:(i + 1) * partition_size]
                              [columns], str(out), i, batch_size, loader_workers, tuple(carry),
                              key=f"raregal-embed-{run_token}-{i:05d}", retries=retries, pure=False)
@@ -254,13 +263,19 @@ def embed_catalog_dask(catalog: pd.DataFrame, model_spec: ModelSpec, out: str | 
             res = future.result()
             results.append(res)
             bar.update(res["n_rows"])
-    seconds = time.perf_counter() - t0
+    return results
+
+
+def _finish(out, model, model_spec, client, plan, todo, results, seconds, *, partition_size, batch_size,
+            loader_workers, carry) -> dict:
+    """Gather the skipped lists, write the summary (the local run's format) and say where it all went."""
+    import pyarrow.parquet as pq
+
+    from raregal.embedding.local import write_summary
 
     skipped = pd.concat([pd.read_csv(_skipped_part(out, i), dtype=str) for i in range(plan.n_partitions)
                          if _skipped_part(out, i).is_file()], ignore_index=True)
     write_text(out / "_skipped.csv", skipped.to_csv(index=False))
-    import pyarrow.parquet as pq
-
     n_embedded = sum(pq.read_metadata(part_path(out, i)).num_rows for i in range(plan.n_partitions))
     fresh = [r for r in results if not r["done_before"]]
     summary = write_summary(
