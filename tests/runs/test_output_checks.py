@@ -42,14 +42,28 @@ def _one_line(capsys, *needles):
     ["evaluate", "{reps}", "--labels", "kind", "-k", "2", "--no-pixels", "--out", "/proc/raregal_test.json"],
     ["similar", "{reps}", "--ids", "g00", "--no-gallery", "--out", "/proc/raregal_test.csv"],
     ["synth", "--n-galaxies", "20", "--out", "/proc/raregal_test_synth"],
+    ["embed", "{catalog}", "--out", "/proc/raregal_test.parquet"],
+    ["embed", "{catalog}", "--dask", "local", "--out", "/proc/raregal_test_parts"],
+    ["guide", "{reps}", "--labels", "{labels}", "--out", "/proc/raregal_test_next.csv"],
+    ["guide", "{reps}", "--labels", "{labels}", "--out", "{tmp}/next.csv", "--scores-out", "/proc/raregal_test.pq"],
 ])
-def test_an_unwritable_out_is_one_line_before_any_compute(reps, capsys, monkeypatch, command):
+def test_an_unwritable_out_is_one_line_before_any_compute(reps, tmp_path, capsys, monkeypatch, command):
     import raregal.discovery.estimator as estimator
+    import raregal.embedding.local as local
+    import raregal.guided.estimator as guided
 
     monkeypatch.setattr(estimator.RareClassSearch, "fit", lambda *a, **k: pytest.fail("the search ran"))
-    args = [a.format(reps=reps) for a in command]
+    monkeypatch.setattr(local, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(guided.GuidedSearch, "fit", lambda *a, **k: pytest.fail("the guided search ran"))
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame({"id_str": ["a", "b"], "file_loc": ["a.png", "b.png"]}).to_csv(catalog, index=False)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id_str": ["g00", "g01"], "label": [1, 0]}).to_csv(labels, index=False)
+    args = [a.format(reps=reps, catalog=catalog, labels=labels, tmp=tmp_path) for a in command]
     assert main(args) == 2
-    _one_line(capsys, "--out /proc/raregal_test", "cannot be written, /proc does not take new files")
+    flag = "--scores-out" if "--scores-out" in args else "--out"
+    _one_line(capsys, f"{flag} /proc/raregal_test", "cannot be written, /proc does not take new files")
+    assert not (tmp_path / "next.csv").exists()
 
 
 def test_synth_and_pca_never_write_into_a_users_folder(reps, tmp_path, capsys):

@@ -36,21 +36,18 @@ def register(subparsers) -> None:
 
 
 def check_scores_out(path: Path) -> None:
-    """Refuse a --scores-out that is a folder or a file raregal guide did not write."""
-    from raregal.errors import InputError
+    """Refuse a --scores-out that is a folder, a file raregal guide did not write, or not writable."""
+    from raregal.runs.folder import check_output_file
 
-    if path.is_dir():
-        raise InputError(f"--scores-out {path}: is a folder; give the Parquet file to write")
-    if path.exists():
+    def ours(p: Path) -> bool:
         try:
             import pyarrow.parquet as pq
 
-            ours = SCORES_KEY in (pq.read_schema(path).metadata or {})
+            return SCORES_KEY in (pq.read_schema(p).metadata or {})
         except Exception:
-            ours = False
-        if not ours:
-            raise InputError(f"--scores-out {path}: the file exists and was not written by `raregal guide`; "
-                             "raregal never replaces it. Give a new file name")
+            return False
+
+    check_output_file(path, ours=ours, flag="--scores-out", command="raregal guide")
 
 
 def _check_distinct(out: Path, args) -> None:

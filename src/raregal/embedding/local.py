@@ -48,6 +48,8 @@ from raregal.atomic import atomic_path, write_json, write_parquet, write_text
 from raregal.inputs.tables import image_sources, source_columns
 from raregal.inputs.shards import ROW, SHARD
 from raregal.errors import InputError
+from raregal.runs.folder import check_writable
+from raregal.validation import Integer, check_params
 from raregal.encoder.loading import load_model
 from raregal.encoder.runtime import make_runner
 from raregal.images.dataset import ImageDataset, collate_images, eval_transform
@@ -279,10 +281,8 @@ def check_output(out: str | os.PathLike, *, overwrite: bool = False, batch_size:
     summary beside it (:func:`summary_path`) must be new or raregal's. Errors name the parameter.
     """
     out = Path(out)
-    size = "partition_size" if dask else "chunk_size"
-    for name, value in (("batch_size", batch_size), (size, chunk_size)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{name}={value!r}: must be a positive integer", param=name)
+    check_params({"batch_size": batch_size, "partition_size" if dask else "chunk_size": chunk_size},
+                 {"batch_size": Integer(1), "partition_size": Integer(1), "chunk_size": Integer(1)})
     if any(Path(src).exists() and out.resolve() == Path(src).resolve() for src in inputs):
         raise InputError(f"out {out}: is the input catalog; write the representations to another file", param="out")
     if dask:
@@ -313,11 +313,7 @@ def check_output(out: str | os.PathLike, *, overwrite: bool = False, batch_size:
         if (path.exists() or path.is_symlink()) and not (ours and path.is_file() and not path.is_symlink()):
             raise InputError(f"{path}: exists, and raregal did not write it; raregal embed writes its {what} "
                              "there and never replaces a user's file. Move it, or give another --out", param="out")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"out {out}: cannot be created ({parent} is not a writable folder)", param="out")
+    check_writable(out, "out")  # tried for real: /proc, a read-only mount, root's permission bits
     if not dask:
         check_parts_folder(parts_dir(out), MANIFEST)
     return out
