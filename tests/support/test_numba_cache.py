@@ -5,10 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 _CHILD = r"""
 import json
 import numpy as np
-import pytest
 from numba.core import event
 compiled = []
 class Rec(event.Listener):
