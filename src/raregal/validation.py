@@ -20,7 +20,7 @@ import numpy as np
 
 from raregal.errors import InputError
 
-__all__ = ["Integer", "Number", "Fraction", "Options", "Text", "Boolean", "Seed", "check_params", "check_value"]
+__all__ = ["Integer", "Number", "Fraction", "Options", "Text", "PathLike", "Boolean", "Seed", "check_params", "check_value"]
 
 
 def _is_int(value) -> bool:
@@ -122,6 +122,18 @@ class Text(Constraint):
 
     def _describe(self) -> str:
         return "a string"
+
+
+class PathLike(Constraint):
+    """A path: a string or an ``os.PathLike``."""
+
+    def _accepts(self, value) -> bool:
+        import os
+
+        return isinstance(value, (str, os.PathLike))
+
+    def _describe(self) -> str:
+        return "a path"
 
 
 class Boolean(Constraint):

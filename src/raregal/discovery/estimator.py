@@ -16,18 +16,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from raregal.discovery.config import CONSTRAINTS, ESTIMATOR_KEYS
-from raregal.discovery.hdbscan_leaves import leaf_clusters
+from raregal.discovery.hdbscan_leaves import leaf_clusters, tree_frame
+from raregal.discovery.stages import StageStore, staged
 from raregal.discovery.distances import EUCLIDEAN_METRICS
 from raregal.discovery.knn import knn_graph
 from raregal.discovery.umap import pca_init, umap_embed
 from raregal.errors import InputError
+from raregal.runs.model import TREE_COLUMNS
 from raregal.timing import StageTimer
-from raregal.validation import Boolean, Seed, check_params
+from raregal.validation import Boolean, PathLike, Seed, check_params
 
 #: The estimator's constraints: the config's under the estimator's names; ``random_state`` also
 #: takes None or a ``numpy.random.RandomState`` (scikit-learn's convention).
 _CONSTRAINTS = {**{est: CONSTRAINTS[key] for key, est in ESTIMATOR_KEYS.items()},
-                "random_state": Seed(generator_ok=True), "verbose": Boolean()}
+                "random_state": Seed(generator_ok=True), "verbose": Boolean(), "stages_dir": PathLike(none_ok=True)}
 
 
 class RareClassSearch(ClusterMixin, BaseEstimator):
@@ -56,6 +58,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         below 8,192 rows and a seeded inverted-file search above (:mod:`raregal.discovery.knn`),
         and the parallel optimiser of :mod:`raregal.discovery.deterministic_umap`: the same bits at any thread count.
     verbose : log each stage's seconds and peak memory as it finishes.
+    stages_dir : a folder that keeps each finished stage (k-NN graph, 5-D layout, 2-D map,
+        clusters) so a rerun on the same data and parameters resumes from the last one
+        (:mod:`raregal.discovery.stages`); None: keep nothing.
 
     Attributes after ``fit(X)`` with X of shape (N, D)
     ----------
@@ -69,13 +74,14 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
     n_clusters_ : K; cluster_tree_nodes_, cluster_persistence_ : (K,) per cluster.
     layout_ : the layout used (``"umap-learn"`` or ``"deterministic"``; what ``"auto"`` chose).
     timings_ : seconds per stage (knn, umap5, umap2, hdbscan); memory_mib_ : peak MiB after each.
+    resumed_stages_ : the stages read back from ``stages_dir`` instead of computed.
     """
 
     def __init__(self, n_neighbors=50, n_components=5, min_samples=300, min_cluster_size=10,
                  cluster_selection_method="leaf", metric="euclidean", umap_init="pca",
                  umap_n_epochs=None, umap_min_dist=0.1, map_2d=True, map_2d_epochs=50,
                  hdbscan_backend="fast_hdbscan", random_state=0, device="cpu", layout="auto",
-                 verbose=False):
+                 verbose=False, stages_dir=None):
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.min_samples = min_samples
@@ -92,6 +98,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         self.device = device
         self.layout = layout
         self.verbose = verbose
+        self.stages_dir = stages_dir
 
     def _check_params(self) -> None:
         """Check every parameter in raregal's terms (:mod:`raregal.validation`), naming the first bad one."""
@@ -149,7 +156,11 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def fit(self, X, y=None):
-        """Reduce and cluster ``X`` of shape (N, D) (finite values); returns self. ``y`` is ignored."""
+        """Reduce and cluster ``X`` of shape (N, D) (finite values); returns self. ``y`` is ignored.
+
+        With ``stages_dir`` each finished stage is kept there and a rerun on the same ``X`` with the
+        same parameters resumes from the last one (:mod:`raregal.discovery.stages`).
+        """
         self._check_params()
         self.backends()
         X = _validate_data(self, X)
@@ -157,43 +168,53 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         seed = self._seed()
         self.layout_ = self.resolved_layout(len(X))
         timer = StageTimer(echo=bool(self.verbose))
+        store = None
+        if self.stages_dir is not None:
+            params = {**{key: getattr(self, est) for key, est in ESTIMATOR_KEYS.items()}, "seed": seed,
+                      "layout": self.layout_}
+            store = StageStore(self.stages_dir, X, params)
         with timer.stage("knn"):
-            self.knn_ = knn_graph(X, self.n_neighbors, self.metric, seed,
-                                  deterministic=self.layout_ == "deterministic")
-        self._fit_layout(X, self.knn_, seed, timer)
+            knn = staged(store, "knn", lambda: dict(zip(("indices", "distances"), knn_graph(
+                X, self.n_neighbors, self.metric, seed, deterministic=self.layout_ == "deterministic"))))
+            self.knn_ = (knn["indices"], knn["distances"])
+        self._fit_layout(X, self.knn_, seed, timer, store)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
+        self.resumed_stages_ = list(store.resumed) if store is not None else []
         return self
 
-    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer) -> None:
+    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer, store: StageStore | None = None) -> None:
         """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
         umap_backend, hdbscan_backend = self.backends(len(X))
         umap_kw = dict(n_neighbors=self.n_neighbors, metric=self.metric, init=self.umap_init,
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
                        backend=umap_backend)
-        with timer.stage("umap5"):
-            if umap_backend == "deterministic":  # one fuzzy graph for both maps (umap-learn makes its own)
+        graph: dict = {}
+
+        def layout(n_components: int, **kw) -> dict:
+            if umap_backend == "deterministic" and "fuzzy_graph" not in graph:  # one for both maps
                 from raregal.discovery.deterministic_umap import fuzzy_graph
 
-                umap_kw["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
-            self.embedding_ = umap_embed(X, self.n_components, knn=knn, **umap_kw)
+                graph["fuzzy_graph"] = fuzzy_graph(X, knn, self.n_neighbors, seed)
+            return {"embedding": umap_embed(X, n_components, knn=knn, **{**umap_kw, **graph, **kw})}
+
+        with timer.stage("umap5"):
+            self.embedding_ = staged(store, "umap5", lambda: layout(self.n_components))["embedding"]
         self.embedding_2d_ = None
         if self.map_2d:
             with timer.stage("umap2"):
                 if self.n_components == 2:
                     self.embedding_2d_ = self.embedding_.copy()
                 else:
-                    init2 = pca_init(self.embedding_, 2)
-                    kw2 = {**umap_kw, "init": init2, "n_epochs": self.map_2d_epochs}
-                    self.embedding_2d_ = umap_embed(X, 2, knn=knn, **kw2)
+                    self.embedding_2d_ = staged(store, "umap2", lambda: layout(
+                        2, init=pca_init(self.embedding_, 2), n_epochs=self.map_2d_epochs))["embedding"]
         with timer.stage("hdbscan"):
-            result = leaf_clusters(self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
-                                   self.cluster_selection_method)
-        self.labels_ = result.labels
-        self.probabilities_ = result.probabilities
-        self.condensed_tree_ = result.condensed_tree
-        self.cluster_tree_nodes_ = result.tree_nodes
-        self.cluster_persistence_ = result.persistence
-        self.n_clusters_ = result.n_clusters
+            found = staged(store, "hdbscan", lambda: _cluster_arrays(leaf_clusters(
+                self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
+                self.cluster_selection_method)))
+        self.labels_, self.probabilities_ = found["labels"], found["probabilities"]
+        self.condensed_tree_ = tree_frame({c: found[f"tree_{c}"] for c in TREE_COLUMNS})
+        self.cluster_tree_nodes_, self.cluster_persistence_ = found["tree_nodes"], found["persistence"]
+        self.n_clusters_ = len(self.cluster_tree_nodes_)
 
     def refit_layout(self, X, random_state) -> "RareClassSearch":
         """A clone with ``random_state`` whose layouts and clusters are refitted on this fit's k-NN graph.
@@ -223,3 +244,10 @@ def _validate_data(est, X) -> np.ndarray:
     except ImportError:  # pragma: no cover - older scikit-learn
         return est._validate_data(X, dtype=np.float32, order="C")
     return validate_data(est, X, dtype=np.float32, order="C")
+
+
+def _cluster_arrays(result) -> dict:
+    """A :class:`~raregal.discovery.hdbscan_leaves.LeafClusters` as plain arrays (what a stage keeps)."""
+    tree = result.condensed_tree
+    return {"labels": result.labels, "probabilities": result.probabilities, "tree_nodes": result.tree_nodes,
+            "persistence": result.persistence, **{f"tree_{c}": tree[c].to_numpy() for c in TREE_COLUMNS}}

@@ -162,6 +162,7 @@ def _search_summary(source, frame, X, counts, est) -> dict:
         "n_clustered": n_clustered,
         "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
         "layout": est.layout_,  # what layout="auto" chose for this many galaxies
+        "resumed_stages": est.resumed_stages_,  # stages read back from an interrupted run's checkpoints
         "versions": _versions(),
     }
 
@@ -253,7 +254,7 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
     return _search_table(frame, _config(config, {}), source, StageTimer())
 
 
-def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> SearchResult:
+def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages_dir=None) -> SearchResult:
     with timer.stage("read"):
         frame, X = representation_table(frame, config.features, where="the table" if source is None else str(source))
         valid = _valid_rows(frame, X, config.drop_invalid)
@@ -264,7 +265,7 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer) -> Sea
                           config.keep_disturbed, columns)
         kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    est = RareClassSearch(**config.estimator_params(), verbose=True)
+    est = RareClassSearch(**config.estimator_params(), verbose=True, stages_dir=stages_dir)
     _check_kept(est, counts, cuts)
     check_representation(X[kept], frame[ID].to_numpy()[kept], config)
     est.fit(X[kept])
@@ -300,6 +301,9 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     :func:`search_table` checks the table and the pre-filter's result before the fit. The folder is
     locked while it is written; each output file is written atomically, so an interrupted run
     leaves complete files or none; a rerun with ``overwrite`` removes the earlier run's files first.
+    Each finished stage (k-NN graph, 5-D layout, 2-D map, clusters) is kept in ``out_dir/.stages``
+    until the run is written, so the same command after a kill resumes from the last one, with the
+    same result (:mod:`raregal.discovery.stages`).
     """
     config = _config(config, params)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
@@ -310,8 +314,10 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     try:
         with runfolder.WriteLock(out_dir, "raregal search"):
             runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
-            result = _search_table(frame, config, reps, timer)
+            runfolder.mark(out_dir, "run", "raregal search")  # raregal's from the start: its .stages resume
+            result = _search_table(frame, config, reps, timer, stages_dir=out_dir / runfolder.STAGES)
             run = write_run(result, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer
+            shutil.rmtree(out_dir / runfolder.STAGES, ignore_errors=True)  # the run is whole: its checkpoints go
     except BaseException:
         if created:
             _remove_if_empty(out_dir)

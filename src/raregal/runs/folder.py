@@ -42,6 +42,9 @@ log = logging.getLogger("raregal")
 
 MARKER = ".raregal.json"
 LOCK = ".raregal.lock"
+#: The finished stages of a search not yet written (raregal.discovery.stages): a folder holding only
+#: these (and the marker) is an interrupted run, which the same command resumes without --overwrite.
+STAGES = ".stages"
 #: What each kind of folder holds that raregal wrote (files, and folders ending in "/"). A run's
 #: files are raregal.runs.model's; ``merge_suggestions.csv`` is an earlier raregal's copy of
 #: summary.json's merge suggestions, removed so it never stands stale beside a new run.
@@ -121,7 +124,7 @@ def check_output_folder(path: str | os.PathLike, kind: str, *, overwrite: bool =
         _check_creatable(path, flag)
         return path
     found = folder_kind(path)
-    rest = [p.name for p in path.iterdir() if p.name not in (MARKER, LOCK)]
+    rest = [p.name for p in path.iterdir() if p.name not in (MARKER, LOCK) and not (found and p.name == STAGES)]
     if found is None and rest:
         raise InputError(f"{flag} {path}: the folder holds {len(rest)} file(s) raregal did not write "
                          f"(e.g. {', '.join(sorted(rest)[:3])}); raregal never replaces them. "

@@ -1,0 +1,113 @@
+"""Checkpoints of the search's stages: a killed run resumes from its last finished stage, with the same result.
+
+A search of millions of galaxies takes hours, so :class:`RareClassSearch` with ``stages_dir``
+(``RUN_DIR/.stages/`` for ``raregal search``) keeps each finished stage there: the k-NN graph
+(``knn.npz``), the 5-D layout (``umap5.npz``), the 2-D map (``umap2.npz``) and HDBSCAN's clusters
+(``hdbscan.npz``), each written whole or not at all. Each carries a key: a hash of the
+representation's bytes and of the parameters that stage depends on (:data:`DEPENDS`). A rerun
+loads every stage whose key matches and computes the rest, so a changed table or parameter
+redoes exactly the stages it touches. With the default layout every stage is a deterministic
+function of its inputs, so a resumed run has the same bits as one that was never stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("raregal")
+
+STAGES = ("knn", "umap5", "umap2", "hdbscan")
+#: The parameters each stage depends on, beyond the representation itself (and its own stages before it).
+DEPENDS = {
+    "knn": ("n_neighbors", "metric", "layout", "seed"),
+    "umap5": ("n_components", "umap_init", "umap_n_epochs", "umap_min_dist", "device"),
+    "umap2": ("map_2d", "map_2d_epochs"),
+    "hdbscan": ("min_samples", "min_cluster_size", "cluster_selection_method", "hdbscan_backend"),
+}
+#: The stage each stage starts from (its key includes that stage's).
+AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
+#: Seconds per stage of a 632k-galaxy search on 2 cores (benchmarks/results/search_scaling_det_632k_final.md),
+#: for the estimate of the time left: stages keep roughly these shares as N grows.
+SHARE = {"knn": 55.0, "umap5": 425.0, "umap2": 88.0, "hdbscan": 146.0}
+
+
+def data_key(X: np.ndarray, chunk_rows: int = 65536) -> str:
+    """A hash of ``X``'s shape, dtype and bytes, read in chunks (a memory-mapped table is not copied)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([list(X.shape), str(X.dtype)]).encode())
+    for start in range(0, len(X), chunk_rows):
+        h.update(np.ascontiguousarray(X[start:start + chunk_rows]).data)
+    return h.hexdigest()
+
+
+class StageStore:
+    """The finished stages of one search in ``folder``, keyed by the data and the parameters.
+
+    ``params``: the search's settings under their config names (``seed``, ``n_neighbors``, ...).
+    """
+
+    def __init__(self, folder: str | os.PathLike, X: np.ndarray, params: dict):
+        self.folder = Path(folder)
+        base = data_key(X)
+        self.keys: dict[str, str] = {}
+        for stage in STAGES:
+            before = self.keys[AFTER[stage]] if AFTER[stage] else base
+            own = json.dumps({k: params.get(k) for k in DEPENDS[stage]}, sort_keys=True, default=str)
+            self.keys[stage] = hashlib.blake2b(f"{before}|{stage}|{own}".encode(), digest_size=16).hexdigest()
+        self.computed: dict[str, float] = {}  # stage -> seconds, for the stages this run computed
+        self.resumed: list[str] = []
+
+    def path(self, stage: str) -> Path:
+        return self.folder / f"{stage}.npz"
+
+    def load(self, stage: str) -> dict | None:
+        """The arrays of ``stage`` when it was finished with this data and these parameters, else None."""
+        path = self.path(stage)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if str(npz["_key"]) != self.keys[stage]:
+                    return None
+                arrays = {k: npz[k] for k in npz.files if k != "_key"}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            if path.exists():
+                log.warning("%s: cannot be read (%s); computing the stage again", path, err)
+            return None
+        self.resumed.append(stage)
+        log.info("%-10s resumed from %s", stage, path)
+        return arrays
+
+    def save(self, stage: str, arrays: dict, seconds: float) -> None:
+        """Keep ``stage``'s arrays (written whole or not at all) and say how long the rest may take."""
+        from raregal.atomic import atomic_path
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path(stage)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, _key=np.array(self.keys[stage]), **arrays)
+        self.computed[stage] = seconds
+        left = [s for s in STAGES if s not in self.computed and s not in self.resumed]
+        if left:
+            rate = sum(self.computed.values()) / sum(SHARE[s] for s in self.computed)
+            log.info("%-10s kept in %s; about %.0f s left (%s)", stage, self.path(stage),
+                     rate * sum(SHARE[s] for s in left), ", ".join(left))
+
+
+def staged(store: StageStore | None, stage: str, compute) -> dict:
+    """``compute()`` (a dict of arrays), or what ``store`` kept of ``stage`` from an earlier run."""
+    if store is not None:
+        found = store.load(stage)
+        if found is not None:
+            return found
+    t0 = time.perf_counter()
+    arrays = compute()
+    if store is not None:
+        store.save(stage, arrays, time.perf_counter() - t0)
+    return arrays

@@ -1,0 +1,108 @@
+"""A search keeps its finished stages; a rerun (also after kill -9) resumes from them with the same bits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raregal.discovery.estimator import RareClassSearch
+from raregal.discovery.stages import StageStore
+from raregal.evaluation.planted import make_planted
+
+SMALL = dict(n_neighbors=10, min_samples=10, min_cluster_size=10, umap_n_epochs=30, map_2d_epochs=10)
+
+
+@pytest.fixture(scope="module")
+def X():
+    frame = make_planted(n=1500, dim=16, group_fractions=(0.03, 0.05), seed=3)
+    return frame.filter(like="feat_").to_numpy(np.float32)
+
+
+def _same(a: RareClassSearch, b: RareClassSearch) -> None:
+    assert np.array_equal(a.knn_[0], b.knn_[0]) and np.array_equal(a.knn_[1], b.knn_[1])
+    assert np.array_equal(a.embedding_, b.embedding_) and np.array_equal(a.embedding_2d_, b.embedding_2d_)
+    assert np.array_equal(a.labels_, b.labels_) and np.array_equal(a.probabilities_, b.probabilities_)
+    pd.testing.assert_frame_equal(a.condensed_tree_, b.condensed_tree_)
+    assert np.array_equal(a.cluster_persistence_, b.cluster_persistence_) and a.n_clusters_ == b.n_clusters_
+
+
+def test_a_rerun_resumes_every_stage_with_the_same_bits(X, tmp_path):
+    plain = RareClassSearch(**SMALL).fit(X)
+    first = RareClassSearch(**SMALL, stages_dir=tmp_path / "stages").fit(X)
+    assert first.resumed_stages_ == [] and sorted(p.name for p in (tmp_path / "stages").iterdir()) == [
+        "hdbscan.npz", "knn.npz", "umap2.npz", "umap5.npz"]
+    again = RareClassSearch(**SMALL, stages_dir=tmp_path / "stages").fit(X)
+    assert again.resumed_stages_ == ["knn", "umap5", "umap2", "hdbscan"]
+    _same(plain, first)
+    _same(plain, again)
+    assert plain.n_clusters_ >= 2
+
+
+def test_a_changed_parameter_or_table_redoes_exactly_the_stages_it_touches(X, tmp_path):
+    RareClassSearch(**SMALL, stages_dir=tmp_path / "s").fit(X)
+    hdb = RareClassSearch(**{**SMALL, "min_samples": 15}, stages_dir=tmp_path / "s").fit(X)
+    assert hdb.resumed_stages_ == ["knn", "umap5", "umap2"]  # only HDBSCAN is redone
+    _same(RareClassSearch(**{**SMALL, "min_samples": 15}).fit(X), hdb)
+    seed = RareClassSearch(**SMALL, random_state=1, stages_dir=tmp_path / "s").fit(X)
+    assert seed.resumed_stages_ == []
+    other = X.copy()
+    other[0, 0] += 1e-3
+    assert RareClassSearch(**SMALL, random_state=1, stages_dir=tmp_path / "s").fit(other).resumed_stages_ == []
+
+
+def test_a_damaged_stage_is_computed_again(X, tmp_path, caplog):
+    RareClassSearch(**SMALL, stages_dir=tmp_path / "s").fit(X)
+    path = tmp_path / "s" / "umap5.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    again = RareClassSearch(**SMALL, stages_dir=tmp_path / "s").fit(X)
+    assert again.resumed_stages_ == ["knn", "umap2", "hdbscan"]  # only umap5 is redone, with the same bits
+    assert "umap5.npz: cannot be read" in caplog.text
+    _same(RareClassSearch(**SMALL).fit(X), again)
+
+
+def test_keys_follow_the_dependencies(X):
+    base = dict(n_neighbors=10, metric="euclidean", layout="deterministic", seed=0, n_components=5,
+                umap_init="pca", umap_n_epochs=None, umap_min_dist=0.1, device="cpu", map_2d=True,
+                map_2d_epochs=50, min_samples=10, min_cluster_size=10, cluster_selection_method="leaf",
+                hdbscan_backend="fast_hdbscan")
+    a = StageStore("unused", X, base).keys
+    b = StageStore("unused", X, {**base, "map_2d_epochs": 20}).keys
+    assert [s for s in a if a[s] != b[s]] == ["umap2"]
+    c = StageStore("unused", X, {**base, "n_neighbors": 12}).keys
+    assert all(a[s] != c[s] for s in a)
+
+
+@pytest.mark.slow
+def test_raregal_search_killed_between_stages_resumes_with_the_same_result(tmp_path):
+    table = make_planted(n=9000, dim=32, group_fractions=(0.02, 0.03), seed=5)  # above 8,192: deterministic
+    table.to_parquet(tmp_path / "reps.parquet")
+    flags = ["--n-neighbors", "15", "--min-samples", "40", "--no-report"]
+    cmd = [sys.executable, "-m", "raregal", "search", str(tmp_path / "reps.parquet"), *flags]
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "run")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    umap5 = tmp_path / "run" / ".stages" / "umap5.npz"
+    deadline = time.time() + 240
+    while not umap5.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert umap5.exists(), "the run kept its 5-D layout"
+    proc.send_signal(signal.SIGKILL)  # between stages: k-NN graph and 5-D layout kept, the rest not yet
+    proc.wait()
+    assert not (tmp_path / "run" / "clusters.parquet").exists()
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stderr and not (tmp_path / "run" / ".stages").exists()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumed_stages"][:2] == ["knn", "umap5"]
+    whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    resumed = pd.read_parquet(tmp_path / "run" / "clusters.parquet")
+    uninterrupted = pd.read_parquet(tmp_path / "whole" / "clusters.parquet")
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    assert json.loads((tmp_path / "whole" / "summary.json").read_text())["resumed_stages"] == []
