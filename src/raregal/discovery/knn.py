@@ -169,10 +169,13 @@ class InvertedFile:
         """Each query's ``n_probe`` nearest cells (M, n_probe), nearest first, ties by index."""
         return _nearest_centroids(Q, self.centroids, self.n_probe)
 
-    def search(self, Q: np.ndarray, m: int, *, probes=None, self_index=None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``m`` nearest rows of each query (M, D): ``(indices int64, squared distances float64)``,
-        each (M, m), nearest first, ties by index, unfilled slots -1 / inf. ``self_index`` (M,): each
-        query's own row (listed first), when the queries are rows of the index."""
+    def search(self, Q: np.ndarray, m: int, *, probes=None, self_index=None, keep: int | None = None,
+               dtypes=(np.int64, np.float64), transform=None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``m`` nearest rows of each query (M, D): ``(indices, squared distances)``, each (M, m),
+        nearest first, ties by index, unfilled slots -1 / inf. ``self_index`` (M,): each query's own
+        row (listed first), when the queries are rows of the index. ``keep``: return only the first
+        ``keep`` columns, in arrays of ``dtypes``, each group's distances passed through ``transform``
+        on the way (so a large graph is never held at its working width and precision)."""
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
         probes = self.probes(Q) if probes is None else probes
@@ -184,17 +187,19 @@ class InvertedFile:
         ordered = order[~short[order]]
         jobs = [ordered[s:s + group] for s in range(0, len(ordered), group)]
         parts = run_blocks(lambda r: _search_group(Q[r], sq_q[r], self_index[r], probes[r], self.P, self.sq,
-                                                   self.cell_order, self.bounds, m), jobs)
-        indices = np.empty((len(Q), m), np.int64)
-        d2 = np.empty((len(Q), m), np.float64)
+                                                   self.cell_order, self.bounds, m), jobs)  # each (rows, m) wide
+        keep = m if keep is None else min(keep, m)
+        transform = transform or (lambda d: d)
+        indices = np.empty((len(Q), keep), dtypes[0])
+        d2 = np.empty((len(Q), keep), dtypes[1])
         for rows, (i, d) in zip(jobs, parts):
-            indices[rows], d2[rows] = i, d
+            indices[rows], d2[rows] = i[:, :keep], transform(d[:, :keep])
         if short.any():  # exactly, in blocks on the same one-BLAS-thread pool
             rows = np.flatnonzero(short)
             blocks = [rows[s:s + 1024] for s in range(0, len(rows), 1024)]
             exact = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.P, self.sq, self_index[r], m), blocks)
             for r, (i, d) in zip(blocks, exact):
-                indices[r], d2[r] = i, d
+                indices[r], d2[r] = i[:, :keep], transform(d[:, :keep])
         return indices, d2
 
 
@@ -208,9 +213,8 @@ def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", 
     """
     P = metric_space(X, metric)
     ivf = InvertedFile(P, n_lists, n_probe, random_state)
-    indices, d2 = ivf.search(P, n_neighbors + margin, probes=ivf.row_probes, self_index=np.arange(len(P)))
-    dist = from_squared(d2[:, :n_neighbors], metric)
-    return indices[:, :n_neighbors].astype(np.int32), dist.astype(np.float32)
+    return ivf.search(P, n_neighbors + margin, probes=ivf.row_probes, self_index=np.arange(len(P)),
+                      keep=n_neighbors, dtypes=(np.int32, np.float32), transform=lambda d2: from_squared(d2, metric))
 
 
 def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 16) -> np.ndarray:
@@ -236,7 +240,7 @@ def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block
     def one(start):
         Q = P[start:start + block]
         sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
-        return nearest_rows(Q, sq_q, centroids, sq_c, np.full(len(Q), -2), m)[0][:, :n_probe]
+        return nearest_rows(Q, sq_q, centroids, sq_c, np.full(len(Q), -2), m)[0][:, :n_probe].astype(np.int32)
 
     return np.concatenate(run_blocks(one, range(0, len(P), block)))
 
