@@ -113,6 +113,7 @@ BAD_REQUESTS = [
     ("/cluster/abc.csv", 404), ("/cluster/99999999999999999999999.csv", 404),
     ("/cluster/-" + "9" * 5000 + ".csv", 404), ("/cluster/77.csv", 404),
     ("/export/zz.csv", 404), ("/export/0123456789abcdef.csv", 404),
+    ("/guided/" + "x" * 5000 + ".csv", 404), ("/guided/" + "x" * 999 + ".fits", 404),  # class names: no file names
 ]
 
 
