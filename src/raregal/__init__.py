@@ -5,7 +5,7 @@ The public API is these names, imported on first use (so ``import raregal`` stay
     import raregal
 
     table = raregal.read_table("reps.parquet")          # id_str, feat_*, *_fraction, ra, dec
-    result = raregal.search(table, seed=0)              # pre-filter -> UMAP -> HDBSCAN leaves
+    result = raregal.search("reps.parquet", seed=0)     # pre-filter -> UMAP -> HDBSCAN leaves
     raregal.write_run(result, "run")                    # RUN_DIR/clusters.parquet, summary.json, ...
     run = raregal.read_run("run")
     near = raregal.similar("run", cluster=0, k=20)      # the whole catalogue ranked by likeness

@@ -45,6 +45,7 @@ from raregal.inputs.tables import (FILE_LOC, ID, read_table, representation_colu
                                    source_columns)
 from raregal.discovery.distances import metric_distance, metric_space
 from raregal.errors import InputError
+from raregal.validation import Integer, check_value
 from raregal.runs.model import is_run_dir, read_run
 
 log = logging.getLogger("raregal")
@@ -55,6 +56,9 @@ EXACT_BELOW = 200_000
 #: least this (about half a minute of brute force on two cores at 128-d).
 IVF_WORTH = 1_000_000_000
 INDEXES = ("auto", "exact", "flat", "ivf")
+#: Candidates beyond k that the float32 scan keeps for the exact float64 ranking (as the search's
+#: exact k-NN graph does): rows far from the origin lose float32 precision in |q|^2 + |r|^2 - 2 q.r.
+MARGIN = 16
 QUERIES = ("nearest", "centroid")
 _BATCH = 256  # query members searched per batch (bounds memory to batch x (k + n_query) pairs)
 
@@ -82,7 +86,10 @@ class NeighbourSearch:
 
     def __init__(self, X: np.ndarray, kind: str = "auto", nlist: int | None = None, nprobe: int = 32,
                  seed: int = 0, n_queries: int = 1):
-        self.X = np.ascontiguousarray(X, dtype=np.float32)
+        check_value("nprobe", nprobe, Integer(1))
+        # centred (no distance changes): float32 products keep their precision far from the origin
+        self.offset = np.asarray(X, dtype=np.float64).mean(axis=0) if len(X) else np.zeros(np.shape(X)[1])
+        self.X = np.ascontiguousarray(np.asarray(X, dtype=np.float32) - self.offset.astype(np.float32))
         self.kind = index_kind(kind, len(self.X), n_queries)
         self._sq = np.einsum("ij,ij->i", self.X, self.X, dtype=np.float32)
         if self.kind == "ivf":
@@ -96,18 +103,27 @@ class NeighbourSearch:
 
         Missing neighbours (an approximate index that found fewer than k) have row -1, distance inf.
         """
+        return self._scan(np.asarray(Q, dtype=np.float64) - self.offset, k)
+
+    def search_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` for queries that are rows of the index."""
+        return self._scan(self.X[rows], k)
+
+    def _scan(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` for queries already centred as :attr:`X` is."""
         from raregal.discovery.knn import nearest_rows, run_blocks
 
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         k = int(min(k, len(self.X)))
+        m = min(k + MARGIN, len(self.X))  # float32 picks candidates, float64 ranks them: a margin keeps it exact
         if self.kind == "ivf":
-            rows, d2 = self._ivf.search(Q, k)
+            rows, d2 = self._ivf.search(Q, m, keep=k)
         else:
             sq_q = np.einsum("ij,ij->i", Q, Q, dtype=np.float32)
             blocks = [np.arange(s, min(s + 64, len(Q))) for s in range(0, len(Q), 64)]
-            parts = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.X, self._sq, np.full(len(r), -2), k), blocks)
-            rows = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, k), np.int64)
-            d2 = np.concatenate([p[1] for p in parts]) if parts else np.empty((0, k))
+            parts = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.X, self._sq, np.full(len(r), -2), m), blocks)
+            rows = np.concatenate([p[0][:, :k] for p in parts]) if parts else np.empty((0, k), np.int64)
+            d2 = np.concatenate([p[1][:, :k] for p in parts]) if parts else np.empty((0, k))
         dist = np.sqrt(np.maximum(d2, 0.0))
         dist[rows < 0] = np.inf
         return dist, rows.astype(np.int64)
@@ -132,7 +148,7 @@ def rank_neighbours(X: np.ndarray, query_rows: np.ndarray, k: int, query: str = 
     best = np.full(n, np.inf)
     who = np.full(n, -1, dtype=np.int64)
     if query == "centroid":
-        dist, rows = searcher.search(searcher.X[query_rows].astype(np.float64).mean(axis=0)[None, :], want)
+        dist, rows = searcher._scan(searcher.X[query_rows].astype(np.float64).mean(axis=0)[None, :], want)
         ok = rows[0] >= 0
         best[rows[0][ok]] = dist[0][ok]
     else:
@@ -143,7 +159,7 @@ def rank_neighbours(X: np.ndarray, query_rows: np.ndarray, k: int, query: str = 
             batches = tqdm(batches, desc="similar", unit="batch")
         for start in batches:
             q = query_rows[start:start + _BATCH]
-            dist, rows = searcher.search(searcher.X[q], want)
+            dist, rows = searcher.search_rows(q, want)
             qid = np.repeat(q, rows.shape[1])
             rows, dist = rows.ravel(), dist.ravel()
             ok = (rows >= 0) & (dist < best[np.maximum(rows, 0)])
@@ -200,7 +216,8 @@ class SimilarityIndex:
 
     def __init__(self, table, features: str | None = None, metric: str = "euclidean",
                  index: str = "auto", nprobe: int = 32, columns=None):
-        index_kind(index, 0, 0)  # an unknown kind fails before any work
+        index_kind(index, 0, 0)  # an unknown kind or nprobe fails before any work
+        check_value("nprobe", nprobe, Integer(1))
         table, X = representation_table(table, features, columns=columns)
         self.ids = pd.Index(table[ID])
         valid = np.isfinite(X).all(axis=1)

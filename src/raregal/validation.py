@@ -20,7 +20,7 @@ import numpy as np
 
 from raregal.errors import InputError
 
-__all__ = ["Integer", "Number", "Fraction", "Options", "Text", "PathLike", "Boolean", "Seed", "check_params", "check_value"]
+__all__ = ["Integer", "Number", "Fraction", "Options", "Text", "PathLike", "Boolean", "AnyOf", "plain", "Seed", "check_params", "check_value"]
 
 
 def _is_int(value) -> bool:
@@ -73,11 +73,13 @@ class Number(Constraint):
     """A finite real number in [low, high] (either bound None: none on that side; ``above``: > low)."""
 
     def __init__(self, low: float | None = None, high: float | None = None, *, above: bool = False,
-                 none_ok: bool = False):
+                 none_ok: bool = False, inf_ok: bool = False):
         super().__init__(none_ok)
-        self.low, self.high, self.above = low, high, above
+        self.low, self.high, self.above, self.inf_ok = low, high, above, inf_ok
 
     def _accepts(self, value) -> bool:
+        if self.inf_ok and isinstance(value, Real) and value == float("inf"):
+            return self.high is None
         if not _is_number(value) or (self.high is not None and value > self.high):
             return False
         return self.low is None or (value > self.low if self.above else value >= self.low)
@@ -91,10 +93,11 @@ class Number(Constraint):
 
 
 class Fraction(Number):
-    """A fraction in [0, 1] (a vote fraction, a cut on one, a share of a sample)."""
+    """A fraction in [0, 1] (a vote fraction, a cut on one, a share of a sample); ``slack`` above 1
+    lets a cut just past 1 mean "no cut" (configs of earlier versions hold 1.0001)."""
 
-    def __init__(self, *, none_ok: bool = False):
-        super().__init__(0.0, 1.0, none_ok=none_ok)
+    def __init__(self, *, none_ok: bool = False, slack: float = 0.0):
+        super().__init__(0.0, 1.0 + slack, none_ok=none_ok)
 
     def _describe(self) -> str:
         return "a fraction in [0, 1]"
@@ -169,6 +172,28 @@ class Seed(Constraint):
         if self.generator_ok:
             return f"{text}, None or a numpy RandomState"
         return f"{text} or None" if self.none_ok else text
+
+
+class AnyOf(Constraint):
+    """Whatever one of ``constraints`` accepts."""
+
+    def __init__(self, *constraints: Constraint):
+        super().__init__(any(c.none_ok for c in constraints))
+        self.constraints = constraints
+
+    def _accepts(self, value) -> bool:
+        return any(c.accepts(value) for c in self.constraints)
+
+    def _describe(self) -> str:
+        return " or ".join(c.describe() for c in self.constraints)
+
+    def describe(self) -> str:
+        return self._describe()
+
+
+def plain(value):
+    """A numpy scalar as the Python value it holds (what TOML, JSON and every library take); else ``value``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_value(name: str, value, constraint: Constraint, where: str | None = None) -> None:

@@ -130,3 +130,35 @@ def test_an_extra_table_in_a_config_is_an_unknown_key(tmp_path):
     cfg.write_text("min_samples = 5\n[extra]\nanything = 1\n")
     with pytest.raises(InputError, match="unknown key\\(s\\) 'extra'"):
         load_config(cfg)
+
+
+def test_numpy_values_and_the_edges_earlier_versions_took_are_accepted_and_written_plain(tmp_path, frame):
+    import numpy as np
+
+    from raregal.discovery.config import config_from_dict
+    from raregal.discovery.estimator import RareClassSearch
+    from raregal.discovery.pipeline import run_search
+
+    cfg = config_from_dict({"n_neighbors": np.int64(10), "smooth_cut": np.float32(0.5), "keep_artifacts": np.True_,
+                            "merge_max_centroid_ratio": float("inf"), "artifact_cut": 1.0001})
+    assert type(cfg.n_neighbors) is int and type(cfg.keep_artifacts) is bool and cfg.merge_max_centroid_ratio == float("inf")
+    frame.to_parquet(tmp_path / "reps.parquet")
+    run_search(tmp_path / "reps.parquet", tmp_path / "run", n_neighbors=np.int64(10), min_samples=np.int32(5),
+               map_2d=np.False_, report=False)
+    toml = (tmp_path / "run" / "config.toml").read_text()
+    assert "n_neighbors = 10\n" in toml and "min_samples = 5\n" in toml and "map_2d = false" in toml
+    for verbose in (0, 1, True):
+        RareClassSearch(verbose=verbose)._check_params()  # scikit-learn's convention: an int level or a bool
+
+
+def test_search_of_a_path_records_the_input_and_of_a_frame_does_not(tmp_path, frame):
+    import raregal
+
+    frame.to_parquet(tmp_path / "reps.parquet")
+    params = dict(n_neighbors=10, min_samples=5, map_2d=False)
+    by_path = raregal.search(tmp_path / "reps.parquet", **params)
+    assert by_path.run.summary["input"] == str((tmp_path / "reps.parquet").resolve())
+    subset = raregal.read_table(tmp_path / "reps.parquet").iloc[5:]  # changed after reading: not that file any more
+    assert raregal.search(subset, **params).run.summary["input"] is None
+    with pytest.raises(InputError, match="ids: only for an array"):
+        raregal.search(subset, ids=["a"], **params)

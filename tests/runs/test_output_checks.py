@@ -95,3 +95,12 @@ def test_a_file_out_that_is_a_folder_is_refused(reps, tmp_path, capsys):
     assert main(["evaluate", str(reps), "--labels", "kind", "-k", "2", "--no-pixels", "--out", str(folder)]) == 2
     _one_line(capsys, f"--out {folder}: is a folder; give the file to write")
     assert list(Path(folder).iterdir()) == []
+
+
+def test_a_pca_folder_of_an_earlier_version_is_rerun_into(reps, tmp_path):
+    old = tmp_path / "old_pca"
+    old.mkdir()
+    (old / "pca.json").write_text('{"components_for": {"0.9": 3}, "input": "x"}')
+    (old / "explained_variance.png").write_bytes(b"png")
+    assert main(["pca", str(reps), "--out", str(old)]) == 0
+    assert '"n_rows": 60' in (old / "pca.json").read_text()

@@ -139,3 +139,36 @@ def test_auto_index_choice(monkeypatch):
     assert NeighbourSearch(X, "auto", n_queries=1000).kind == "ivf"  # large catalog, big query
     with pytest.raises(InputError, match="unknown index"):
         NeighbourSearch(X, "hnsw")
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_neighbours_far_from_the_origin_stay_exact(kind):
+    """float32 picks the candidates and float64 ranks them: a margin keeps the top k exact."""
+    from raregal.similarity import NeighbourSearch
+
+    rng = np.random.default_rng(0)
+    X = (100.0 + 0.3 * rng.standard_normal((5000, 64))).astype(np.float32)  # a common offset, small spread
+    Q = X[:200]
+    X64 = X.astype(np.float64)
+    truth = np.argsort(((Q.astype(np.float64)[:, None, :] - X64[None]) ** 2).sum(-1), axis=1, kind="stable")[:, :10]
+    index = NeighbourSearch(X, kind, nlist=8, nprobe=8)
+    dist, rows = index.search(Q, 10)
+    missing = sum(len(set(t) - set(r)) for t, r in zip(truth, rows))
+    assert missing == 0 and np.all(np.diff(dist, axis=1) >= 0)
+
+
+def test_nprobe_is_checked_before_any_work_and_mixed_ids_are_strings(tmp_path, capsys):
+    import raregal
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(30, 4)), columns=[f"feat_{i}" for i in range(4)])
+    frame.insert(0, "id_str", [f"g{i}" for i in range(30)])
+    frame.to_parquet(tmp_path / "reps.parquet")
+    assert main(["similar", str(tmp_path / "reps.parquet"), "--ids", "g1", "--index", "ivf", "--nprobe", "0",
+                 "--no-gallery", "--out", str(tmp_path / "near.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--nprobe 0: must be a positive integer") and len(err.splitlines()) == 1
+    assert not (tmp_path / "near.csv").exists()
+    frame["id_str"] = [1, "1x", *range(2, 30)]  # a DataFrame with ids of mixed types: all become strings
+    near = raregal.similar(frame, ids=["1"], k=3)
+    assert len(near) == 3 and "1" not in set(near["id_str"])

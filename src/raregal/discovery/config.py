@@ -16,7 +16,7 @@ from pathlib import Path
 from raregal.discovery.hdbscan_leaves import BACKENDS
 from raregal.discovery.distances import METRICS
 from raregal.errors import InputError
-from raregal.validation import Boolean, Fraction, Integer, Number, Options, Seed, Text, check_params
+from raregal.validation import Boolean, Fraction, Integer, Number, Options, Seed, Text, check_params, plain
 
 #: UMAP layouts: ``auto`` (on the CPU, for the metrics the deterministic graph supports:
 #: umap-learn's on the exact graph below 8,192 rows, ``deterministic`` above; both the same at any
@@ -85,6 +85,8 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         """Check every key against :data:`CONSTRAINTS`; raise :class:`InputError` naming the first bad key."""
         check_params(dataclasses.asdict(self), CONSTRAINTS)
+        for f in fields(self):  # numpy scalars (a loop over np.arange) as Python values: the run's TOML takes them
+            setattr(self, f.name, plain(getattr(self, f.name)))
         return self
 
     def estimator_params(self) -> dict:
@@ -104,14 +106,16 @@ class SearchConfig:
 CONSTRAINTS = {
     "n_neighbors": Integer(2), "n_components": Integer(1), "min_samples": Integer(1),
     "min_cluster_size": Integer(2), "cluster_selection_method": Options("leaf", "eom"), "seed": Seed(),
-    "smooth_cut": Fraction(), "edge_on_cut": Fraction(), "artifact_cut": Fraction(), "keep_artifacts": Boolean(),
+    "smooth_cut": Fraction(slack=1e-4), "edge_on_cut": Fraction(slack=1e-4), "artifact_cut": Fraction(slack=1e-4),
+    "keep_artifacts": Boolean(),
     "keep_disturbed": Fraction(none_ok=True), "campaign": Text(none_ok=True),
     "drop_invalid": Boolean(), "features": Text(none_ok=True), "metric": Options(*METRICS),
     "umap_init": Options("spectral", "pca", "random"), "umap_n_epochs": Integer(1, none_ok=True),
     "umap_min_dist": Number(0.0), "map_2d": Boolean(), "map_2d_epochs": Integer(1, none_ok=True),
     "hdbscan_backend": Options(*BACKENDS), "device": Options("cpu", "cuda"), "report": Boolean(),
     "stability": Integer(0, 100), "unstable_below": Fraction(), "merge_max_tree_distance": Integer(0),
-    "merge_max_centroid_ratio": Number(0.0), "layout": Options(*LAYOUTS),
+    "merge_max_centroid_ratio": Number(0.0, inf_ok=True),  # inf: no limit
+    "layout": Options(*LAYOUTS),
 }
 #: The keys the estimator takes, under their estimator names (``seed`` is scikit-learn's ``random_state``).
 ESTIMATOR_KEYS = {"n_neighbors": "n_neighbors", "n_components": "n_components", "min_samples": "min_samples",

@@ -24,12 +24,12 @@ from raregal.discovery.umap import pca_init, umap_embed
 from raregal.errors import InputError
 from raregal.runs.model import TREE_COLUMNS
 from raregal.timing import StageTimer
-from raregal.validation import Boolean, PathLike, Seed, check_params
+from raregal.validation import AnyOf, Boolean, Integer, PathLike, Seed, check_params
 
 #: The estimator's constraints: the config's under the estimator's names; ``random_state`` also
 #: takes None or a ``numpy.random.RandomState`` (scikit-learn's convention).
 _CONSTRAINTS = {**{est: CONSTRAINTS[key] for key, est in ESTIMATOR_KEYS.items()},
-                "random_state": Seed(generator_ok=True), "verbose": Boolean(), "stages_dir": PathLike(none_ok=True)}
+                "random_state": Seed(generator_ok=True), "verbose": AnyOf(Boolean(), Integer(0)), "stages_dir": PathLike(none_ok=True)}
 
 
 class RareClassSearch(ClusterMixin, BaseEstimator):

@@ -185,21 +185,20 @@ class InvertedFile:
         group = int(np.clip(len(Q) // 64, 1024, 16384))
         order = np.argsort(probes[:, 0], kind="stable")
         ordered = order[~short[order]]
-        jobs = [ordered[s:s + group] for s in range(0, len(ordered), group)]
-        parts = run_blocks(lambda r: _search_group(Q[r], sq_q[r], self_index[r], probes[r], self.P, self.sq,
-                                                   self.cell_order, self.bounds, m), jobs)  # each (rows, m) wide
         keep = m if keep is None else min(keep, m)
         transform = transform or (lambda d: d)
         indices = np.empty((len(Q), keep), dtypes[0])
         d2 = np.empty((len(Q), keep), dtypes[1])
-        for rows, (i, d) in zip(jobs, parts):
-            indices[rows], d2[rows] = i[:, :keep], transform(d[:, :keep])
-        if short.any():  # exactly, in blocks on the same one-BLAS-thread pool
-            rows = np.flatnonzero(short)
-            blocks = [rows[s:s + 1024] for s in range(0, len(rows), 1024)]
-            exact = run_blocks(lambda r: nearest_rows(Q[r], sq_q[r], self.P, self.sq, self_index[r], m), blocks)
-            for r, (i, d) in zip(blocks, exact):
-                indices[r], d2[r] = i[:, :keep], transform(d[:, :keep])
+
+        def put(rows, found) -> None:  # each job writes its own rows: no (N, m) working copy is ever held
+            indices[rows], d2[rows] = found[0][:, :keep], transform(found[1][:, :keep])
+
+        run_blocks(lambda r: put(r, _search_group(Q[r], sq_q[r], self_index[r], probes[r], self.P, self.sq,
+                                                  self.cell_order, self.bounds, m)),
+                   [ordered[s:s + group] for s in range(0, len(ordered), group)])
+        rows = np.flatnonzero(short)  # probed cells too small: exactly, on the same one-BLAS-thread pool
+        run_blocks(lambda r: put(r, nearest_rows(Q[r], sq_q[r], self.P, self.sq, self_index[r], m)),
+                   [rows[s:s + 1024] for s in range(0, len(rows), 1024)])
         return indices, d2
 
 

@@ -211,9 +211,11 @@ def search(data, config: SearchConfig | dict | None = None, *, ids=None, **param
 
     Parameters
     ----------
-    data : DataFrame (``id_str`` + ``feat_*``, and the predicted ``*_fraction`` columns the
-        pre-filter reads when there are any, see :func:`search_table`) or an (N, D) array of
-        representations (searched as they are: an array has no fractions to pre-filter on).
+    data : a representation table's path (recorded as the run's input, so :func:`raregal.similar`
+        and :func:`raregal.guide` can use the run), a DataFrame (``id_str`` + ``feat_*``, and the
+        predicted ``*_fraction`` columns the pre-filter reads when there are any, see
+        :func:`search_table`) or an (N, D) array of representations (searched as they are: an
+        array has no fractions to pre-filter on).
     config : :class:`SearchConfig` or dict of its keys (default: the paper's parameters).
     ids : (N,) galaxy ids for an array (default: the row numbers as strings).
     **params : config keys that override ``config`` (``seed=1``, ``min_samples=50``).
@@ -227,14 +229,18 @@ def search(data, config: SearchConfig | dict | None = None, *, ids=None, **param
     Examples
     --------
     >>> import raregal
-    >>> result = raregal.search(raregal.read_table("reps.parquet"), seed=0)  # doctest: +SKIP
+    >>> result = raregal.search("reps.parquet", seed=0)  # doctest: +SKIP
     >>> result.n_clusters, result.labels[:5]  # doctest: +SKIP
     """
-    if not isinstance(data, pd.DataFrame):
-        data = array_frame(data, ids)
-    elif ids is not None:
+    config = _config(config, params)
+    if ids is not None and isinstance(data, (str, os.PathLike, pd.DataFrame)):
         raise InputError("ids: only for an array; a table has its own id_str column", param="ids")
-    return _search_table(data, _config(config, params), data.attrs.get("source"), StageTimer())
+    source = None
+    if isinstance(data, (str, os.PathLike)):
+        source, data = data, read_table(data)
+    elif not isinstance(data, pd.DataFrame):
+        data = array_frame(data, ids)
+    return _search_table(data, config, source, StageTimer())
 
 
 def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None, *,

@@ -39,6 +39,20 @@ AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
 SHARE = {"knn": 55.0, "umap5": 425.0, "umap2": 88.0, "hdbscan": 146.0}
 
 
+def _versions() -> dict:
+    """The versions of raregal and of the libraries a stage's result depends on."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("raregal", "numpy", "scipy", "scikit-learn", "umap-learn", "pynndescent", "fast_hdbscan", "hdbscan",
+                 "numba"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
 def data_key(X: np.ndarray, chunk_rows: int = 65536) -> str:
     """A hash of ``X``'s shape, dtype and bytes, read in chunks (a memory-mapped table is not copied)."""
     h = hashlib.blake2b(digest_size=16)
@@ -56,7 +70,7 @@ class StageStore:
 
     def __init__(self, folder: str | os.PathLike, X: np.ndarray, params: dict):
         self.folder = Path(folder)
-        base = data_key(X)
+        base = data_key(X) + json.dumps(_versions(), sort_keys=True)  # an upgrade recomputes
         self.keys: dict[str, str] = {}
         for stage in STAGES:
             before = self.keys[AFTER[stage]] if AFTER[stage] else base

@@ -79,7 +79,7 @@ def _purity(searcher: NeighbourSearch, codes: np.ndarray, k: int, progress: bool
         starts = tqdm(starts, desc="kNN purity", unit="batch", leave=False)
     for start in starts:
         rows = np.arange(start, min(start + _BATCH, n))
-        _, nb = searcher.search(searcher.X[rows], k + 1)
+        _, nb = searcher.search_rows(rows, k + 1)
         drop = nb == rows[:, None]  # the galaxy itself, wherever ties put it
         drop[~drop.any(axis=1), -1] = True  # not found (duplicates, approximate index): drop the farthest
         nb = nb[~drop].reshape(len(rows), k)

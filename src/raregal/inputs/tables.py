@@ -102,9 +102,7 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
 
     Returns
     -------
-    DataFrame with one row per table row, ``id_str`` as a string column when present. Its
-    ``attrs["source"]`` is the file's absolute path: a run searched from it records it as its
-    input, so :func:`raregal.similar` and :func:`raregal.guide` find the representation again.
+    DataFrame with one row per table row, ``id_str`` as a string column when present.
     """
     path = Path(path)
     if not path.exists():
@@ -139,7 +137,6 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
         raise InputError(f"{path}: cannot read as {kind}: {err}") from err
     if ID in frame.columns:
         frame[ID] = frame[ID].astype(str)
-    frame.attrs["source"] = str(path.resolve())
     return frame
 
 
@@ -339,9 +336,9 @@ def representation_table(source, features: str | None = None, *, columns=None,
         frame, where = _read_representation(source, features, columns), where or str(source)
     if len(frame) == 0:
         raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
+    if ID in frame.columns:  # mixed types ("1" and 1) become one kind before the duplicate check
+        frame = frame.assign(**{ID: frame[ID].where(frame[ID].isna(), frame[ID].astype(str))})
     check_ids(frame, where)
-    if frame[ID].dtype != object or not all(isinstance(v, str) for v in frame[ID].head(1)):
-        frame = frame.assign(**{ID: frame[ID].astype(str)})
     frame = sky.with_coordinates(frame, where)
     X = feature_matrix(frame, features)
     if X.shape[1] == 0 or len(X) == 0:

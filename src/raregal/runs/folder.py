@@ -82,8 +82,11 @@ def _legacy_kind(path: Path) -> str | None:
             return "run"
         if (path / "index.html").is_file() and "n_clusters" in json.loads((path / "report.json").read_text()):
             return "report"
-        if "generator_version" in json.loads((path / "synth_config.json").read_text()):
+        if (path / "synth_config.json").is_file() and "generator_version" in json.loads(
+                (path / "synth_config.json").read_text()):
             return "synth"
+        if {"components_for", "input"} <= set(json.loads((path / "pca.json").read_text())):
+            return "pca"
     except (OSError, ValueError, TypeError):
         pass
     return None
