@@ -70,8 +70,9 @@ def child(table: str, stages_dir: str, stop: str) -> None:
         out = staged(store, stage, compute)
         if stage == stop:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            redone = [s for s in store.computed if s != stage]  # earlier stages this process had to compute
             print(json.dumps({"stage": stage, "seconds": time.perf_counter() - t0, "peak_mib": peak,
-                              "resumed": stage in store.resumed}), flush=True)
+                              "resumed": stage in store.resumed, "also_computed": redone}), flush=True)
             sys.exit(0)
         return out
 
