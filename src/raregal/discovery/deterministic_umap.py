@@ -86,7 +86,7 @@ def _repel(cur, other, a, b, gamma, alpha):
 
 
 @numba.njit(parallel=True, cache=True)
-def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha, seed):
+def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, seed):
     """One epoch: vertex ``j`` moves ``emb[j]`` along its edges, reading only ``snap`` for others."""
     n_vertices = emb.shape[0]
     for j in numba.prange(n_vertices):
@@ -98,13 +98,14 @@ def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gam
             _attract(cur, other, a, b, alpha)  # this edge's pull on its head ...
             _attract(cur, other, a, b, alpha)  # ... and the reverse edge's (umap-learn's move_other)
             next_s[i] += eps[i]
-            n_neg = int((n - next_neg[i]) / eps_neg[i])
+            eps_neg = eps[i] / neg_rate  # as umap-learn's epochs_per_sample / negative_sample_rate, per edge
+            n_neg = int((n - next_neg[i]) / eps_neg)
             key = _splitmix64(seed ^ (np.uint64(i) * _EDGE + np.uint64(n)))
             for p in range(n_neg):
                 k = int(_splitmix64(key + np.uint64(p) * _GOLDEN) % np.uint64(n_vertices))
                 if k != j:
                     _repel(cur, snap[k], a, b, gamma, alpha)
-            next_neg[i] += n_neg * eps_neg[i]
+            next_neg[i] += n_neg * eps_neg
 
 
 def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epochs_per_sample: np.ndarray,
@@ -118,16 +119,31 @@ def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epoc
     emb = np.array(init, dtype=np.float32, order="C", copy=True)
     snap = emb.copy()
     eps = np.asarray(epochs_per_sample, dtype=np.float64)
-    eps_neg = eps / negative_sample_rate
-    next_s, next_neg = eps.copy(), eps_neg.copy()
-    indptr, tail = np.asarray(indptr, np.int64), np.asarray(tail, np.int64)
+    neg_rate = float(negative_sample_rate)
+    next_s, next_neg = eps.copy(), eps / neg_rate  # per edge: 24 bytes of state, no array of eps / rate
+    indptr = np.asarray(indptr, np.int64)
+    tail = np.asarray(tail)
+    tail = tail if tail.dtype in (np.int32, np.int64) else tail.astype(np.int64)  # int32: 4 bytes an edge
     key = np.uint64(_mix_seed(seed))
     alpha = initial_alpha
     for n in range(n_epochs):
-        _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha, key)
+        _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, key)
         snap[:] = emb
         alpha = initial_alpha * (1.0 - float(n) / float(n_epochs))  # umap-learn's decay, same off-by-one
     return emb
+
+
+@numba.njit(cache=True)
+def _epochs_per_sample(weights, w_max, n_epochs):
+    """umap-learn's ``make_epochs_per_sample`` in one pass (its numpy form holds four float64 copies
+    of the edges at once), with the same arithmetic: ``n_epochs * (w / w_max)`` in the weights'
+    float32, then ``n_epochs / that`` in float64; -1 where it is 0."""
+    out = np.empty(len(weights), np.float64)
+    scale = weights.dtype.type(n_epochs)
+    for i in range(len(weights)):
+        ns = scale * (weights[i] / w_max)
+        out[i] = np.float64(n_epochs) / np.float64(ns) if ns > 0 else -1.0
+    return out
 
 
 def _mix_seed(seed: int) -> int:
@@ -160,15 +176,16 @@ class LayoutProblem:
 
 
 def fuzzy_graph(X: np.ndarray, knn, n_neighbors: int, seed: int):
-    """umap-learn's fuzzy simplicial set (scipy CSR, symmetric) on a precomputed k-NN graph."""
-    from umap.umap_ import fuzzy_simplicial_set
+    """umap-learn's fuzzy simplicial set (scipy CSR, symmetric) on a precomputed k-NN graph.
 
+    The same matrix as ``umap.umap_.fuzzy_simplicial_set``, built in a fraction of its memory
+    (:mod:`raregal.discovery.fuzzy_union`); ``X`` and ``seed`` are not needed for a precomputed graph.
+    """
+    from raregal.discovery.fuzzy_union import fuzzy_union
     from raregal.numba_cache import cache_kernels
 
     cache_kernels()  # umap-learn's graph kernels, from numba's disk cache after the first process
-    graph, _, _ = fuzzy_simplicial_set(X, n_neighbors, np.random.RandomState(seed), "precomputed",
-                                       knn_indices=knn[0], knn_dists=knn[1])
-    return graph
+    return fuzzy_union(knn[0], knn[1], n_neighbors)
 
 
 def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", n_epochs: int | None = None,
@@ -177,9 +194,9 @@ def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", 
 
     BLAS runs on one thread here (PCA, spectral init), so the start does not depend on the thread count.
     """
-    from umap.umap_ import find_ab_params, make_epochs_per_sample
+    from umap.umap_ import find_ab_params
 
-    graph = graph.tocsr(copy=True)
+    graph = graph.tocsr(copy=True)  # pruned below: the caller's graph also serves the other map
     graph.sum_duplicates()
     default_epochs = 500 if graph.shape[0] <= 10000 else 200
     n_epochs = default_epochs if n_epochs is None else n_epochs
@@ -191,8 +208,9 @@ def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", 
         emb = _initial_layout(X, graph, n_components, init, random_state, metric)
     emb = (10.0 * (emb - emb.min(0)) / (emb.max(0) - emb.min(0))).astype(np.float32, order="C")
     a, b = find_ab_params(1.0, min_dist)
-    return LayoutProblem(graph.indptr.astype(np.int64), graph.indices.astype(np.int64),
-                         make_epochs_per_sample(graph.data, n_epochs), emb, float(a), float(b), int(n_epochs))
+    return LayoutProblem(graph.indptr.astype(np.int64), graph.indices,
+                         _epochs_per_sample(graph.data, graph.data.max(), n_epochs), emb, float(a), float(b),
+                         int(n_epochs))
 
 
 def _initial_layout(X, graph, n_components, init, random_state, metric) -> np.ndarray:
