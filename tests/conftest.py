@@ -237,3 +237,17 @@ def handlers_server(data):
         yield url
     finally:
         loop.add_callback(loop.stop)
+
+
+def stop_training_after_epoch(monkeypatch, epoch: int) -> None:
+    """Make ``raregal train`` stop (KeyboardInterrupt) right after it saved epoch ``epoch``'s state."""
+    import raregal.encoder.checkpoint as ckpt
+
+    real_save = ckpt.save_train_state
+
+    def killed(folder, state):
+        real_save(folder, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_train_state", killed)

@@ -150,18 +150,11 @@ def test_train_writes_a_loadable_model_history_and_skipped_list(tmp_path):
 
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    import raregal.encoder.checkpoint as ckpt
+    from conftest import stop_training_after_epoch
 
     catalog = make_catalog(tmp_path / "data", bad=False)
     train(catalog, tmp_path / "straight", config(epochs=3, lr_schedule="cosine"), progress=False)
-    real_save = ckpt.save_train_state
-
-    def killed_after_epoch_2(folder, state):
-        real_save(folder, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_train_state", killed_after_epoch_2)
+    stop_training_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(catalog, tmp_path / "resumed", config(epochs=3, lr_schedule="cosine"), progress=False)
     monkeypatch.undo()

@@ -225,19 +225,12 @@ def test_cli_contrastive_then_embed_gives_nan_fractions_and_the_prefilter_says_i
 
 
 def test_contrastive_resume_equals_an_uninterrupted_run_and_validation_views_are_fixed(tmp_path, monkeypatch):
-    import raregal.encoder.checkpoint as ckpt
+    from conftest import stop_training_after_epoch
 
     catalog = vote_free_catalog(tmp_path / "data", 40)
     cfg = config(epochs=3, contrastive_method="vicreg", lr_schedule="cosine")
     train(catalog, tmp_path / "straight", cfg, progress=False)
-    real_save = ckpt.save_train_state
-
-    def killed_after_epoch_2(folder, state):
-        real_save(folder, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_train_state", killed_after_epoch_2)
+    stop_training_after_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(catalog, tmp_path / "resumed", cfg, progress=False)
     monkeypatch.undo()
