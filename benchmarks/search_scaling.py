@@ -4,7 +4,7 @@ For each N (default 20k, 50k, 100k, 200k, 632k) a seeded synthetic table of 128-
 representations with planted groups (0.1-1% each) is searched with the paper's parameters
 (UMAP n_neighbors=50, 5-D and 2-D; HDBSCAN min_samples=300, min_cluster_size=10, leaf):
 
-* ``raregal``: :class:`raregal.discovery.pipeline.RareClassSearch` with ``layout="umap-learn"`` (the default
+* ``raregal``: :class:`raregal.discovery.estimator.RareClassSearch` with ``layout="umap-learn"`` (the default
   before session 5: one NN-descent graph for both UMAPs, PCA init, the 2-D map started from the
   5-D layout, fast_hdbscan);
 * ``raregal-det``: the same with ``layout="deterministic"`` (what the default ``"auto"`` runs above

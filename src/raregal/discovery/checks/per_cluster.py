@@ -1,6 +1,6 @@
 """Checks on a search's clusters beyond the paper: stability, merge suggestions, artifact classes.
 
-:func:`check_clusters` runs them on a fitted :class:`raregal.discovery.pipeline.RareClassSearch`;
+:func:`check_clusters` runs them on a fitted :class:`raregal.discovery.estimator.RareClassSearch`;
 :meth:`ClusterChecks.annotate` returns the run's tables (:class:`raregal.runs.model.Run`) with
 the results added, paired with the clusters by id:
 

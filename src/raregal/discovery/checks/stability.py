@@ -122,7 +122,7 @@ def repeat_seeds(seed: int, repeats: int) -> list[int]:
 
 def cluster_stability(est, X: np.ndarray, repeats: int = 5, unstable_below: float = UNSTABLE_BELOW,
                       progress: bool = True) -> Stability:
-    """Stability of the clusters of a fitted :class:`raregal.discovery.pipeline.RareClassSearch`.
+    """Stability of the clusters of a fitted :class:`raregal.discovery.estimator.RareClassSearch`.
 
     Each repeat is ``est.refit_layout(X, seed)``: a clone with another ``random_state`` whose UMAP
     layout and HDBSCAN clustering are refitted on ``est``'s own k-NN graph.
