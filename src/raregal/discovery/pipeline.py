@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from raregal.inputs.tables import FILE_LOC, ID, array_frame, read_table, represe
 from raregal.discovery.checks.per_cluster import check_clusters
 from raregal.discovery.config import SearchConfig, config_from_dict
 from raregal.discovery.estimator import RareClassSearch
+from raregal.discovery.stages import library_versions
 from raregal.errors import InputError
 from raregal.runs.model import Run, cluster_info, write_run
 from raregal.timing import StageTimer
@@ -42,17 +42,6 @@ from raregal.discovery.prefilter import campaign_columns, paper_cuts, prefilter
 
 log = logging.getLogger("raregal")
 
-
-
-def _versions() -> dict:
-    out = {}
-    for dist in ("raregal", "numpy", "umap-learn", "pynndescent", "fast_hdbscan", "hdbscan", "scikit-learn",
-                 "numba", "pandas", "pyarrow"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _valid_rows(frame: pd.DataFrame, X: np.ndarray, drop_invalid: bool) -> np.ndarray:
@@ -163,7 +152,7 @@ def _search_summary(source, frame, X, counts, est) -> dict:
         "fraction_clustered": n_clustered / n_kept if n_kept else 0.0,
         "layout": est.layout_,  # what layout="auto" chose for this many galaxies
         "resumed_stages": est.resumed_stages_,  # stages read back from an interrupted run's checkpoints
-        "versions": _versions(),
+        "versions": library_versions(),
     }
 
 

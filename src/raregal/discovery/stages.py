@@ -39,13 +39,13 @@ AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
 SHARE = {"knn": 55.0, "umap5": 425.0, "umap2": 88.0, "hdbscan": 146.0}
 
 
-def _versions() -> dict:
-    """The versions of raregal and of the libraries a stage's result depends on."""
+def library_versions() -> dict:
+    """The versions of raregal and of the libraries a search's result depends on (summary.json, stage keys)."""
     from importlib import metadata
 
     out = {}
     for dist in ("raregal", "numpy", "scipy", "scikit-learn", "umap-learn", "pynndescent", "fast_hdbscan", "hdbscan",
-                 "numba"):
+                 "numba", "pandas", "pyarrow"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -70,7 +70,7 @@ class StageStore:
 
     def __init__(self, folder: str | os.PathLike, X: np.ndarray, params: dict):
         self.folder = Path(folder)
-        base = data_key(X) + json.dumps(_versions(), sort_keys=True)  # an upgrade recomputes
+        base = data_key(X) + json.dumps(library_versions(), sort_keys=True)  # an upgrade recomputes
         self.keys: dict[str, str] = {}
         for stage in STAGES:
             before = self.keys[AFTER[stage]] if AFTER[stage] else base
