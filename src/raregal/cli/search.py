@@ -53,7 +53,14 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--stability", dest="stability", type=int, nargs="?", const=5, default=None, metavar="K",
                    help="score each cluster's stability over K extra UMAP+HDBSCAN seeds (K default 5; "
                         "off unless given)")
-    p.set_defaults(func=run, param_flags={"out_dir": "--out"})
+    p.add_argument("--dask", default=None, metavar="WHERE",
+                   help="search on a Dask cluster: 'local' (a LocalCluster on this machine), a scheduler address "
+                        "(tcp://host:8786) or a TOML file with a [slurm] table (dask-jobqueue); reads a Parquet table")
+    p.add_argument("--dask-workers", type=int, default=None, help="worker processes of --dask local (default 2)")
+    p.add_argument("--dask-sample", type=int, default=1_000_000,
+                   help="with --dask: galaxies the layout is fitted on, drawn so rare tight groups stay whole; "
+                        "the rest are placed (default 1,000,000)")
+    p.set_defaults(func=run, param_flags={"out_dir": "--out", "dask_sample": "--dask-sample", "dask": "--dask"})
     return p
 
 
@@ -69,11 +76,15 @@ def run(args) -> int:
 
     base = load_config(args.config) if args.config else SearchConfig()
     config = config_from_dict(overrides(args), base=base)
-    summary = run_search(args.reps, args.out, config, overwrite=args.overwrite)
+    summary = run_search(args.reps, args.out, config, overwrite=args.overwrite, dask=args.dask,
+                         dask_workers=args.dask_workers, dask_sample=args.dask_sample)
     if config.report:  # the report is the CLI's, not the search's (raregal.discovery.pipeline builds none)
         from raregal.views.report import report_after_search
 
         report_after_search(args.out)
+    placed = (summary.get("distributed") or {}).get("n_placed")
+    if placed:
+        print(f"Dask: the layout was fitted on {summary['distributed']['n_fitted']:,} galaxies; {placed:,} were placed.")
     print(f"{summary['n_clusters']} clusters; {summary['n_clustered']} of {summary['counts']['kept']} kept "
           f"galaxies clustered ({100 * summary['fraction_clustered']:.1f}%). Results in {args.out}/")
     metrics = summary.get("metrics")

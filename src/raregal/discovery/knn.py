@@ -162,8 +162,27 @@ class InvertedFile:
         self.n_probe = min(n_probe, self.n_lists)
         self.centroids = _centroids(self.P, self.n_lists, random_state)
         self.row_probes = self.probes(self.P)
-        self.cell_order = np.argsort(self.row_probes[:, 0], kind="stable")  # rows by cell, each cell in index order
-        self.bounds = np.searchsorted(self.row_probes[self.cell_order, 0], np.arange(self.n_lists + 1))
+        self._index_cells(self.row_probes[:, 0])
+
+    @classmethod
+    def with_cells(cls, P: np.ndarray, centroids: np.ndarray, cells: np.ndarray, n_probe: int) -> "InvertedFile":
+        """An index over rows ``P`` (N, D) whose cells (N,) of ``centroids`` are already known.
+
+        How a part of a larger index is searched (:mod:`raregal.discovery.on_dask.cell_knn`): ``P``
+        holds the rows of some cells only, in the whole index's row order; ``row_probes`` is left
+        None (queries bring their own ``probes``).
+        """
+        ivf = cls.__new__(cls)
+        ivf.P = np.ascontiguousarray(P, dtype=np.float32)
+        ivf.sq = np.einsum("ij,ij->i", ivf.P, ivf.P, dtype=np.float32)
+        ivf.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        ivf.n_lists, ivf.n_probe, ivf.row_probes = len(ivf.centroids), min(n_probe, len(ivf.centroids)), None
+        ivf._index_cells(np.asarray(cells))
+        return ivf
+
+    def _index_cells(self, cells: np.ndarray) -> None:
+        self.cell_order = np.argsort(cells, kind="stable")  # rows by cell, each cell in index order
+        self.bounds = np.searchsorted(cells[self.cell_order], np.arange(self.n_lists + 1))
 
     def probes(self, Q: np.ndarray) -> np.ndarray:
         """Each query's ``n_probe`` nearest cells (M, n_probe), nearest first, ties by index."""

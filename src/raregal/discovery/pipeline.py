@@ -284,7 +284,8 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages
 
 
 def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
-               overwrite: bool = False, **params) -> dict:
+               overwrite: bool = False, *, dask: str | None = None, dask_workers: int | None = None,
+               dask_sample: int = 1_000_000, **params) -> dict:
     """Search the representation table in the file ``reps`` and write a run directory; return the summary dict.
 
     The convenience behind ``raregal search``: read the table, :func:`search_table`,
@@ -299,18 +300,30 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
     Each finished stage (k-NN graph, 5-D layout, 2-D map, clusters) is kept in ``out_dir/.stages``
     until the run is written, so the same command after a kill resumes from the last one, with the
     same result (:mod:`raregal.discovery.stages`).
+
+    ``dask``: search on a Dask cluster instead (:mod:`raregal.discovery.on_dask.search`): ``"local"``
+    (a ``LocalCluster`` of ``dask_workers`` processes), a scheduler address or a SLURM TOML file
+    (as ``raregal embed --dask``); the layout is fitted on ``dask_sample`` galaxies and the rest placed.
     """
     config = _config(config, params)
+    if dask is not None:
+        from raregal.discovery.on_dask.search import check_sample_size
+
+        check_sample_size(dask_sample)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
-    with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
-        frame = read_table(reps)
+    if dask is None:
+        with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
+            frame = read_table(reps)
+        compute = lambda stages: _search_table(frame, config, reps, timer, stages_dir=stages)  # noqa: E731
+    else:
+        compute = lambda stages: _search_on_dask(reps, config, dask, dask_workers, dask_sample, timer, stages)  # noqa: E731
     created = not out_dir.exists()
     try:
         with runfolder.WriteLock(out_dir, "raregal search"):
             runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, flag="out_dir")  # still ours?
             runfolder.mark(out_dir, "run", "raregal search")  # raregal's from the start: its .stages resume
-            result = _search_table(frame, config, reps, timer, stages_dir=out_dir / runfolder.STAGES)
+            result = compute(out_dir / runfolder.STAGES)
             run = write_run(result, out_dir, overwrite=overwrite, inputs=(reps,), timer=timer)  # the only writer
             shutil.rmtree(out_dir / runfolder.STAGES, ignore_errors=True)  # the run is whole: its checkpoints go
     except BaseException:
@@ -319,6 +332,21 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         raise
     log.info("results in %s", out_dir.resolve())
     return run.to_summary()
+
+
+def _search_on_dask(reps, config, dask, dask_workers, dask_sample, timer, stages_dir) -> SearchResult:
+    """:func:`raregal.discovery.on_dask.search.search_dask` on the cluster ``dask`` names, closed afterwards."""
+    from raregal.discovery.on_dask.search import search_dask
+    from raregal.embedding.on_dask import make_client
+
+    client, cluster = make_client(dask, dask_workers)
+    try:
+        log.info("Dask: %d workers (%s)", len(client.scheduler_info()["workers"]), dask)
+        return search_dask(reps, config, client, sample_size=dask_sample, stages_dir=stages_dir, timer=timer)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _remove_if_empty(folder: Path) -> None:

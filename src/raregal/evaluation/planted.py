@@ -24,7 +24,7 @@ from raregal.inputs.gz_trees import ARTIFACT_FRACTION, EDGE_ON_FRACTION, SMOOTH_
 
 def make_planted(n: int = 20_000, dim: int = 128, group_fractions=(0.002, 0.004, 0.006, 0.01),
                  artifact_group_fraction: float = 0.0, latent_dim: int = 8,
-                 group_spread: float = 0.12, noise: float = 0.02,
+                 group_spread=0.12, noise: float = 0.02,
                  smooth_fraction: float = 0.4, edge_on_fraction: float = 0.1,
                  artifact_fraction: float = 0.02, seed: int = 0) -> pd.DataFrame:
     """Make a representation table of ``n`` rows.
@@ -36,7 +36,8 @@ def make_planted(n: int = 20_000, dim: int = 128, group_fractions=(0.002, 0.004,
     group_fractions : fraction of rows in each planted group (each gets at least 5 rows).
     artifact_group_fraction : size of an extra planted group the model calls artifacts (0: none).
     latent_dim : the bulk is a standard normal in this many dimensions, rotated into D.
-    group_spread : standard deviation of each group, in units of the bulk's.
+    group_spread : standard deviation of each group, in units of the bulk's: one number for all,
+        or one per group (groups of mixed tightness; the artifact group takes the last).
     noise : isotropic noise added in all D dimensions.
     smooth_fraction, edge_on_fraction, artifact_fraction : fractions of the bulk the pre-filter
         removes (disjoint subsets).
@@ -53,13 +54,17 @@ def make_planted(n: int = 20_000, dim: int = 128, group_fractions=(0.002, 0.004,
     n_bulk = n - sum(sizes)
     if n_bulk < n // 2:
         raise ValueError("planted groups take more than half of the rows")
+    spreads = np.broadcast_to(np.asarray(group_spread, dtype=float), (len(sizes),)) if np.ndim(group_spread) == 0 \
+        else np.asarray(group_spread, dtype=float)
+    if spreads.shape != (len(sizes),) or not np.all(spreads > 0):
+        raise ValueError(f"group_spread must be one positive number or {len(sizes)} of them, got {group_spread!r}")
     latent = [rng.standard_normal((n_bulk, latent_dim))]
     classes = ["bulk"] * n_bulk
     for k, size in enumerate(sizes):
         direction = rng.standard_normal(latent_dim)
         direction /= np.linalg.norm(direction)
         centre = direction * rng.uniform(2.5, 3.5)  # the bulk's outskirts, not outside it
-        latent.append(centre + group_spread * rng.standard_normal((size, latent_dim)))
+        latent.append(centre + spreads[k] * rng.standard_normal((size, latent_dim)))
         is_artifact = artifact_group_fraction > 0 and k == len(sizes) - 1
         classes += ["planted_artifact" if is_artifact else f"planted_{k}"] * size
     latent = np.concatenate(latent)
