@@ -51,6 +51,8 @@ def test_rare_groups_stay_whole_in_the_sample_and_are_recovered_as_on_one_machin
     table = res.run.clusters
     info = res.run.summary["distributed"]
     assert info["n_placed"] > 0 and abs(info["n_fitted"] - 5000) < 300
+    assert 1 <= info["knn"]["rows_sent_per_row"] <= info["knn"]["n_blocks"]  # the graph's network cost
+    assert 6 <= info["intrinsic_dimension"] <= 10  # make_planted's bulk is 8-dimensional
     groups = table["true_class"].str.startswith("planted")
     assert table.loc[groups, "fitted"].all()  # the density-biased draw kept every member of every group
     assert table.loc[~groups & table["kept"], "fitted"].mean() < 0.5  # the bulk was thinned

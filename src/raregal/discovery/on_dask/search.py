@@ -84,8 +84,13 @@ def gather_rows(client, X: list, offsets: np.ndarray, rows: np.ndarray) -> np.nd
 
 
 def distributed_knn(client, X: list, offsets: np.ndarray, n_neighbors: int, metric: str, seed: int,
-                    n_probe: int = 32) -> list:
-    """The k-NN graph of all kept rows, as futures of :func:`cell_knn.block_knn` results (one per block)."""
+                    n_probe: int = 32, stats: dict | None = None) -> list:
+    """The k-NN graph of all kept rows, as futures of :func:`cell_knn.block_knn` results (one per block).
+
+    ``stats``, when given, gets ``n_blocks`` and ``rows_sent_per_row``: how many times each row is
+    sent to a block task on average (its own block's and the blocks that probe its cell), the
+    graph's network cost in units of the table.
+    """
     from raregal.discovery.distances import metric_space
 
     n = int(offsets[-1])
@@ -101,6 +106,9 @@ def distributed_knn(client, X: list, offsets: np.ndarray, n_neighbors: int, metr
     probes = [client.submit(cell_knn.partition_probes, p, centroids_f, n_probe) for p in P]
     need = np.logical_or.reduce(client.gather([client.submit(cell_knn.probed_cells, pr, block_of_cell, n_blocks)
                                                for pr in probes]))
+    if stats is not None:
+        sizes = np.sum(client.gather([client.submit(_cell_sizes, pr, len(centroids)) for pr in probes]), axis=0)
+        stats.update(n_blocks=n_blocks, n_cells=len(centroids), rows_sent_per_row=float((need @ sizes).sum() / n))
     blocks = []
     for b in range(n_blocks):
         in_block = block_of_cell == b
@@ -110,6 +118,10 @@ def distributed_knn(client, X: list, offsets: np.ndarray, n_neighbors: int, metr
                   for i, (p, pr) in enumerate(zip(P, probes))]
         blocks.append(client.submit(cell_knn.block_knn, pieces, centroids_f, n_probe, n_neighbors, metric))
     return blocks
+
+
+def _cell_sizes(probes: np.ndarray, n_lists: int) -> np.ndarray:
+    return np.bincount(probes[:, 0], minlength=n_lists)
 
 
 def block_density(result: dict) -> dict:
@@ -218,16 +230,17 @@ def _sample(client, X, offsets, meta, counts, config, seed, sample_size, stages_
         log.info("sample: all %s kept galaxies are fitted (--dask-sample %s)", f"{n:,}", f"{sample_size:,}")
         return np.arange(n), None, {"sample_size": sample_size, "n_fitted": n, "n_placed": 0}
     key = stage_key(meta, counts, {"n_neighbors": config.n_neighbors, "metric": config.metric, "seed": seed})
+    stats: dict = {}
     with timer.stage("knn_dask"):
         log_dk, dim, resumed = kept_density(stages_dir, key, lambda: row_density(
-            client, distributed_knn(client, X, offsets, config.n_neighbors, config.metric, seed), n))
+            client, distributed_knn(client, X, offsets, config.n_neighbors, config.metric, seed, stats=stats), n))
     p = density.inclusion_probabilities(log_dk, dim, sample_size)
     rows = np.flatnonzero(density.draw(p, seed))
     log.info("sample: %s of %s kept galaxies (density-biased, intrinsic dimension %.1f; %s kept whole)",
              f"{len(rows):,}", f"{n:,}", dim, f"{int((p >= 1).sum()):,}")
     return rows, log_dk, {"sample_size": sample_size, "n_fitted": int(len(rows)), "n_placed": int(n - len(rows)),
                   "intrinsic_dimension": dim, "n_certain": int((p >= 1).sum()),
-                  "uniform_rate": float(p.min()), "resumed_density": resumed}
+                  "uniform_rate": float(p.min()), "resumed_density": resumed, "knn": stats or None}
 
 
 def _place(client, X, offsets, fitted_rows, log_dk, X_fit, est, config) -> dict:
