@@ -45,7 +45,8 @@ class LeafClusters:
 def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
     """fast_hdbscan's parallel Boruvka MST, made canonical, then its condensed tree and leaves.
 
-    The Boruvka runs on every numba thread; which of several tied minimum spanning trees it
+    The Boruvka (:mod:`raregal.discovery.blocked_boruvka`: fast_hdbscan's, its start in blocks of
+    rows, so no (N, min_samples + 1) neighbour arrays are held) runs on every numba thread; which of several tied minimum spanning trees it
     returns changes with the threads (on 2 threads 1 label in 1,500 flipped in 3 of 8 identical
     fits), so the tree is rewritten by :func:`raregal.discovery.canonical_tree.canonical_spanning_tree`
     before the hierarchy is built: the same labels, bit for bit, at any thread count
@@ -67,7 +68,12 @@ def _fit_fast_hdbscan(Y, min_samples, min_cluster_size, method):
         with numba_threads(1):
             est.fit(Y)
         return est.labels_, est.probabilities_, est._condensed_tree
-    tree, _, _ = compute_minimum_spanning_tree(Y, min_samples=min_samples, reproducible=True)
+    if Y.shape[1] <= 30 and min_samples >= 2:  # fast_hdbscan's kd-tree Boruvka, started in blocks: the same tree
+        from raregal.discovery.blocked_boruvka import spanning_tree
+
+        tree = spanning_tree(Y, min_samples)
+    else:
+        tree, _, _ = compute_minimum_spanning_tree(Y, min_samples=min_samples, reproducible=True)
     labels, probabilities, _, condensed, _ = clusters_from_spanning_tree(
         canonical_spanning_tree(tree), min_cluster_size=min_cluster_size, cluster_selection_method=method)
     return labels, probabilities, to_numpy_rec_array(condensed)
