@@ -142,3 +142,21 @@ def test_a_run_folder_config_from_before_auto_repeats_umap_learn(tmp_path):
     assert load_config(tmp_path / "config.toml").layout == "umap-learn"
     (tmp_path / "mine.toml").write_text("min_samples = 50\n")  # a user's own short config: the default
     assert load_config(tmp_path / "mine.toml").layout == "auto"
+
+
+def test_a_spilled_graph_reads_back_the_same_graph_and_cleans_up():
+    from pathlib import Path
+
+    from raregal.discovery.deterministic_umap import SpilledGraph, fuzzy_graph
+    from raregal.discovery.knn import exact_knn
+
+    X = np.random.default_rng(0).standard_normal((600, 6)).astype(np.float32)
+    knn = exact_knn(X, 15)
+    with SpilledGraph(knn, 15) as spill:
+        first, again = spill(), spill()
+        folder = Path(spill._dir.name)
+        assert sorted(p.name for p in folder.iterdir()) == ["data.npy", "indices.npy", "indptr.npy"]
+    assert not folder.exists()
+    ref = fuzzy_graph(X, knn, 15, 0)
+    for g in (first, again):
+        assert (g != ref).nnz == 0 and g.dtype == ref.dtype

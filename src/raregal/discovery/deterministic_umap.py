@@ -189,14 +189,15 @@ def fuzzy_graph(X: np.ndarray, knn, n_neighbors: int, seed: int):
 
 
 def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", n_epochs: int | None = None,
-                   min_dist: float = 0.1, metric: str = "euclidean", seed: int = 0) -> LayoutProblem:
+                   min_dist: float = 0.1, metric: str = "euclidean", seed: int = 0, copy: bool = True) -> LayoutProblem:
     """Prune the graph, schedule its edges and initialise, as ``umap.umap_.simplicial_set_embedding`` does.
 
     BLAS runs on one thread here (PCA, spectral init), so the start does not depend on the thread count.
+    ``copy=False`` prunes a CSR ``graph`` in place (no second copy of its edges) when the caller is done with it.
     """
     from umap.umap_ import find_ab_params
 
-    graph = graph.tocsr(copy=True)  # pruned below: the caller's graph also serves the other map
+    graph = graph.tocsr(copy=copy)  # pruned below: a caller's graph may also serve the other map
     graph.sum_duplicates()
     default_epochs = 500 if graph.shape[0] <= 10000 else 200
     n_epochs = default_epochs if n_epochs is None else n_epochs
@@ -245,12 +246,55 @@ def deterministic_embed(X: np.ndarray, n_components: int, n_neighbors: int, knn,
                         random_state: int = 0, graph=None) -> np.ndarray:
     """A UMAP embedding of ``X`` (N, D) on the k-NN graph ``knn``, bit-identical at any thread count.
 
-    ``graph``: the fuzzy graph of ``knn`` (:func:`fuzzy_graph`) when already made, e.g. for the 5-D
-    map, so the 2-D map does not build it again (it depends on the k-NN graph only, not the seed).
+    ``graph``: the fuzzy graph of ``knn`` (:func:`fuzzy_graph`) when already made (it depends on the
+    k-NN graph only, not the seed), left as it was; or a callable that returns a fresh one (a
+    :class:`SpilledGraph`). A fresh or own graph is pruned in place, so only the pruned edges'
+    schedule is held while the layout optimises.
     """
-    if graph is None:
-        graph = fuzzy_graph(X, knn, n_neighbors, random_state)
+    own = graph is None or callable(graph)
+    graph = fuzzy_graph(X, knn, n_neighbors, random_state) if graph is None else graph() if own else graph
     problem = prepare_layout(X, graph, n_components, init=init, n_epochs=n_epochs, min_dist=min_dist,
-                             metric=metric, seed=random_state)
+                             metric=metric, seed=random_state, copy=not own)
+    graph = None  # an own graph's weights are not needed while the layout optimises (4-8 bytes an edge)
     return optimize_layout(problem.init, problem.indptr, problem.tail, problem.epochs_per_sample,
                            problem.n_epochs, problem.a, problem.b, random_state)
+
+
+class SpilledGraph:
+    """The fuzzy graph of a k-NN graph for several maps, kept on disk between them, not in memory.
+
+    Called, it returns a fresh copy (scipy CSR): built by :func:`fuzzy_graph` the first time and
+    written to a temporary folder (8 bytes an edge: 0.5 GB at 1M galaxies, 4.6 GB at 8.7M), read
+    back after. The 5-D layout can thus prune its copy in place and the graph is not held while it
+    optimises; the 2-D map reads it back in a second instead of rebuilding it (about a minute at
+    1M). ``close()`` (or the end of a ``with`` block) removes the folder.
+    """
+
+    def __init__(self, knn, n_neighbors: int, seed: int = 0):
+        self.knn, self.n_neighbors, self.seed = knn, n_neighbors, seed
+        self._dir = None
+
+    def __call__(self):
+        import tempfile
+
+        import scipy.sparse as sp
+
+        if self._dir is None:
+            graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
+            self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-")
+            for name in ("indptr", "indices", "data"):
+                np.save(f"{self._dir.name}/{name}.npy", getattr(graph, name))
+            return graph
+        parts = [np.load(f"{self._dir.name}/{name}.npy") for name in ("data", "indices", "indptr")]
+        return sp.csr_matrix(tuple(parts), shape=(len(parts[2]) - 1,) * 2)
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
