@@ -115,3 +115,34 @@ def test_cli_names_the_flag_at_fault(table, tmp_path, capsys, args, flag):
     err = capsys.readouterr().err
     assert code == 2 and flag in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_cli_killed_between_stages_resumes_with_the_same_clusters(table, result, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    res, _ = result
+    cmd = [sys.executable, "-m", "raregal", "search", str(table), "--out", str(tmp_path / "run"), "--min-samples",
+           "50", "--no-report", "--dask", "local", "--dask-workers", "1", "--dask-sample", "5000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    umap5 = tmp_path / "run" / ".stages" / "umap5.npz"
+    deadline = time.time() + 240
+    while not umap5.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert umap5.exists(), "the run kept its densities, k-NN graph and 5-D layout"
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its LocalCluster's workers, between stages
+    proc.wait()
+    assert (tmp_path / "run" / ".stages" / "dask_density.npz").exists()
+    assert not (tmp_path / "run" / "clusters.parquet").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["distributed"]["resumed_density"] is True
+    assert summary["resumed_stages"][:2] == ["knn", "umap5"]
+    clusters = pd.read_parquet(tmp_path / "run" / "clusters.parquet")
+    assert (clusters["cluster"].to_numpy() == res.run.clusters["cluster"].to_numpy()).all()
+    assert (clusters["fitted"].to_numpy() == res.run.clusters["fitted"].to_numpy()).all()
