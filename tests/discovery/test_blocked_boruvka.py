@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from fast_hdbscan.hdbscan import compute_minimum_spanning_tree
 
-from raregal.discovery.blocked_boruvka import spanning_tree
+from raregal.discovery.blocked_boruvka import _core_and_first, spanning_tree
 
 
 def table(n: int, seed: int) -> np.ndarray:
@@ -23,7 +23,21 @@ def test_the_same_tree_as_fast_hdbscan(n, min_samples, block, first):
     np.testing.assert_array_equal(got, ref)
 
 
-def test_duplicate_points_and_a_small_first_need_the_second_pass():
+def test_points_whose_first_edge_lies_beyond_the_kept_neighbours_are_queried_again():
+    from fast_hdbscan.hdbscan import build_kdtree
+
+    Y = table(12000, seed=60)
+    tree = build_kdtree(Y)
+    _, edges_4, again = _core_and_first(tree, 60, 5000, 4)
+    _, edges_all, none_again = _core_and_first(tree, 60, 5000, 61)  # every neighbour kept: no second pass
+    assert again > 100 and none_again == 0
+    np.testing.assert_array_equal(edges_4, edges_all)
+    Y2 = table(12000, seed=60)
+    np.testing.assert_array_equal(spanning_tree(Y2, 60, block=5000, first=4),
+                                  compute_minimum_spanning_tree(Y2, min_samples=60, reproducible=True)[0])
+
+
+def test_duplicate_points_give_the_same_tree():
     Y = np.repeat(table(500, 1), 3, axis=0)  # every point three times: self is not always column 0
     ref = compute_minimum_spanning_tree(Y, min_samples=20, reproducible=True)[0]
     np.testing.assert_array_equal(spanning_tree(Y, 20, block=256, first=2), ref)

@@ -57,10 +57,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="search on a Dask cluster: 'local' (a LocalCluster on this machine), a scheduler address "
                         "(tcp://host:8786) or a TOML file with a [slurm] table (dask-jobqueue); reads a Parquet table")
     p.add_argument("--dask-workers", type=int, default=None, help="worker processes of --dask local (default 2)")
-    p.add_argument("--dask-sample", type=int, default=1_000_000,
+    p.add_argument("--dask-sample", type=int, default=None,
                    help="with --dask: galaxies the layout is fitted on, drawn so rare tight groups stay whole; "
                         "the rest are placed (default 1,000,000)")
-    p.set_defaults(func=run, param_flags={"out_dir": "--out", "dask_sample": "--dask-sample", "dask": "--dask"})
+    p.set_defaults(func=run, param_flags={"out_dir": "--out"})
     return p
 
 

@@ -264,24 +264,28 @@ class SpilledGraph:
     """The fuzzy graph of a k-NN graph for several maps, kept on disk between them, not in memory.
 
     Called, it returns a fresh copy (scipy CSR): built by :func:`fuzzy_graph` the first time and
-    written to a temporary folder (8 bytes an edge: 0.5 GB at 1M galaxies, 4.6 GB at 8.7M), read
-    back after. The 5-D layout can thus prune its copy in place and the graph is not held while it
-    optimises; the 2-D map reads it back in a second instead of rebuilding it (about a minute at
-    1M). ``close()`` (or the end of a ``with`` block) removes the folder.
+    written to a temporary folder inside ``folder`` (the run's ``.stages``; None: the system's
+    temporary folder) (8 bytes an edge: 0.5 GB at 1M galaxies, 4.6 GB at 8.7M), read back after.
+    The 5-D layout can thus prune its copy in place and the graph is not held while it optimises;
+    the 2-D map reads it back in a second instead of rebuilding it (about a minute at 1M).
+    ``close()`` (or the end of a ``with`` block) removes the folder.
     """
 
-    def __init__(self, knn, n_neighbors: int, seed: int = 0):
-        self.knn, self.n_neighbors, self.seed = knn, n_neighbors, seed
+    def __init__(self, knn, n_neighbors: int, seed: int = 0, folder=None):
+        self.knn, self.n_neighbors, self.seed, self.folder = knn, n_neighbors, seed, folder
         self._dir = None
 
     def __call__(self):
+        import os
         import tempfile
 
         import scipy.sparse as sp
 
         if self._dir is None:
             graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
-            self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-")
+            if self.folder is not None:
+                os.makedirs(self.folder, exist_ok=True)
+            self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-", dir=self.folder)
             for name in ("indptr", "indices", "data"):
                 np.save(f"{self._dir.name}/{name}.npy", getattr(graph, name))
             return graph

@@ -191,8 +191,9 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                        n_epochs=self.umap_n_epochs, min_dist=self.umap_min_dist, random_state=seed,
                        backend=umap_backend)
         # one fuzzy graph for both maps, on disk while the 5-D layout optimises (8 bytes an edge less
-        # at the search's peak: 0.5 GB at 1M galaxies), the same bits
-        graph = SpilledGraph(knn, self.n_neighbors, seed) if umap_backend == "deterministic" else None
+        # at the search's peak: 0.5 GB at 1M galaxies), the same bits; a single map builds and prunes its own
+        two_maps = umap_backend == "deterministic" and self.map_2d and self.n_components != 2
+        graph = SpilledGraph(knn, self.n_neighbors, seed, folder=self.stages_dir) if two_maps else None
 
         def layout(n_components: int, **kw) -> dict:
             shared = {} if graph is None else {"fuzzy_graph": graph}

@@ -241,12 +241,19 @@ def _centroids(P: np.ndarray, n_lists: int, random_state: int, per_list: int = 1
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
-    rng = np.random.default_rng(random_state)
-    sample = P if len(P) <= per_list * n_lists else P[np.sort(rng.choice(len(P), per_list * n_lists, replace=False))]
+    rows = centroid_rows(len(P), n_lists, random_state, per_list)
+    sample = P if rows is None else P[rows]
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate rows: fewer distinct cells, some empty
         km = KMeans(n_clusters=n_lists, n_init=1, max_iter=10, random_state=random_state).fit(sample)
     return np.ascontiguousarray(km.cluster_centers_, dtype=np.float32)
+
+
+def centroid_rows(n_rows: int, n_lists: int, random_state: int, per_list: int = 16) -> np.ndarray | None:
+    """The rows k-means sees: a seeded sample of ``per_list * n_lists`` (sorted), or None for all of them."""
+    if n_rows <= per_list * n_lists:
+        return None
+    return np.sort(np.random.default_rng(random_state).choice(n_rows, per_list * n_lists, replace=False))
 
 
 def _nearest_centroids(P: np.ndarray, centroids: np.ndarray, n_probe: int, block: int = 4096) -> np.ndarray:

@@ -266,14 +266,30 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages
     est.fit(X[kept])
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
-    checks = check_clusters(est, X[kept], frame, kept, stability=config.stability,
+    return finish_search(frame, kept, est, X[kept], config, source, counts, timer, artifact_column=columns["artifact"])
+
+
+def finish_search(frame, kept, est, X, config, source, counts, timer, *, artifact_column=None, whole=None,
+                  checks_frame=None, extra=None, summary=None) -> SearchResult:
+    """A fitted search's checks, per-galaxy table and :class:`Run`: the :class:`SearchResult`.
+
+    ``est`` was fitted on ``X``, the rows ``kept`` of ``frame``. The Dask search
+    (:mod:`raregal.discovery.on_dask.search`) fits a sample: it passes ``whole`` (labels,
+    probabilities and maps of every kept row), ``checks_frame`` (the fitted rows of the table, for
+    the artifact check), ``extra`` per-galaxy columns and ``summary`` entries.
+    """
+    whole = est if whole is None else whole
+    checks = check_clusters(est, X, frame if checks_frame is None else checks_frame,
+                            kept if checks_frame is None else None, stability=config.stability,
                             unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
                             merge_max_tree_distance=config.merge_max_tree_distance,
                             merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
-                            artifact_column=columns["artifact"])
-    table = galaxy_table(frame, kept, est)
+                            artifact_column=artifact_column)
+    table = galaxy_table(frame, kept, whole)
+    for name, values in (extra or {}).items():
+        table[name] = values
     table, info, entries = checks.annotate(table, cluster_info(table, cluster_entries(est)))
-    summary = {**_search_summary(source, frame, X, counts, est), **entries}
+    summary = {**_search_summary(source, frame, X, counts, whole), **entries, **(summary or {})}
     if "true_class" in frame.columns:
         summary["metrics"] = _score(frame["true_class"].to_numpy(), table["cluster"].to_numpy())
     run = Run(clusters=table, cluster_info=info, tree=est.condensed_tree_, merges=checks.merges,
@@ -285,7 +301,7 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages
 
 def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: SearchConfig | dict | None = None,
                overwrite: bool = False, *, dask: str | None = None, dask_workers: int | None = None,
-               dask_sample: int = 1_000_000, **params) -> dict:
+               dask_sample: int | None = None, **params) -> dict:
     """Search the representation table in the file ``reps`` and write a run directory; return the summary dict.
 
     The convenience behind ``raregal search``: read the table, :func:`search_table`,
@@ -303,13 +319,18 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
 
     ``dask``: search on a Dask cluster instead (:mod:`raregal.discovery.on_dask.search`): ``"local"``
     (a ``LocalCluster`` of ``dask_workers`` processes), a scheduler address or a SLURM TOML file
-    (as ``raregal embed --dask``); the layout is fitted on ``dask_sample`` galaxies and the rest placed.
+    (as ``raregal embed --dask``); the layout is fitted on ``dask_sample`` galaxies (default 1,000,000)
+    and the rest placed.
     """
     config = _config(config, params)
-    if dask is not None:
-        from raregal.discovery.on_dask.search import check_sample_size
+    if dask is None and (dask_workers is not None or dask_sample is not None):
+        raise InputError("dask_workers and dask_sample are settings of a search on Dask: give dask too "
+                         "(e.g. --dask local)", param="dask")
+    if dask is not None:  # before any cluster starts
+        from raregal.discovery.on_dask.search import check_dask_params
 
-        check_sample_size(dask_sample)
+        dask_sample = check_dask_params(reps, config, 1_000_000 if dask_sample is None else dask_sample,
+                                        dask_workers)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
     if dask is None:
@@ -339,7 +360,12 @@ def _search_on_dask(reps, config, dask, dask_workers, dask_sample, timer, stages
     from raregal.discovery.on_dask.search import search_dask
     from raregal.embedding.on_dask import make_client
 
-    client, cluster = make_client(dask, dask_workers)
+    try:
+        client, cluster = make_client(dask, dask_workers)
+    except (OSError, ValueError, TimeoutError) as err:  # no scheduler at that address, or not an address
+        raise InputError(f"dask={dask!r}: cannot start or reach a Dask cluster there ({err}); give 'local', "
+                         "a scheduler address (tcp://host:8786) or a TOML file with a [slurm] table",
+                         param="dask") from err
     try:
         log.info("Dask: %d workers (%s)", len(client.scheduler_info()["workers"]), dask)
         return search_dask(reps, config, client, sample_size=dask_sample, stages_dir=stages_dir, timer=timer)

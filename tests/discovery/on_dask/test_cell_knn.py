@@ -42,6 +42,7 @@ def test_the_split_graph_is_one_machines_graph():
 def test_the_split_graph_does_not_depend_on_the_partitioning():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((9000, 8)).astype(np.float32)
-    a = split_graph(X, parts=2, n_neighbors=10, n_blocks=2)
-    b = split_graph(X, parts=5, n_neighbors=10, n_blocks=4)
-    assert (a[0] == b[0]).mean() > 0.999
+    a = split_graph(X, parts=2, n_neighbors=10, n_blocks=3)
+    b = split_graph(X, parts=5, n_neighbors=10, n_blocks=3)
+    np.testing.assert_array_equal(a[0], b[0])  # each block sees its rows in the table's order, however split
+    np.testing.assert_array_equal(a[1], b[1])

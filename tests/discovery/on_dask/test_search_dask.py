@@ -106,17 +106,61 @@ def test_cli_writes_a_run_with_every_galaxy(table, tmp_path, capsys):
     assert not (out / ".stages").exists()
 
 
-@pytest.mark.parametrize("args, flag", [(["--dask-sample", "10"], "--dask-sample"), ([], "--dask")])
-def test_cli_names_the_flag_at_fault(table, tmp_path, capsys, args, flag):
-    csv = tmp_path / "reps.csv"
-    pd.read_parquet(table / "part-0.parquet").to_csv(csv, index=False)
-    source = table if args else csv
-    code = main(["search", str(source), "--out", str(tmp_path / "run"), "--dask", "local", *args])
+@pytest.mark.parametrize("args, flag", [(["--dask", "local", "--dask-sample", "10"], "--dask-sample"),
+                                        (["--dask", "local", "--dask-workers", "0"], "--dask-workers"),
+                                        (["--dask-sample", "5000"], "--dask"),
+                                        (["--dask", "local", "--metric", "manhattan"], "--metric"),
+                                        (["--dask", "local", "--n-neighbors", "2"], "--n-neighbors")])
+def test_cli_names_the_flag_at_fault_before_any_cluster_starts(table, tmp_path, capsys, args, flag):
+    code = main(["search", str(table), "--out", str(tmp_path / "run"), *args])
     err = capsys.readouterr().err
-    assert code == 2 and flag in err, err
+    assert code == 2 and any(f"{flag}{end}" in err for end in (" ", ":", "=")), err
     assert not (tmp_path / "run").exists()
 
 
+def test_cli_refuses_a_table_that_is_not_parquet(table, tmp_path, capsys):
+    csv = tmp_path / "reps.csv"
+    pd.read_parquet(table / "part-0.parquet").to_csv(csv, index=False)
+    code = main(["search", str(csv), "--out", str(tmp_path / "run"), "--dask", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dask reads a Parquet table" in err, err
+
+
+def test_many_blocks_give_the_same_densities(table, client, monkeypatch):
+    from raregal.discovery.config import config_from_dict
+    from raregal.discovery.on_dask import search
+
+    config = config_from_dict(PARAMS)
+    data = search.read(client, table, config)
+    one = search.row_density(client, data.X, data.offsets, 50, "euclidean", 0, stats=(stats_one := {}))
+    monkeypatch.setattr(search, "BLOCK_ROWS", 2500)
+    many = search.row_density(client, data.X, data.offsets, 50, "euclidean", 0, stats=(stats_many := {}))
+    assert stats_one["n_blocks"] == 1 and stats_many["n_blocks"] >= 4
+    assert 1 < stats_many["rows_sent_per_row"] <= stats_many["n_blocks"]
+    assert np.mean(one[0] == many[0]) > 0.999 and one[1] == pytest.approx(many[1], rel=1e-6)
+
+
+def test_no_clusters_still_places_every_galaxy(table, client):
+    res = search_dask(table, {**PARAMS, "min_samples": 2000}, client, sample_size=5000)
+    clusters = res.run.clusters
+    assert res.n_clusters == 0 and (clusters["cluster"] == -1).all()
+    assert np.isfinite(clusters.loc[clusters["kept"], "umap5_0"]).all()
+
+
+def test_an_empty_part_and_another_campaign(tmp_path, client):
+    frame = make_planted(n=6000, dim=16, group_fractions=(0.02,), seed=4)
+    frame = frame.rename(columns={c: c.replace("smooth-or-featured_", "smooth-or-featured-dr8_")
+                                  .replace("disk-edge-on_", "disk-edge-on-dr8_") for c in frame.columns})
+    frame.loc[frame.index[:40], "smooth-or-featured-dr8_artifact_fraction"] = 0.9  # artifacts the cut removes
+    folder = tmp_path / "reps"
+    folder.mkdir()
+    frame.iloc[:3000].to_parquet(folder / "part-0.parquet", index=False)
+    frame.iloc[:0].to_parquet(folder / "part-1.parquet", index=False)
+    frame.iloc[3000:].to_parquet(folder / "part-2.parquet", index=False)
+    res = search_dask(folder, {"min_samples": 20, "campaign": "dr8"}, client, sample_size=2000)
+    one = __import__("raregal").search(frame, min_samples=20, campaign="dr8")
+    assert res.counts == one.counts
+    assert res.run.summary["metrics"]["n_recovered"] >= 1
 @pytest.mark.slow
 def test_cli_killed_between_stages_resumes_with_the_same_clusters(table, result, tmp_path):
     import os

@@ -27,15 +27,12 @@ import warnings
 import numpy as np
 
 from raregal.discovery.distances import from_squared
-from raregal.discovery.knn import InvertedFile, _centroids, _nearest_centroids, default_lists
+from raregal.discovery.knn import InvertedFile, _centroids, _nearest_centroids, centroid_rows, default_lists
 
 
-def sample_rows(n_rows: int, n_lists: int, random_state: int, per_list: int = 16) -> np.ndarray | None:
-    """The kept-row indices one machine's k-means sees (None: all rows), as :func:`raregal.discovery.knn._centroids` draws them."""
-    if n_rows <= per_list * n_lists:
-        return None
-    rng = np.random.default_rng(random_state)
-    return np.sort(rng.choice(n_rows, per_list * n_lists, replace=False))
+def sample_rows(n_rows: int, n_lists: int, random_state: int) -> np.ndarray | None:
+    """The kept-row indices one machine's k-means sees (None: all rows), wherever the rows are stored."""
+    return centroid_rows(n_rows, n_lists, random_state)
 
 
 def fit_centroids(sample: np.ndarray, n_lists: int, random_state: int) -> np.ndarray:

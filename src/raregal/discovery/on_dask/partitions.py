@@ -36,6 +36,17 @@ def parquet_names(source) -> list[str]:
                          "Convert it with pandas' to_parquet, or search it without --dask", param="dask") from err
 
 
+def n_partitions(source, n_files: int, rows_per_partition: int) -> int:
+    """How many partitions of about ``rows_per_partition`` rows the table at ``source`` makes (at most
+    ``n_files``, what ``dask.dataframe.read_parquet`` starts from), from the first part's row count."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(source), format="parquet")
+    first = next(iter(dataset.get_fragments()), None)
+    rows = first.count_rows() if first is not None else 0
+    return max(1, min(n_files, -(-(rows * n_files) // rows_per_partition)))
+
+
 def wanted_columns(names: list[str], features: str | None, fractions: list[str]) -> list[str]:
     """The columns a search reads: id, representation, the pre-filter's fractions and the carried ones."""
     wanted = {ID, *representation_columns(names, features), *fractions, *CARRIED}
@@ -50,9 +61,9 @@ def read_partition(frame: pd.DataFrame, features: str | None, cuts, drop_invalid
     from raregal.discovery.prefilter import prefilter
 
     frame = frame.reset_index(drop=True)
-    if len(frame) == 0:
+    if len(frame) == 0:  # an empty part: no rows, the representation's width unknown (no piece is cut from it)
         return {"meta": pd.DataFrame({ID: pd.Series([], dtype=object), "kept": np.zeros(0, bool)}),
-                "counts": {"input": 0}, "X": np.zeros((0, 0), np.float32)}
+                "counts": {"input": 0}, "X": None}
     frame, X = representation_table(frame, features, where=where)
     valid = _valid_rows(frame, X, drop_invalid)
     kept, counts = prefilter(frame, cuts, keep=None if valid.all() else valid)

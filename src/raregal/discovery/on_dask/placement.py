@@ -107,8 +107,10 @@ def place(Q: np.ndarray, log_dk: np.ndarray, index, fitted: dict, n_neighbors: i
     best, share = vote(lab, w)
     in_best = (lab == best[:, None]) & (best[:, None] >= 0)
     nearest = np.where(in_best, d, np.inf).min(axis=1)
-    reach = np.where(best >= 0, fitted["reach"][np.maximum(best, 0)], -np.inf)
-    dense = log_dk <= np.where(best >= 0, fitted["core_log_dk"][np.maximum(best, 0)], -np.inf)
+    none = len(fitted["reach"])  # a last slot for "no cluster", which nothing reaches (also with no clusters)
+    slot = np.where(best >= 0, best, none)
+    reach = np.append(fitted["reach"], -np.inf)[slot]
+    dense = log_dk <= np.append(fitted["core_log_dk"], -np.inf)[slot]
     joins = (best >= 0) & (share >= min_vote) & (nearest <= reach) & dense
     member_prob = (np.where(in_best, fitted["probabilities"][idx], 0.0) * w).sum(axis=1) / np.maximum(share, 1e-12)
     out["labels"] = np.where(joins, best, -1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 
@@ -31,39 +32,59 @@ import numpy as np
 import pandas as pd
 
 from raregal.discovery.on_dask import cell_knn, density, partitions, placement
+from raregal.discovery.stages import data_key, library_versions
 from raregal.errors import InputError
-from raregal.inputs.tables import ID
 
 log = logging.getLogger("raregal")
 
 #: Rows per k-NN block task (the blocks are groups of nearby cells).
 BLOCK_ROWS = 100_000
+#: Input rows per partition: small Parquet parts (``raregal embed --dask`` writes 512-row parts)
+#: are read together, so the tasks stay few (one per partition and k-NN block).
+PARTITION_ROWS = 100_000
 
 
-def read(client, source, config) -> tuple[list, pd.DataFrame, dict, tuple, list]:
-    """Read and pre-filter the table by partition: (X futures, the per-galaxy meta table, counts, cuts,
-    kept rows per partition)."""
+@dataclass
+class Table:
+    """The table on the cluster after :func:`read`: what the client holds, and futures of the rest."""
+
+    X: list  # futures of each partition's kept representations (float32)
+    meta: pd.DataFrame  # one row per input galaxy: id, carried columns, the artifact column, kept
+    counts: dict  # the pre-filter's counts
+    cuts: list  # the pre-filter's cuts
+    columns: dict  # the campaign's fraction columns (prefilter.campaign_columns)
+    offsets: np.ndarray  # (n_partitions + 1,) first kept row of each partition
+    key: str  # a hash of the kept representations' bytes (for the stages' keys)
+
+
+def read(client, source, config) -> Table:
+    """Read and pre-filter the table by partition (about :data:`PARTITION_ROWS` rows each), on the workers."""
     import dask.dataframe as dd
 
     from raregal.discovery.prefilter import campaign_columns, paper_cuts
+    from raregal.inputs.tables import check_ids
 
     names = partitions.parquet_names(source)
     columns = campaign_columns(names, config.campaign)
     cuts = paper_cuts(config.smooth_cut, config.edge_on_cut, config.artifact_cut, config.keep_artifacts,
                       config.keep_disturbed, columns)
-    fractions = [c.column for c in cuts] + [c for cut in cuts for c in getattr(cut, "rescue_columns", ())]
-    frames = dd.read_parquet(str(source), columns=partitions.wanted_columns(names, config.features, fractions)
-                             ).to_delayed()
+    fractions = [c.column for c in cuts] + [c for cut in cuts for c in cut.rescue_columns] + [columns["artifact"]]
+    frame = dd.read_parquet(str(source), columns=partitions.wanted_columns(names, config.features, fractions))
+    frame = frame.repartition(npartitions=partitions.n_partitions(source, frame.npartitions, PARTITION_ROWS))
     parts = client.compute([_delayed(partitions.read_partition)(f, config.features, cuts, config.drop_invalid,
-                                                                str(source), columns["artifact"]) for f in frames])
+                                                                str(source), columns["artifact"])
+                            for f in frame.to_delayed()])
     metas = client.gather([client.submit(itemgetter("meta"), p) for p in parts])
     counts = partitions.add_counts(client.gather([client.submit(itemgetter("counts"), p) for p in parts]))
-    X = [client.submit(itemgetter("X"), p) for p in parts]
+    if counts.get("input", 0) == 0:
+        raise InputError(f"{source}: the table has no rows", param="reps")
+    kept = [int(m["kept"].sum()) for m in metas]
+    X = [client.submit(itemgetter("X"), p) for p, k in zip(parts, kept) if k]  # partitions with kept rows
+    keys = client.gather([client.submit(data_key, x) for x in X])
     meta = pd.concat(metas, ignore_index=True)
-    from raregal.inputs.tables import check_ids
-
     check_ids(meta, str(source))  # ids unique across partitions, not only within each
-    return X, meta, counts, cuts, [int(m["kept"].sum()) for m in metas]
+    offsets = np.concatenate([[0], np.cumsum([k for k in kept if k])]).astype(np.int64)
+    return Table(X, meta, counts, cuts, columns, offsets, hashlib.blake2b("".join(keys).encode()).hexdigest())
 
 
 def _delayed(fn):
@@ -72,24 +93,49 @@ def _delayed(fn):
     return delayed(fn, pure=True)
 
 
-def offsets_of(kept_per_part: list[int]) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(kept_per_part)]).astype(np.int64)
+def by_partition(rows: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """Sorted global kept rows split by partition, as each partition's local rows."""
+    cuts = np.searchsorted(rows, offsets)
+    return [rows[a:b] - offsets[p] for p, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
 
 
 def gather_rows(client, X: list, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Kept rows by their global number (sorted), gathered from the partitions that hold them."""
-    part = np.searchsorted(offsets, rows, side="right") - 1
-    futures = [client.submit(partitions.take, X[p], rows[part == p] - offsets[p]) for p in np.unique(part)]
-    return np.concatenate(client.gather(futures)) if futures else np.zeros((0, 0), np.float32)
+    futures = [client.submit(partitions.take, X[p], local) for p, local in enumerate(by_partition(rows, offsets))
+               if len(local)]
+    return np.concatenate(client.gather(futures))
 
 
-def distributed_knn(client, X: list, offsets: np.ndarray, n_neighbors: int, metric: str, seed: int,
-                    n_probe: int = 32, stats: dict | None = None) -> list:
-    """The k-NN graph of all kept rows, as futures of :func:`cell_knn.block_knn` results (one per block).
+def _or(*masks: np.ndarray) -> np.ndarray:
+    return np.logical_or.reduce(masks)
 
-    ``stats``, when given, gets ``n_blocks`` and ``rows_sent_per_row``: how many times each row is
-    sent to a block task on average (its own block's and the blocks that probe its cell), the
-    graph's network cost in units of the table.
+
+def tree_or(client, futures: list, fan_in: int = 32):
+    """The elementwise OR of the arrays behind ``futures``, reduced on the workers, gathered once."""
+    while len(futures) > 1:
+        futures = [client.submit(_or, *futures[i:i + fan_in]) for i in range(0, len(futures), fan_in)]
+    return client.gather(futures[0])
+
+
+def block_density(pieces: list[dict], centroids, n_probe: int, n_neighbors: int, metric: str) -> dict:
+    """One block's k-NN rows reduced at once to what the sample needs: ``index``, ``log_dk`` and the
+    sum of the inverse dimension estimates (the graph itself is dropped on the worker)."""
+    found = cell_knn.block_knn(pieces, centroids, n_probe, n_neighbors, metric)
+    d = found["distances"]
+    if metric not in ("euclidean", "l2"):  # cosine / correlation distances are d^2 / 2 of the unit rows'
+        d = np.sqrt(2.0 * np.maximum(d, 0.0))
+    log_dk, inverse = density.log_distance_ratios(d)
+    return {"index": found["index"], "log_dk": log_dk, "inverse_sum": float(inverse.sum())}
+
+
+def row_density(client, X: list, offsets: np.ndarray, n_neighbors: int, metric: str, seed: int,
+                n_probe: int = 32, stats: dict | None = None) -> tuple[np.ndarray, float]:
+    """(n,) log distance of every kept row to its ``n_neighbors``-th neighbour, and the intrinsic dimension.
+
+    From the inverted-file k-NN graph split by cell (:mod:`.cell_knn`). ``stats``, when given, gets
+    ``n_blocks``, ``n_cells`` and ``rows_sent_per_row``: how many times each row is sent to a block
+    task on average (its own block and the blocks that probe its cell), the graph's network cost in
+    units of the table.
     """
     from raregal.discovery.distances import metric_space
 
@@ -98,45 +144,32 @@ def distributed_knn(client, X: list, offsets: np.ndarray, n_neighbors: int, metr
     rows = cell_knn.sample_rows(n, n_lists, seed)
     sample = gather_rows(client, X, offsets, np.arange(n) if rows is None else rows)
     centroids = cell_knn.fit_centroids(metric_space(sample, metric), n_lists, seed)
-    n_blocks = max(1, -(-n // BLOCK_ROWS))
-    block_of_cell = cell_knn.cell_blocks(centroids, n_blocks, seed)
+    block_of_cell = cell_knn.cell_blocks(centroids, max(1, -(-n // BLOCK_ROWS)), seed)
     n_blocks = int(block_of_cell.max()) + 1
     [centroids_f] = client.scatter([centroids], broadcast=True)
     P = [client.submit(metric_space, x, metric) for x in X]
     probes = [client.submit(cell_knn.partition_probes, p, centroids_f, n_probe) for p in P]
-    need = np.logical_or.reduce(client.gather([client.submit(cell_knn.probed_cells, pr, block_of_cell, n_blocks)
-                                               for pr in probes]))
+    need = tree_or(client, [client.submit(cell_knn.probed_cells, pr, block_of_cell, n_blocks) for pr in probes])
     if stats is not None:
         sizes = np.sum(client.gather([client.submit(_cell_sizes, pr, len(centroids)) for pr in probes]), axis=0)
         stats.update(n_blocks=n_blocks, n_cells=len(centroids), rows_sent_per_row=float((need @ sizes).sum() / n))
-    blocks = []
-    for b in range(n_blocks):
+    futures = []
+    for b in np.unique(block_of_cell):
         in_block = block_of_cell == b
-        if not in_block.any():
-            continue
         pieces = [client.submit(cell_knn.cut_piece, p, pr, int(offsets[i]), need[b], in_block)
                   for i, (p, pr) in enumerate(zip(P, probes))]
-        blocks.append(client.submit(cell_knn.block_knn, pieces, centroids_f, n_probe, n_neighbors, metric))
-    return blocks
+        futures.append(client.submit(block_density, pieces, centroids_f, n_probe, n_neighbors, metric))
+    log_dk, inverse_sum = np.full(n, np.nan), 0.0
+    for part in client.gather(futures):
+        log_dk[part["index"]] = part["log_dk"]
+        inverse_sum += part["inverse_sum"]
+    if np.isnan(log_dk).any():  # every kept row is the query of exactly one block
+        raise RuntimeError(f"{int(np.isnan(log_dk).sum())} rows got no neighbours in the distributed k-NN graph")
+    return log_dk, density.intrinsic_dimension(np.array([inverse_sum / n]))
 
 
 def _cell_sizes(probes: np.ndarray, n_lists: int) -> np.ndarray:
     return np.bincount(probes[:, 0], minlength=n_lists)
-
-
-def block_density(result: dict) -> dict:
-    log_dk, inverse = density.log_distance_ratios(result["distances"])
-    return {"index": result["index"], "log_dk": log_dk, "inverse": inverse}
-
-
-def row_density(client, blocks: list, n: int) -> tuple[np.ndarray, float]:
-    """(n,) log k-th neighbour distance of every kept row, and the data's intrinsic dimension."""
-    log_dk, inverse = np.full(n, np.nan), np.full(n, np.nan)
-    for part in client.gather([client.submit(block_density, b) for b in blocks]):
-        log_dk[part["index"]], inverse[part["index"]] = part["log_dk"], part["inverse"]
-    if np.isnan(log_dk).any():  # every kept row is the query of exactly one block
-        raise RuntimeError(f"{int(np.isnan(log_dk).sum())} rows got no neighbours in the distributed k-NN graph")
-    return log_dk, density.intrinsic_dimension(inverse)
 
 
 def place_partition(X: np.ndarray, log_dk: np.ndarray, fitted_rows: np.ndarray, index, fitted: dict,
@@ -150,16 +183,14 @@ def place_partition(X: np.ndarray, log_dk: np.ndarray, fitted_rows: np.ndarray, 
     return {"rows": rest, **(out or {})}
 
 
-def stage_key(meta: pd.DataFrame, counts: dict, params: dict) -> str:
-    """The key of the distributed stages: the table's ids and counts, and the parameters they depend on."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(pd.util.hash_pandas_object(meta[[ID, "kept"]], index=False).to_numpy().tobytes())
-    h.update(json.dumps([counts, params], sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
 def kept_density(stages_dir, key: str, compute) -> tuple[np.ndarray, float, bool]:
-    """``compute()`` → (log_dk, dimension), or what ``stages_dir/dask_density.npz`` kept under ``key``."""
+    """``compute()`` → (log_dk, dimension), or what ``stages_dir/dask_density.npz`` kept under ``key``.
+
+    Written whole or not at all, as :mod:`raregal.discovery.stages` keeps the one-machine stages; a
+    damaged file is computed again.
+    """
+    import zipfile
+
     from raregal.atomic import atomic_path
 
     path = None if stages_dir is None else Path(stages_dir) / "dask_density.npz"
@@ -169,8 +200,8 @@ def kept_density(stages_dir, key: str, compute) -> tuple[np.ndarray, float, bool
                 if str(npz["_key"]) == key:
                     log.info("%-10s resumed from %s", "density", path)
                     return npz["log_dk"], float(npz["dimension"]), True
-        except (OSError, KeyError, ValueError):
-            pass
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("%s: cannot be read (%s); computing the densities again", path, err)
     log_dk, dim = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,13 +210,23 @@ def kept_density(stages_dir, key: str, compute) -> tuple[np.ndarray, float, bool
     return log_dk, dim, False
 
 
-def check_sample_size(sample_size) -> int:
+def check_dask_params(source, config, sample_size, n_workers=None) -> int:
+    """Refuse, before any cluster starts, what a search on Dask cannot do; the sample size as an int."""
+    from raregal.discovery.distances import check_metric
     from raregal.validation import Integer, check_value
 
     check_value("dask_sample", sample_size, Integer(1000))
+    check_value("dask_workers", n_workers, Integer(1, none_ok=True))
+    partitions.parquet_names(source)
+    try:
+        check_metric(config.metric)
+    except Exception as err:
+        raise InputError(f"--dask builds its own k-NN graph, for the euclidean, cosine and correlation metrics, "
+                         f"not metric={config.metric!r}", param=("metric", "dask")) from err
+    if config.n_neighbors < 3:
+        raise InputError(f"n_neighbors={config.n_neighbors}: --dask estimates densities from at least 3 "
+                         "neighbours", param=("n_neighbors", "dask"))
     return int(sample_size)
-
-
 
 
 def search_dask(source, config, client, *, sample_size: int = 1_000_000, stages_dir=None, timer=None):
@@ -195,60 +236,62 @@ def search_dask(source, config, client, *, sample_size: int = 1_000_000, stages_
     ``sample_size``: the galaxies the layout and HDBSCAN are fitted on (all when fewer are kept);
     the rest are placed (see the module). ``stages_dir``: where finished stages are kept (a killed
     run resumes). The result's ``estimator`` is the fit on the sample; ``run.clusters`` has every
-    galaxy, with ``fitted`` (bool) saying which were in the sample.
+    galaxy, with ``fitted`` (bool) saying which were in the sample. Workers should run one thread
+    each (as ``LocalCluster(threads_per_worker=1)`` and ``raregal embed --dask`` start them): each
+    task runs its own threads and limits BLAS to one, which threads of one process would share.
     """
     from raregal.discovery.estimator import RareClassSearch
     from raregal.discovery.pipeline import _check_kept, _config, check_representation
     from raregal.timing import StageTimer
 
     config = _config(config, {})
-    sample_size = check_sample_size(sample_size)
+    sample_size = check_dask_params(source, config, sample_size)
     timer = timer or StageTimer()
     est = RareClassSearch(**config.estimator_params(), verbose=True, stages_dir=stages_dir)
     with timer.stage("read"):
-        X, meta, counts, cuts, kept_per_part = read(client, source, config)
-    log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-    _check_kept(est, counts, cuts)
-    offsets = offsets_of(kept_per_part)
-    fitted_rows, log_dk, info = _sample(client, X, offsets, meta, counts, config, est._seed(), sample_size, stages_dir, timer)
-    X_fit = gather_rows(client, X, offsets, fitted_rows)
-    kept_ids = meta[ID].to_numpy()[meta["kept"].to_numpy()]
+        table = read(client, source, config)
+    log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in table.counts.items()))
+    _check_kept(est, table.counts, table.cuts)
+    fitted_rows, log_dk, info = _sample(client, table, config, est._seed(), sample_size, stages_dir, timer)
+    X_fit = gather_rows(client, table.X, table.offsets, fitted_rows)
+    kept_ids = table.meta["id_str"].to_numpy()[table.meta["kept"].to_numpy()]
     check_representation(X_fit, kept_ids[fitted_rows], config)
     est.check_size(len(X_fit))
     est.fit(X_fit)
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
     with timer.stage("place"):
-        full = _place(client, X, offsets, fitted_rows, log_dk, X_fit, est, config)
-    return _result(source, meta, counts, est, full, X_fit, fitted_rows, config, timer, info)
+        full = _place(client, table, fitted_rows, log_dk, X_fit, est, config)
+    return _result(source, table, est, full, X_fit, fitted_rows, config, timer, info)
 
 
-def _sample(client, X, offsets, meta, counts, config, seed, sample_size, stages_dir, timer):
-    """The kept rows the layout is fitted on (sorted) and what the summary says of the draw."""
-    n = int(offsets[-1])
+def _sample(client, table: Table, config, seed, sample_size, stages_dir, timer):
+    """The kept rows the layout is fitted on (sorted), their log k-th neighbour distances, and what the summary says of the draw."""
+    n = int(table.offsets[-1])
     if n <= sample_size:
         log.info("sample: all %s kept galaxies are fitted (--dask-sample %s)", f"{n:,}", f"{sample_size:,}")
         return np.arange(n), None, {"sample_size": sample_size, "n_fitted": n, "n_placed": 0}
-    key = stage_key(meta, counts, {"n_neighbors": config.n_neighbors, "metric": config.metric, "seed": seed})
+    key = hashlib.blake2b(json.dumps([table.key, config.features, config.n_neighbors, config.metric, seed,
+                                      library_versions()], sort_keys=True, default=str).encode()).hexdigest()
     stats: dict = {}
     with timer.stage("knn_dask"):
         log_dk, dim, resumed = kept_density(stages_dir, key, lambda: row_density(
-            client, distributed_knn(client, X, offsets, config.n_neighbors, config.metric, seed, stats=stats), n))
+            client, table.X, table.offsets, config.n_neighbors, config.metric, seed, stats=stats))
     p = density.inclusion_probabilities(log_dk, dim, sample_size)
     rows = np.flatnonzero(density.draw(p, seed))
     log.info("sample: %s of %s kept galaxies (density-biased, intrinsic dimension %.1f; %s kept whole)",
              f"{len(rows):,}", f"{n:,}", dim, f"{int((p >= 1).sum()):,}")
     return rows, log_dk, {"sample_size": sample_size, "n_fitted": int(len(rows)), "n_placed": int(n - len(rows)),
-                  "intrinsic_dimension": dim, "n_certain": int((p >= 1).sum()),
-                  "uniform_rate": float(p.min()), "resumed_density": resumed, "knn": stats or None}
+                          "intrinsic_dimension": dim, "n_certain": int((p >= 1).sum()),
+                          "uniform_rate": float(p.min()), "resumed_density": resumed, "knn": stats or None}
 
 
-def _place(client, X, offsets, fitted_rows, log_dk, X_fit, est, config) -> dict:
+def _place(client, table: Table, fitted_rows, log_dk, X_fit, est, config) -> dict:
     """Every kept row's cluster, probability and coordinates: the fit's for the sample, placed for the rest."""
     from raregal.discovery.distances import metric_space
     from raregal.discovery.knn import InvertedFile
 
-    n = int(offsets[-1])
+    n = int(table.offsets[-1])
     full = {"labels_": np.full(n, -1, np.int64), "probabilities_": np.zeros(n, np.float32),
             "embedding_": np.zeros((n, est.embedding_.shape[1]), np.float32),
             "embedding_2d_": None if est.embedding_2d_ is None else np.zeros((n, 2), np.float32)}
@@ -264,10 +307,10 @@ def _place(client, X, offsets, fitted_rows, log_dk, X_fit, est, config) -> dict:
               "core_log_dk": placement.core_density(est.labels_, log_dk[fitted_rows], est.n_clusters_)}
     index = InvertedFile(metric_space(X_fit, config.metric), random_state=est._seed())
     index_f, fitted_f = client.scatter([index, fitted], broadcast=True)
-    part_rows = [fitted_rows[(fitted_rows >= offsets[p]) & (fitted_rows < offsets[p + 1])] - offsets[p]
-                 for p in range(len(X))]
-    futures = [client.submit(place_partition, x, log_dk[offsets[p]:offsets[p + 1]], r, index_f, fitted_f,
-                             config.n_neighbors, config.metric) for p, (x, r) in enumerate(zip(X, part_rows))]
+    offsets = table.offsets
+    futures = [client.submit(place_partition, x, log_dk[offsets[p]:offsets[p + 1]], local, index_f, fitted_f,
+                             config.n_neighbors, config.metric)
+               for p, (x, local) in enumerate(zip(table.X, by_partition(fitted_rows, offsets)))]
     for p, out in enumerate(client.gather(futures)):
         if len(out["rows"]) == 0:
             continue
@@ -279,36 +322,20 @@ def _place(client, X, offsets, fitted_rows, log_dk, X_fit, est, config) -> dict:
     return full
 
 
-def _result(source, meta, counts, est, full, X_fit, fitted_rows, config, timer, info):
+def _result(source, table: Table, est, full, X_fit, fitted_rows, config, timer, info):
     """The :class:`SearchResult` of a distributed search: checks on the sample, the table of every galaxy."""
     from types import SimpleNamespace
 
-    from raregal.discovery.checks.per_cluster import check_clusters
-    from raregal.discovery.pipeline import (SearchResult, _score, _search_summary, cluster_entries,
-                                            galaxy_table)
-    from raregal.discovery.prefilter import campaign_columns
-    from raregal.runs.model import Run, cluster_info
+    from raregal.discovery.pipeline import finish_search
 
-    kept = meta["kept"].to_numpy()
-    columns = campaign_columns(meta.columns, config.campaign) if config.campaign else campaign_columns(meta.columns)
-    fit_frame = meta[kept].iloc[fitted_rows].reset_index(drop=True)
-    checks = check_clusters(est, X_fit, fit_frame, None, stability=config.stability,
-                            unstable_below=config.unstable_below, artifact_cut=config.artifact_cut,
-                            merge_max_tree_distance=config.merge_max_tree_distance,
-                            merge_max_centroid_ratio=config.merge_max_centroid_ratio, timer=timer,
-                            artifact_column=columns["artifact"])
+    kept = table.meta["kept"].to_numpy()
     whole = SimpleNamespace(**full, n_clusters_=est.n_clusters_, layout_=est.layout_,
                             resumed_stages_=est.resumed_stages_)
-    table = galaxy_table(meta.drop(columns="kept"), kept, whole)
-    fitted = np.zeros(len(meta), bool)
+    fitted = np.zeros(len(table.meta), bool)
     fitted[np.flatnonzero(kept)[fitted_rows]] = True
-    table["fitted"] = fitted
-    table, cinfo, entries = checks.annotate(table, cluster_info(table, cluster_entries(est)))
-    summary = {**_search_summary(source, meta, X_fit, counts, whole), **entries, "distributed": info}
-    if "true_class" in meta.columns:
-        summary["metrics"] = _score(meta["true_class"].to_numpy(), table["cluster"].to_numpy())
-    run = Run(clusters=table, cluster_info=cinfo, tree=est.condensed_tree_, merges=checks.merges,
-              parameters=config.to_dict(), timings=timer.totals(), summary=summary)
-    log.info("%d clusters; %d of %d kept galaxies clustered (%.1f%%), %s of them placed", est.n_clusters_,
-             summary["n_clustered"], counts["kept"], 100 * summary["fraction_clustered"], f"{info['n_placed']:,}")
-    return SearchResult(estimator=est, run=run, config=config, kept=kept, counts=counts)
+    result = finish_search(table.meta.drop(columns="kept"), kept, est, X_fit, config, source, table.counts,
+                           timer, whole=whole, checks_frame=table.meta[kept].iloc[fitted_rows].reset_index(drop=True),
+                           artifact_column=table.columns["artifact"], extra={"fitted": fitted},
+                           summary={"distributed": info})
+    log.info("%s of the kept galaxies were placed, not fitted", f"{info['n_placed']:,}")
+    return result
