@@ -25,9 +25,10 @@ result depends on the data and the seed alone:
 
 Groups are independent, so they run on ``numba.get_num_threads()`` Python threads with the same
 result in any order. Cost: about N (n_lists + n_probe N / n_lists) D multiply-adds. Measured on
-2 cores (128-d planted tables, n_neighbors=50, the defaults): 7 s at 100k against 25-27 s exact,
+2 cores (128-d planted tables, n_neighbors=50): with 32 probes 7 s at 100k against 25-27 s exact,
 58 s at 632k against 113 s for NN-descent, recall of the exact 50 neighbours 0.991 and 0.994
-(``benchmarks/knn_recall.py``).
+(``benchmarks/knn_recall.py``); with the default :data:`GRAPH_PROBES` = 64, recall 0.9999 at 100k
+for ~40 % more time.
 """
 
 from __future__ import annotations
@@ -221,8 +222,15 @@ class InvertedFile:
         return indices, d2
 
 
+#: Cells the k-NN graph searches for each row. 64, not 32: recall@50 0.9999 against 0.9906 at 100k,
+#: for ~40 % more time in the graph (~3 % of a search); with 32, a planted group at the edge of the
+#: purity bar was lost in 1 of 5 tables that the exact graph and the paper's stack keep
+#: (``benchmarks/recovery_parity.py``: 12.8 groups a table with 64, as exact and the paper; 12.6 with 32).
+GRAPH_PROBES = 64
+
+
 def partitioned_knn(X: np.ndarray, n_neighbors: int, metric: str = "euclidean", *, n_lists: int | None = None,
-                    n_probe: int = 32, random_state: int = 0, margin: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                    n_probe: int = GRAPH_PROBES, random_state: int = 0, margin: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest neighbours of each row of ``X`` (N, D), the same bits at any thread count.
 
     An :class:`InvertedFile` of the rows, each row searched in its ``n_probe`` nearest cells for

@@ -6,7 +6,7 @@ from raregal.discovery.knn import partitioned_knn
 from raregal.discovery.on_dask import cell_knn
 
 
-def split_graph(X, parts, n_neighbors, seed=0, n_blocks=3, n_probe=32):
+def split_graph(X, parts, n_neighbors, seed=0, n_blocks=3, n_probe=64):
     """The graph computed block by block from partitions, as the Dask tasks do, without Dask."""
     n = len(X)
     n_lists = cell_knn.n_cells(n)

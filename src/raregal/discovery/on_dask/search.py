@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from raregal.discovery.knn import GRAPH_PROBES
 from raregal.discovery.on_dask import cell_knn, density, partitions, placement
 from raregal.discovery.stages import data_key, library_versions
 from raregal.errors import InputError
@@ -129,7 +130,7 @@ def block_density(pieces: list[dict], centroids, n_probe: int, n_neighbors: int,
 
 
 def row_density(client, X: list, offsets: np.ndarray, n_neighbors: int, metric: str, seed: int,
-                n_probe: int = 32, stats: dict | None = None) -> tuple[np.ndarray, float]:
+                n_probe: int = GRAPH_PROBES, stats: dict | None = None) -> tuple[np.ndarray, float]:
     """(n,) log distance of every kept row to its ``n_neighbors``-th neighbour, and the intrinsic dimension.
 
     From the inverted-file k-NN graph split by cell (:mod:`.cell_knn`). ``stats``, when given, gets
