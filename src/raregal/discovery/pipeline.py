@@ -327,9 +327,9 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
         raise InputError("dask_workers and dask_sample are settings of a search on Dask: give dask too "
                          "(e.g. --dask local)", param="dask")
     if dask is not None:  # before any cluster starts
-        from raregal.discovery.on_dask.search import check_dask_params
+        from raregal.discovery.on_dask.search import DEFAULT_SAMPLE, check_dask_params
 
-        dask_sample = check_dask_params(reps, config, 1_000_000 if dask_sample is None else dask_sample,
+        dask_sample = check_dask_params(reps, config, DEFAULT_SAMPLE if dask_sample is None else dask_sample,
                                         dask_workers)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()

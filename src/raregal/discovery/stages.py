@@ -84,34 +84,45 @@ class StageStore:
 
     def load(self, stage: str) -> dict | None:
         """The arrays of ``stage`` when it was finished with this data and these parameters, else None."""
-        path = self.path(stage)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if str(npz["_key"]) != self.keys[stage]:
-                    return None
-                arrays = {k: npz[k] for k in npz.files if k != "_key"}
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            if path.exists():
-                log.warning("%s: cannot be read (%s); computing the stage again", path, err)
-            return None
-        self.resumed.append(stage)
-        log.info("%-10s resumed from %s", stage, path)
+        arrays = load_keyed(self.path(stage), self.keys[stage], stage)
+        if arrays is not None:
+            self.resumed.append(stage)
         return arrays
 
     def save(self, stage: str, arrays: dict, seconds: float) -> None:
         """Keep ``stage``'s arrays (written whole or not at all) and say how long the rest may take."""
-        from raregal.atomic import atomic_path
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(self.path(stage)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, _key=np.array(self.keys[stage]), **arrays)
+        save_keyed(self.path(stage), self.keys[stage], arrays)
         self.computed[stage] = seconds
         left = [s for s in STAGES if s not in self.computed and s not in self.resumed]
         if left:
             rate = sum(self.computed.values()) / sum(SHARE[s] for s in self.computed)
             log.info("%-10s kept in %s; about %.0f s left (%s)", stage, self.path(stage),
                      rate * sum(SHARE[s] for s in left), ", ".join(left))
+
+
+def load_keyed(path: Path, key: str, name: str) -> dict | None:
+    """The arrays kept in ``path`` under ``key`` (:func:`save_keyed`), or None: missing, another key, or damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if str(npz["_key"]) != key:
+                return None
+            arrays = {k: npz[k] for k in npz.files if k != "_key"}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if path.exists():
+            log.warning("%s: cannot be read (%s); computing the %s again", path, err, name)
+        return None
+    log.info("%-10s resumed from %s", name, path)
+    return arrays
+
+
+def save_keyed(path: Path, key: str, arrays: dict) -> None:
+    """Keep ``arrays`` in ``path`` (``.npz``) under ``key``, written whole or not at all."""
+    from raregal.atomic import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, _key=np.array(key), **arrays)
 
 
 def staged(store: StageStore | None, stage: str, compute) -> dict:

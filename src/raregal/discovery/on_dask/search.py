@@ -43,6 +43,8 @@ BLOCK_ROWS = 100_000
 #: Input rows per partition: small Parquet parts (``raregal embed --dask`` writes 512-row parts)
 #: are read together, so the tasks stay few (one per partition and k-NN block).
 PARTITION_ROWS = 100_000
+#: Galaxies the layout is fitted on by default (``--dask-sample``): what one machine searches in ~3.5 GiB.
+DEFAULT_SAMPLE = 1_000_000
 
 
 @dataclass
@@ -185,29 +187,17 @@ def place_partition(X: np.ndarray, log_dk: np.ndarray, fitted_rows: np.ndarray, 
 
 
 def kept_density(stages_dir, key: str, compute) -> tuple[np.ndarray, float, bool]:
-    """``compute()`` → (log_dk, dimension), or what ``stages_dir/dask_density.npz`` kept under ``key``.
-
-    Written whole or not at all, as :mod:`raregal.discovery.stages` keeps the one-machine stages; a
-    damaged file is computed again.
-    """
-    import zipfile
-
-    from raregal.atomic import atomic_path
+    """``compute()`` → (log_dk, dimension), or what ``stages_dir/dask_density.npz`` kept under ``key``
+    (kept as :mod:`raregal.discovery.stages` keeps the one-machine stages)."""
+    from raregal.discovery.stages import load_keyed, save_keyed
 
     path = None if stages_dir is None else Path(stages_dir) / "dask_density.npz"
-    if path is not None and path.exists():
-        try:
-            with np.load(path) as npz:
-                if str(npz["_key"]) == key:
-                    log.info("%-10s resumed from %s", "density", path)
-                    return npz["log_dk"], float(npz["dimension"]), True
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            log.warning("%s: cannot be read (%s); computing the densities again", path, err)
+    found = None if path is None else load_keyed(path, key, "density")
+    if found is not None:
+        return found["log_dk"], float(found["dimension"]), True
     log_dk, dim = compute()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, _key=np.array(key), log_dk=log_dk, dimension=np.array(dim))
+        save_keyed(path, key, {"log_dk": log_dk, "dimension": np.array(dim)})
     return log_dk, dim, False
 
 
@@ -230,7 +220,7 @@ def check_dask_params(source, config, sample_size, n_workers=None) -> int:
     return int(sample_size)
 
 
-def search_dask(source, config, client, *, sample_size: int = 1_000_000, stages_dir=None, timer=None):
+def search_dask(source, config, client, *, sample_size: int = DEFAULT_SAMPLE, stages_dir=None, timer=None):
     """Search the Parquet table at ``source`` on the Dask ``client``'s cluster; a :class:`SearchResult`, nothing written.
 
     ``config``: a :class:`~raregal.discovery.config.SearchConfig` or dict (default: the paper's).
