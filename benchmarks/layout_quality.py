@@ -48,7 +48,7 @@ def _umap_learn(problem, seed: int):
     emb = problem.init.copy()
     rng_state = np.random.RandomState(seed).randint(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 3).astype(np.int64)
     return optimize_layout_euclidean(emb, emb, problem.head, problem.tail.astype(np.int32), problem.n_epochs,
-                                     len(emb), problem.epochs_per_sample, problem.a, problem.b, rng_state,
+                                     len(emb), problem.epochs_per_sample.astype(np.float64), problem.a, problem.b, rng_state,
                                      1.0, 1.0, 5, parallel=False, move_other=True)
 
 

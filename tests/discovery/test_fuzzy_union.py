@@ -34,4 +34,7 @@ def test_epochs_per_sample_is_umap_learns():
     w = rng.random(50_000).astype(np.float32)
     w[::7], w[5] = 0, 1e-30
     for n_epochs in (10, 200, 500):
-        assert np.array_equal(make_epochs_per_sample(w, n_epochs), _epochs_per_sample(w, w.max(), n_epochs))
+        expected = make_epochs_per_sample(w, n_epochs)
+        assert np.array_equal(expected, _epochs_per_sample(w, w.max(), n_epochs, np.empty(len(w), np.float64)))
+        # the layout's float32 schedule: umap-learn's values, each rounded once
+        assert np.array_equal(expected.astype(np.float32), _epochs_per_sample(w, w.max(), n_epochs, np.empty(len(w), np.float32)))

@@ -113,14 +113,17 @@ def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epoc
                     initial_alpha: float = 1.0, negative_sample_rate: int = 5) -> np.ndarray:
     """Optimise the layout ``init`` (N, d) on a symmetric graph given as CSR (``indptr``, ``tail``).
 
-    ``epochs_per_sample`` (one per edge, CSR order) is umap-learn's schedule. The result is the
+    ``epochs_per_sample`` (one per edge, CSR order) is umap-learn's schedule (kept in float32). The result is the
     same whatever ``numba.get_num_threads()`` is. Returns a new (N, d) float32 array.
     """
     emb = np.array(init, dtype=np.float32, order="C", copy=True)
     snap = emb.copy()
-    eps = np.asarray(epochs_per_sample, dtype=np.float64)
+    # the schedule in float32: 12 bytes an edge, not umap-learn's 24 (0.75 GiB less at 1M galaxies, 6.4 at 8.7M);
+    # the sums are rounded to float32, so a sample moves by an epoch only where one lands within
+    # float32 rounding (6e-8 relative) of a whole epoch
+    eps = np.asarray(epochs_per_sample, dtype=np.float32)
     neg_rate = float(negative_sample_rate)
-    next_s, next_neg = eps.copy(), eps / neg_rate  # per edge: 24 bytes of state, no array of eps / rate
+    next_s, next_neg = eps.copy(), eps / np.float32(neg_rate)
     indptr = np.asarray(indptr, np.int64)
     tail = np.asarray(tail)
     tail = tail if tail.dtype in (np.int32, np.int64) else tail.astype(np.int64)  # int32: 4 bytes an edge
@@ -134,11 +137,11 @@ def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epoc
 
 
 @numba.njit(cache=True)
-def _epochs_per_sample(weights, w_max, n_epochs):
+def _epochs_per_sample(weights, w_max, n_epochs, out):
     """umap-learn's ``make_epochs_per_sample`` in one pass (its numpy form holds four float64 copies
     of the edges at once), with the same arithmetic: ``n_epochs * (w / w_max)`` in the weights'
-    float32, then ``n_epochs / that`` in float64; -1 where it is 0."""
-    out = np.empty(len(weights), np.float64)
+    float32, then ``n_epochs / that`` in float64; -1 where it is 0. Written into ``out``: float64 is
+    umap-learn's array, float32 the layout's (:func:`optimize_layout`), each value rounded once."""
     scale = weights.dtype.type(n_epochs)
     for i in range(len(weights)):
         ns = scale * (weights[i] / w_max)
@@ -157,7 +160,7 @@ class LayoutProblem:
     """A graph ready to lay out, as umap-learn's ``simplicial_set_embedding`` prepares it.
 
     ``indptr``/``tail``: the pruned fuzzy graph in CSR order (edge ``i`` runs from the vertex whose
-    row holds it to ``tail[i]``); ``epochs_per_sample`` per edge; ``init`` (N, d) float32 scaled
+    row holds it to ``tail[i]``); ``epochs_per_sample`` per edge (float32); ``init`` (N, d) float32 scaled
     to [0, 10]; ``a``, ``b``; ``n_epochs``.
     """
 
@@ -209,9 +212,8 @@ def prepare_layout(X: np.ndarray, graph, n_components: int, *, init="spectral", 
         emb = _initial_layout(X, graph, n_components, init, random_state, metric)
     emb = (10.0 * (emb - emb.min(0)) / (emb.max(0) - emb.min(0))).astype(np.float32, order="C")
     a, b = find_ab_params(1.0, min_dist)
-    return LayoutProblem(graph.indptr.astype(np.int64), graph.indices,
-                         _epochs_per_sample(graph.data, graph.data.max(), n_epochs), emb, float(a), float(b),
-                         int(n_epochs))
+    eps = _epochs_per_sample(graph.data, graph.data.max(), n_epochs, np.empty(len(graph.data), np.float32))
+    return LayoutProblem(graph.indptr.astype(np.int64), graph.indices, eps, emb, float(a), float(b), int(n_epochs))
 
 
 def _initial_layout(X, graph, n_components, init, random_state, metric) -> np.ndarray:
