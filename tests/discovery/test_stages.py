@@ -106,3 +106,28 @@ def test_raregal_search_killed_between_stages_resumes_with_the_same_result(tmp_p
     uninterrupted = pd.read_parquet(tmp_path / "whole" / "clusters.parquet")
     pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert json.loads((tmp_path / "whole" / "summary.json").read_text())["resumed_stages"] == []
+
+
+def test_the_knn_graph_is_set_aside_while_the_layouts_run_and_read_back(X, tmp_path, monkeypatch):
+    """With stages kept, the layouts run on the spilled fuzzy graph and no k-NN graph is held meanwhile."""
+    import raregal.discovery.estimator as estimator
+
+    seen, real = [], estimator.umap_embed
+
+    def spy(X, n_components, **kw):
+        seen.append((kw["knn"] is None, getattr(kw.get("fuzzy_graph"), "knn", "no graph") is None))
+        return real(X, n_components, **kw)
+
+    monkeypatch.setattr(estimator, "umap_embed", spy)
+    staged = RareClassSearch(**SMALL, layout="deterministic", stages_dir=tmp_path / "s").fit(X)
+    assert seen == [(True, True), (True, True)]  # the 5-D layout and the 2-D map
+    seen.clear()
+    plain = RareClassSearch(**SMALL, layout="deterministic").fit(X)
+    assert seen == [(False, False), (False, False)]  # without stages the graph stays in memory
+    _same(plain, staged)  # the same bits, and knn_ is back after the fit
+    assert staged.resumed_stages_ == []
+    (tmp_path / "s" / "hdbscan.npz").unlink()
+    seen.clear()
+    again = RareClassSearch(**SMALL, layout="deterministic", stages_dir=tmp_path / "s").fit(X)
+    assert seen == [] and again.resumed_stages_ == ["knn", "umap5", "umap2"]  # only HDBSCAN, without the graph
+    _same(plain, again)

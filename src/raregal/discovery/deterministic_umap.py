@@ -278,21 +278,30 @@ class SpilledGraph:
         self._dir = None
 
     def __call__(self):
-        import os
-        import tempfile
-
         import scipy.sparse as sp
 
         if self._dir is None:
-            graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
-            if self.folder is not None:
-                os.makedirs(self.folder, exist_ok=True)
-            self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-", dir=self.folder)
-            for name in ("indptr", "indices", "data"):
-                np.save(f"{self._dir.name}/{name}.npy", getattr(graph, name))
-            return graph
+            return self._build()
         parts = [np.load(f"{self._dir.name}/{name}.npy") for name in ("data", "indices", "indptr")]
         return sp.csr_matrix(tuple(parts), shape=(len(parts[2]) - 1,) * 2)
+
+    def spill(self) -> None:
+        """Build the graph and write it now, and let go of the k-NN graph (a caller may then free it)."""
+        if self._dir is None:
+            self._build()
+        self.knn = None
+
+    def _build(self):
+        import os
+        import tempfile
+
+        graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
+        if self.folder is not None:
+            os.makedirs(self.folder, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-", dir=self.folder)
+        for name in ("indptr", "indices", "data"):
+            np.save(f"{self._dir.name}/{name}.npy", getattr(graph, name))
+        return graph
 
     def close(self) -> None:
         if self._dir is not None:

@@ -174,16 +174,15 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                       "layout": self.layout_}
             store = StageStore(self.stages_dir, X, params)
         with timer.stage("knn"):
-            knn = staged(store, "knn", lambda: dict(zip(("indices", "distances"), knn_graph(
-                X, self.n_neighbors, self.metric, seed, deterministic=self.layout_ == "deterministic"))))
-            self.knn_ = (knn["indices"], knn["distances"])
-        self._fit_layout(X, self.knn_, seed, timer, store)
+            self.knn_ = _knn_pair(staged(store, "knn", lambda: dict(zip(("indices", "distances"), knn_graph(
+                X, self.n_neighbors, self.metric, seed, deterministic=self.layout_ == "deterministic")))))
+        self._fit_layout(X, seed, timer, store)  # reads self.knn_ (no second reference held here)
         self.timings_, self.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         self.resumed_stages_ = list(store.resumed) if store is not None else []
         return self
 
-    def _fit_layout(self, X: np.ndarray, knn, seed: int, timer: StageTimer, store: StageStore | None = None) -> None:
-        """UMAP layouts and HDBSCAN of ``X`` on a given k-NN graph (what a stability repeat redoes)."""
+    def _fit_layout(self, X: np.ndarray, seed: int, timer: StageTimer, store: StageStore | None = None) -> None:
+        """UMAP layouts and HDBSCAN of ``X`` on the k-NN graph ``knn_`` (what a stability repeat redoes)."""
         from raregal.discovery.deterministic_umap import SpilledGraph
 
         umap_backend, hdbscan_backend = self.backends(len(X))
@@ -193,11 +192,12 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         # one fuzzy graph for both maps, on disk while the 5-D layout optimises (8 bytes an edge less
         # at the search's peak: 0.5 GB at 1M galaxies), the same bits; a single map builds and prunes its own
         two_maps = umap_backend == "deterministic" and self.map_2d and self.n_components != 2
-        graph = SpilledGraph(knn, self.n_neighbors, seed, folder=self.stages_dir) if two_maps else None
+        graph = SpilledGraph(self.knn_, self.n_neighbors, seed, folder=self.stages_dir) if two_maps else None
+        aside = self._set_knn_aside(graph, store)
 
         def layout(n_components: int, **kw) -> dict:
             shared = {} if graph is None else {"fuzzy_graph": graph}
-            return {"embedding": umap_embed(X, n_components, knn=knn, **{**umap_kw, **shared, **kw})}
+            return {"embedding": umap_embed(X, n_components, knn=self.knn_, **{**umap_kw, **shared, **kw})}
 
         try:
             with timer.stage("umap5"):
@@ -217,10 +217,38 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
             found = staged(store, "hdbscan", lambda: _cluster_arrays(leaf_clusters(
                 self.embedding_, self.min_samples, self.min_cluster_size, hdbscan_backend,
                 self.cluster_selection_method)))
+        if aside:
+            self.knn_ = self._knn_back(store)
         self.labels_, self.probabilities_ = found["labels"], found["probabilities"]
         self.condensed_tree_ = tree_frame({c: found[f"tree_{c}"] for c in TREE_COLUMNS})
         self.cluster_tree_nodes_, self.cluster_persistence_ = found["tree_nodes"], found["persistence"]
         self.n_clusters_ = len(self.cluster_tree_nodes_)
+
+    def _set_knn_aside(self, graph, store: StageStore | None) -> bool:
+        """Let go of ``knn_`` while the layouts and HDBSCAN run, when ``store`` keeps it; True if so.
+
+        The k-NN graph (8 bytes a neighbour: 0.4 GB at 1M galaxies, 3.5 GB at 8.7M) is needed after
+        the fit (stability repeats) but not by the layouts once their fuzzy graph is on disk, so it is
+        read back from the stages afterwards. Only the shared, spilled graph allows it: a single map
+        builds its fuzzy graph from ``knn_`` inside the layout stage.
+        """
+        if store is None or not store.kept("knn"):
+            return False
+        maps = ("umap5", "umap2") if self.map_2d and self.n_components != 2 else ("umap5",)
+        if any(not store.kept(stage) for stage in maps):
+            if graph is None:
+                return False
+            graph.spill()  # the fuzzy graph is built now and written; graph holds no k-NN graph after
+        self.knn_ = None
+        return True
+
+    @staticmethod
+    def _knn_back(store: StageStore) -> tuple[np.ndarray, np.ndarray]:
+        kept = store.load("knn", quiet=True)
+        if kept is None:
+            raise RuntimeError(f"{store.path('knn')} was removed or changed while the search ran; run it again "
+                               "(it resumes from the stages kept)")
+        return _knn_pair(kept)
 
     def refit_layout(self, X, random_state) -> "RareClassSearch":
         """A clone with ``random_state`` whose layouts and clusters are refitted on this fit's k-NN graph.
@@ -233,7 +261,7 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         X = _validate_data(rep, X)
         timer = StageTimer(echo=False)
         rep.n_features_in_, rep.knn_, rep.layout_ = self.n_features_in_, self.knn_, self.layout_
-        rep._fit_layout(X, self.knn_, rep._seed(), timer)
+        rep._fit_layout(X, rep._seed(), timer)
         rep.timings_, rep.memory_mib_ = dict(timer.seconds), dict(timer.peak_mib)
         return rep
 
@@ -250,6 +278,11 @@ def _validate_data(est, X) -> np.ndarray:
     except ImportError:  # pragma: no cover - older scikit-learn
         return est._validate_data(X, dtype=np.float32, order="C")
     return validate_data(est, X, dtype=np.float32, order="C")
+
+
+def _knn_pair(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The k-NN graph as the stage keeps it, as ``knn_``: (indices, distances)."""
+    return arrays["indices"], arrays["distances"]
 
 
 def _cluster_arrays(result) -> dict:

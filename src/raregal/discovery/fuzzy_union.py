@@ -103,7 +103,7 @@ def fuzzy_union(knn_indices: np.ndarray, knn_dists: np.ndarray, n_neighbors: int
     n = len(knn_indices)
     dists = np.asarray(knn_dists, np.float32)
     sigmas, rhos = smooth_knn_dist(dists, float(n_neighbors), local_connectivity=1.0)
-    _, _, vals, _ = compute_membership_strengths(knn_indices, dists, sigmas, rhos)
+    vals = compute_membership_strengths(knn_indices, dists, sigmas, rhos)[2]  # its rows, cols, dists freed now
     k = knn_indices.shape[1]
     indptr, cols, data = _csr_of_knn(np.asarray(knn_indices), vals.reshape(n, k))
     del vals

@@ -82,12 +82,23 @@ class StageStore:
     def path(self, stage: str) -> Path:
         return self.folder / f"{stage}.npz"
 
-    def load(self, stage: str) -> dict | None:
-        """The arrays of ``stage`` when it was finished with this data and these parameters, else None."""
-        arrays = load_keyed(self.path(stage), self.keys[stage], stage)
-        if arrays is not None:
+    def load(self, stage: str, quiet: bool = False) -> dict | None:
+        """The arrays of ``stage`` when it was finished with this data and these parameters, else None.
+
+        ``quiet``: read back what this run kept itself (not a resumed stage, nothing said).
+        """
+        arrays = load_keyed(self.path(stage), self.keys[stage], stage, quiet=quiet)
+        if arrays is not None and not quiet:
             self.resumed.append(stage)
         return arrays
+
+    def kept(self, stage: str) -> bool:
+        """Whether ``stage`` is kept with this data and these parameters (its arrays are not read)."""
+        try:
+            with np.load(self.path(stage), allow_pickle=False) as npz:
+                return str(npz["_key"]) == self.keys[stage]
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return False
 
     def save(self, stage: str, arrays: dict, seconds: float) -> None:
         """Keep ``stage``'s arrays (written whole or not at all) and say how long the rest may take."""
@@ -100,7 +111,7 @@ class StageStore:
                      rate * sum(SHARE[s] for s in left), ", ".join(left))
 
 
-def load_keyed(path: Path, key: str, name: str) -> dict | None:
+def load_keyed(path: Path, key: str, name: str, quiet: bool = False) -> dict | None:
     """The arrays kept in ``path`` under ``key`` (:func:`save_keyed`), or None: missing, another key, or damaged."""
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -111,7 +122,8 @@ def load_keyed(path: Path, key: str, name: str) -> dict | None:
         if path.exists():
             log.warning("%s: cannot be read (%s); computing the %s again", path, err, name)
         return None
-    log.info("%-10s resumed from %s", name, path)
+    if not quiet:
+        log.info("%-10s resumed from %s", name, path)
     return arrays
 
 

@@ -56,7 +56,9 @@ def umap_embed(X: np.ndarray, n_components: int, n_neighbors: int = 50, *, knn=N
         from raregal.discovery.deterministic_umap import deterministic_embed
         from raregal.discovery.knn import exact_knn
 
-        return deterministic_embed(X, n_components, n_neighbors, knn if knn is not None else exact_knn(X, n_neighbors, metric),
+        if knn is None and fuzzy_graph is None:
+            knn = exact_knn(X, n_neighbors, metric)
+        return deterministic_embed(X, n_components, n_neighbors, knn,
                                    init=init, n_epochs=n_epochs, min_dist=min_dist, metric=metric,
                                    random_state=random_state, graph=fuzzy_graph)
     if backend == "cuml":
