@@ -38,3 +38,16 @@ def test_epochs_per_sample_is_umap_learns():
         assert np.array_equal(expected, _epochs_per_sample(w, w.max(), n_epochs, np.empty(len(w), np.float64)))
         # the layout's float32 schedule: umap-learn's values, each rounded once
         assert np.array_equal(expected.astype(np.float32), _epochs_per_sample(w, w.max(), n_epochs, np.empty(len(w), np.float32)))
+
+
+def test_a_loaded_knn_graph_gives_the_same_union():
+    from raregal.discovery.fuzzy_union import fuzzy_union, fuzzy_union_loaded
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2000, 8)).astype(np.float32)
+    from raregal.discovery.knn import exact_knn
+
+    knn = exact_knn(X, 15, "euclidean")
+    a, b = fuzzy_union(*knn, 15), fuzzy_union_loaded(lambda: knn, 15)
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    assert np.array_equal(a.data, b.data)

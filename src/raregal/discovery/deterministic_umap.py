@@ -285,8 +285,15 @@ class SpilledGraph:
         parts = [np.load(f"{self._dir.name}/{name}.npy") for name in ("data", "indices", "indptr")]
         return sp.csr_matrix(tuple(parts), shape=(len(parts[2]) - 1,) * 2)
 
-    def spill(self) -> None:
-        """Build the graph and write it now, and let go of the k-NN graph (a caller may then free it)."""
+    def spill(self, load_knn=None) -> None:
+        """Build the graph and write it now, and let go of the k-NN graph (a caller may then free it).
+
+        ``load_knn``: a function that returns the k-NN graph (indices, distances), e.g. from the
+        run's stages, used instead of the one given, so that it is freed as soon as its memberships
+        are made (:func:`~raregal.discovery.fuzzy_union.fuzzy_union_loaded`).
+        """
+        if load_knn is not None:
+            self.knn = load_knn
         if self._dir is None:
             self._build()
         self.knn = None
@@ -295,7 +302,14 @@ class SpilledGraph:
         import os
         import tempfile
 
-        graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
+        from raregal.discovery.fuzzy_union import fuzzy_union_loaded
+        from raregal.numba_cache import cache_kernels
+
+        if callable(self.knn):
+            cache_kernels()
+            graph = fuzzy_union_loaded(self.knn, self.n_neighbors)
+        else:
+            graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
         if self.folder is not None:
             os.makedirs(self.folder, exist_ok=True)
         self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-", dir=self.folder)

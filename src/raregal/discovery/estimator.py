@@ -238,7 +238,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         if any(not store.kept(stage) for stage in maps):
             if graph is None:
                 return False
-            graph.spill()  # the fuzzy graph is built now and written; graph holds no k-NN graph after
+            self.knn_ = None  # read back to build the fuzzy graph, and freed as soon as its memberships are made
+            graph.spill(lambda: self._knn_back(store))
         self.knn_ = None
         return True
 
