@@ -81,6 +81,57 @@ def child(table: str, stages_dir: str, stop: str) -> None:
     estimator.RareClassSearch(**PAPER, layout="deterministic", stages_dir=stages_dir).fit(np.asarray(X))
 
 
+def child_probe(table: str, stages_dir: str, epochs: str) -> None:
+    """The 5-D layout stage up to its first ``epochs`` epochs: its peak memory (the optimiser holds all
+    it will hold from the first epoch on), its set-up seconds and seconds per epoch; print them, exit."""
+    import resource
+
+    import raregal.discovery.deterministic_umap as du
+    import raregal.discovery.estimator as estimator
+
+    t_start, kernel, optimize, times, info = time.perf_counter(), du._epoch, du.optimize_layout, [], {}
+
+    def timed_epoch(*args):
+        t0 = time.perf_counter()
+        kernel(*args)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= int(epochs):
+            per_epoch = float(np.mean(times[1:] if len(times) > 1 else times))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(json.dumps({"stage": "umap5_probe", "setup_seconds": info["setup"], "epoch_seconds": per_epoch,
+                              "epochs_run": len(times), "n_epochs": info["n_epochs"], "edges": info["edges"],
+                              "seconds": info["setup"] + per_epoch * info["n_epochs"], "peak_mib": peak,
+                              "estimated": True}), flush=True)
+            sys.exit(0)
+
+    def probed_optimize(init, indptr, tail, eps, n_epochs, *args, **kw):
+        info.update(setup=time.perf_counter() - t_start, n_epochs=int(n_epochs), edges=int(len(tail)))
+        return optimize(init, indptr, tail, eps, n_epochs, *args, **kw)
+
+    du._epoch, du.optimize_layout = timed_epoch, probed_optimize
+    X = np.load(table, mmap_mode="r")
+    estimator.RareClassSearch(**PAPER, layout="deterministic", stages_dir=stages_dir).fit(np.asarray(X))
+
+
+def run_probe(n: int, work: Path, results: dict, out: Path, epochs: int) -> None:
+    """The k-NN graph stage whole, then :func:`child_probe` of the 5-D layout (sizes too long to run whole)."""
+    table = make_table(work / f"scale_{n}.npy", n)
+    stages_dir = work / f"stages_{n}"
+    row = results.setdefault(str(n), {})
+    for stage, argv in (("knn", ["--child", str(table), str(stages_dir), "knn"]),
+                        ("umap5_probe", ["--probe-child", str(table), str(stages_dir), str(epochs)])):
+        if stage in row:
+            continue
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"{stage} at {n:,} failed:\n{proc.stderr[-3000:]}")
+        row[stage] = {**json.loads(lines[-1]), "process_seconds": time.perf_counter() - t0}
+        print(f"{n:>10,} {stage:<12} {row[stage]['seconds']:8.1f} s   peak {row[stage]['peak_mib']:8.0f} MiB", flush=True)
+        write(results, out)
+
+
 def run_size(n: int, work: Path, results: dict, out: Path) -> None:
     table = make_table(work / f"scale_{n}.npy", n)
     stages_dir = work / f"stages_{n}"
@@ -117,9 +168,10 @@ def write(results: dict, out: Path) -> None:
     lines = [f"Machine: {meta['machine']}; {meta['date']}; each stage in its own process (its own peak RSS).", "",
              "| N | stage | seconds | peak MiB |", "|---:|---|---:|---:|"]
     for n, row in sorted(results.items(), key=lambda kv: int(kv[0])):
-        for s in STAGES:
+        for s in (*STAGES, "umap5_probe"):
             if s in row:
-                lines.append(f"| {int(n):,} | {s} | {row[s]['seconds']:.0f} | {row[s]['peak_mib']:.0f} |")
+                label = s if s != "umap5_probe" else f"umap5, first {row[s]['epochs_run']} epochs (seconds estimated)"
+                lines.append(f"| {int(n):,} | {label} | {row[s]['seconds']:.0f} | {row[s]['peak_mib']:.0f} |")
     for s, e in exponents(results).items():
         lines.append(f"\n{s}: time ~ N^{e['time']}, memory ~ N^{e['memory']}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -129,16 +181,25 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(*sys.argv[2:5])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--probe-child":
+        child_probe(*sys.argv[2:5])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--work", default="/tmp/raregal_scale", help="where the tables and stages go (large)")
     ap.add_argument("--out", default=str(HERE / "results" / "scale_stages.json"))
+    ap.add_argument("--probe-layout", type=int, default=0, metavar="EPOCHS",
+                    help="run the k-NN graph whole and the 5-D layout for EPOCHS epochs only: its peak memory "
+                         "and an estimate of its time (for sizes too long to run whole)")
     args = ap.parse_args()
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text())["sizes"] if out.exists() else {}
     for n in args.rows:
-        run_size(n, work, results, out)
+        if args.probe_layout:
+            run_probe(n, work, results, out, args.probe_layout)
+        else:
+            run_size(n, work, results, out)
     print(f"results in {out} and {out.with_suffix('.md')}")
 
 
