@@ -250,8 +250,11 @@ def search_table(frame: pd.DataFrame, config: SearchConfig | dict | None = None,
 
 
 def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages_dir=None) -> SearchResult:
+    """:func:`search_table` of ``frame``: a DataFrame, or the path of a table read here (the representation
+    then held once: read straight into X, and only the kept rows' copy after the pre-filter)."""
     with timer.stage("read"):
-        frame, X = representation_table(frame, config.features, where="the table" if source is None else str(source))
+        frame, X = representation_table(frame, config.features, where="the table" if source is None else str(source),
+                                        lean=not isinstance(frame, pd.DataFrame))
         valid = _valid_rows(frame, X, config.drop_invalid)
     log.info("read %d galaxies with %d-d representations from %s", len(frame), X.shape[1], source or "a table")
     columns = campaign_columns(frame.columns, config.campaign)  # the fraction columns of the campaign searched
@@ -262,11 +265,12 @@ def _search_table(frame, config: SearchConfig, source, timer: StageTimer, stages
     log.info("pre-filter: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     est = RareClassSearch(**config.estimator_params(), verbose=True, stages_dir=stages_dir)
     _check_kept(est, counts, cuts)
-    check_representation(X[kept], frame[ID].to_numpy()[kept], config)
-    est.fit(X[kept])
+    X = X if kept.all() else X[kept]  # one copy of the kept rows; the whole table's X is freed (a path's)
+    check_representation(X, frame[ID].to_numpy()[kept], config)
+    est.fit(X)
     timer.seconds.update(est.timings_)
     timer.peak_mib.update(est.memory_mib_)
-    return finish_search(frame, kept, est, X[kept], config, source, counts, timer, artifact_column=columns["artifact"])
+    return finish_search(frame, kept, est, X, config, source, counts, timer, artifact_column=columns["artifact"])
 
 
 def finish_search(frame, kept, est, X, config, source, counts, timer, *, artifact_column=None, whole=None,
@@ -333,10 +337,8 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
                                         dask_workers)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
-    if dask is None:
-        with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
-            frame = read_table(reps)
-        compute = lambda stages: _search_table(frame, config, reps, timer, stages_dir=stages)  # noqa: E731
+    if dask is None:  # the table is read inside (its representation once, straight into an array)
+        compute = lambda stages: _search_table(reps, config, reps, timer, stages_dir=stages)  # noqa: E731
     else:
         compute = lambda stages: _search_on_dask(reps, config, dask, dask_workers, dask_sample, timer, stages)  # noqa: E731
     created = not out_dir.exists()

@@ -297,6 +297,64 @@ def _read_representation(path, features: str | None, columns) -> pd.DataFrame:
     return read_table(path, columns=[c for c in names if c in wanted])
 
 
+def _read_lean(path, features: str | None) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """A Parquet table whose representation is in columns, read with one copy of the representation:
+    ``(table without the representation, X)``; None where this does not apply (another format, a list
+    column, hive partitions, no ``id_str``), and the caller reads the whole table.
+
+    Why not ``read_table`` then :func:`feature_matrix`: pyarrow's table, its pandas copy and the array
+    taken from it hold the representation two or three times at once (1.8 GB for 1M x 128 float32,
+    ~15 GB for 8.7M, before the search starts). Here each file is read in batches of rows, straight
+    into a preallocated float32 array, and only the other (small) columns become the table.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        dataset = pq.ParquetDataset(path)
+        fragments = list(dataset.fragments)
+    except Exception:  # not Parquet: the caller's reader says what is wrong
+        return None
+    names = list(dataset.schema.names)
+    feats = _representation_prefix_columns(names, features)
+    if not feats or ID not in names or not fragments or set(names) - set(fragments[0].physical_schema.names):
+        return None
+    bad = [c for c in feats if not pa_numeric(dataset.schema.field(c).type)]
+    if bad:
+        raise InputError(f"non-numeric feature columns: {', '.join(map(str, bad[:10]))}")
+    others = [c for c in names if c not in set(feats)]
+    try:
+        X, start, rest = np.empty((sum(f.count_rows() for f in fragments), len(feats)), np.float32), 0, []
+        for fragment in fragments:
+            for batch in fragment.to_batches(columns=names, use_threads=False, batch_size=65536):
+                for j, col in enumerate(feats):
+                    X[start:start + batch.num_rows, j] = batch.column(col).to_numpy(zero_copy_only=False)
+                rest.append(pa.RecordBatch.from_arrays([batch.column(c) for c in others], names=others))
+                start += batch.num_rows
+        frame = pa.Table.from_batches(rest, schema=pa.schema([dataset.schema.field(c) for c in others])).to_pandas()
+    except Exception as err:  # pyarrow raises many kinds; say which file
+        raise InputError(f"{path}: cannot read as parquet: {err}") from err
+    frame[ID] = frame[ID].astype(str)
+    return frame, X
+
+
+def _representation_prefix_columns(names, features: str | None) -> list:
+    """The representation's columns in index order (``feat_*``, or ``features`` as a prefix); [] for a list column."""
+    if features is None:
+        return feature_columns(pd.DataFrame(columns=names))
+    if features in names:
+        return []
+    return sorted((c for c in names if str(c).startswith(features) and str(c)[len(features):].isdigit()),
+                  key=lambda c: int(str(c)[len(features):]))
+
+
+def pa_numeric(kind) -> bool:
+    """True for an Arrow integer, floating or decimal type (what a representation column may hold)."""
+    import pyarrow.types as pat
+
+    return pat.is_integer(kind) or pat.is_floating(kind) or pat.is_decimal(kind)
+
+
 def representation_columns(names, features: str | None) -> list:
     """The columns of ``names`` that may hold the representation :func:`~raregal.inputs.tables.feature_matrix` takes."""
     names = list(names)
@@ -316,8 +374,8 @@ def _parquet_names(path) -> list[str] | None:
         return None
 
 
-def representation_table(source, features: str | None = None, *, columns=None,
-                         where: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def representation_table(source, features: str | None = None, *, columns=None, where: str | None = None,
+                         lean: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The one loader of a representation table, for search, similar, guide and evaluate: ``(table, X)``.
 
     ``source``: a table file (Parquet, CSV, FITS, .npy/.npz; for Parquet only ``id_str``, the
@@ -326,21 +384,26 @@ def representation_table(source, features: str | None = None, *, columns=None,
     present (:func:`raregal.inputs.sky.with_coordinates`: bad rows named, set to NaN); the
     representation (:func:`feature_matrix` with ``features``) is not empty. ``X`` is (N, D) float32;
     non-finite rows are left to the caller (a search may drop them, similar leaves them out).
-    ``where`` names the table in errors (default: the path, or "the table").
+    ``where`` names the table in errors (default: the path, or "the table"). ``lean`` (a Parquet
+    path with the representation in columns, e.g. ``feat_*``): the representation is read straight
+    into ``X`` and left out of ``table``, so it is held once (the search's way, :func:`_read_lean`).
     """
     from raregal.inputs import sky
 
+    X = None
     if isinstance(source, pd.DataFrame):
         frame, where = source, where or "the table"
     else:
-        frame, where = _read_representation(source, features, columns), where or str(source)
+        where = where or str(source)
+        lean_read = _read_lean(source, features) if lean and columns is None and Path(source).exists() else None
+        frame, X = lean_read if lean_read is not None else (_read_representation(source, features, columns), None)
     if len(frame) == 0:
         raise InputError(f"{where}: the table has no rows (columns: {', '.join(map(str, frame.columns[:10]))})")
     if ID in frame.columns:  # mixed types ("1" and 1) become one kind before the duplicate check
         frame = frame.assign(**{ID: frame[ID].where(frame[ID].isna(), frame[ID].astype(str))})
     check_ids(frame, where)
     frame = sky.with_coordinates(frame, where)
-    X = feature_matrix(frame, features)
+    X = feature_matrix(frame, features) if X is None else X
     if X.shape[1] == 0 or len(X) == 0:
         raise InputError(f"{where}: the representation is empty (shape {X.shape})")
     return frame, X
