@@ -130,4 +130,23 @@ def test_the_knn_graph_is_set_aside_while_the_layouts_run_and_read_back(X, tmp_p
     seen.clear()
     again = RareClassSearch(**SMALL, layout="deterministic", stages_dir=tmp_path / "s").fit(X)
     assert seen == [] and again.resumed_stages_ == ["knn", "umap5", "umap2"]  # only HDBSCAN, without the graph
+
+    import weakref
+
+    loaded, real_pair, real_leaves = [], estimator._knn_pair, estimator.leaf_clusters
+
+    def pair(arrays):  # every k-NN graph the fit reads, watched by weak references
+        out = real_pair(arrays)
+        loaded.extend(weakref.ref(a) for a in out)
+        return out
+
+    def no_knn_while_clustering(*args, **kw):
+        assert loaded and all(ref() is None for ref in loaded)  # freed, not merely unnamed
+        return real_leaves(*args, **kw)
+
+    monkeypatch.setattr(estimator, "_knn_pair", pair)
+    monkeypatch.setattr(estimator, "leaf_clusters", no_knn_while_clustering)
+    (tmp_path / "s" / "hdbscan.npz").unlink()
+    again = RareClassSearch(**SMALL, layout="deterministic", stages_dir=tmp_path / "s")
+    again.fit(X)
     _same(plain, again)

@@ -240,6 +240,8 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
                 return False
             self.knn_ = None  # read back to build the fuzzy graph, and freed as soon as its memberships are made
             graph.spill(lambda: self._knn_back(store))
+        elif graph is not None:
+            graph.knn = None  # every map is kept: the fuzzy graph is never built
         self.knn_ = None
         return True
 
