@@ -334,6 +334,8 @@ def _read_lean(path, features: str | None) -> tuple[pd.DataFrame, np.ndarray] | 
         frame = pa.Table.from_batches(rest, schema=pa.schema([dataset.schema.field(c) for c in others])).to_pandas()
     except Exception as err:  # pyarrow raises many kinds; say which file
         raise InputError(f"{path}: cannot read as parquet: {err}") from err
+    del rest
+    pa.default_memory_pool().release_unused()  # the decoded row groups (0.4 GB for 125k-row groups) go back now
     frame[ID] = frame[ID].astype(str)
     return frame, X
 
