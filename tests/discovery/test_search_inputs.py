@@ -162,3 +162,18 @@ def test_search_of_a_path_records_the_input_and_of_a_frame_does_not(tmp_path, fr
     assert raregal.search(subset, **params).run.summary["input"] is None
     with pytest.raises(InputError, match="ids: only for an array"):
         raregal.search(subset, ids=["a"], **params)
+
+
+def test_a_table_that_cannot_be_read_leaves_no_folder_or_marker_behind(tmp_path):
+    from raregal.discovery.pipeline import run_search
+    from raregal.errors import InputError
+
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="bad.parquet"):
+        run_search(bad, tmp_path / "a" / "b" / "run")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="bad.parquet"):
+        run_search(bad, tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []

@@ -70,3 +70,54 @@ def test_a_list_column_or_another_format_falls_back_to_the_plain_reader(tmp_path
         plain = representation_table(path, features)
         lean = representation_table(path, features, lean=True)
         assert np.array_equal(plain[1], lean[1]) and list(plain[0].columns) == list(lean[0].columns)
+
+
+def test_parts_with_other_types_or_fewer_columns_are_read_as_the_plain_reader_reads_them(tmp_path):
+    frame = _frame(n=900)
+    first, second = frame.iloc[:400].copy(), frame.iloc[400:].copy()
+    second["ra"] = second["ra"].astype(np.float32)  # another type in a later part
+    first["note"] = "x"  # a column only the first part has
+    second = second.drop(columns=["dec"])  # a column a later part lacks
+    folder = tmp_path / "reps"
+    folder.mkdir()
+    first.to_parquet(folder / "part-00000.parquet", index=False)
+    second.to_parquet(folder / "part-00001.parquet", index=False)
+    _, lean = _same(folder)
+    assert lean["dec"].isna().sum() == 500 and (lean["note"].iloc[:400] == "x").all()
+
+
+def test_pandas_dtypes_and_the_index_come_back_and_an_id_index_is_refused_as_before(tmp_path):
+    frame = _frame()
+    frame["true_class"] = pd.array([1, None] * 350, dtype="Int64")
+    frame["flag"] = pd.array([True, False, None, True] * 175, dtype="boolean")
+    frame.iloc[::2].to_parquet(tmp_path / "t.parquet")  # a filtered frame: its index is kept in the file
+    _, lean = _same(tmp_path / "t.parquet")
+    assert str(lean["true_class"].dtype) == "Int64" and list(lean.index[:3]) == [0, 2, 4]
+    frame.set_index("id_str").to_parquet(tmp_path / "ix.parquet")
+    for lean_read in (False, True):
+        with pytest.raises(InputError, match="missing column 'id_str'"):
+            representation_table(tmp_path / "ix.parquet", lean=lean_read)
+
+
+def test_what_the_plain_reader_refuses_the_lean_one_refuses(tmp_path):
+    import decimal
+
+    frame = _frame(n=20)
+    frame["feat_1"] = [decimal.Decimal("1.5")] * 20
+    frame.to_parquet(tmp_path / "dec.parquet", index=False)
+    for lean_read in (False, True):
+        with pytest.raises(InputError, match="non-numeric feature columns: feat_1"):
+            representation_table(tmp_path / "dec.parquet", lean=lean_read)
+    (tmp_path / "nosuffix").mkdir()
+    _frame(n=20).to_parquet(tmp_path / "nosuffix" / "part-0", index=False)
+    for lean_read in (False, True):
+        with pytest.raises(InputError, match="holds no Parquet parts"):
+            representation_table(tmp_path / "nosuffix", lean=lean_read)
+
+
+def test_hive_partitions_are_left_to_the_plain_reader(tmp_path):
+    frame = _frame(n=60)
+    (tmp_path / "h" / "campaign=dr8").mkdir(parents=True)
+    frame.to_parquet(tmp_path / "h" / "campaign=dr8" / "part.parquet", index=False)
+    plain, lean = representation_table(tmp_path / "h"), representation_table(tmp_path / "h", lean=True)
+    assert "campaign" in lean[0].columns and list(plain[0].columns) == list(lean[0].columns)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from raregal.runs import folder as runfolder
 from raregal.inputs import sky
-from raregal.inputs.tables import FILE_LOC, ID, array_frame, read_table, representation_table
+from raregal.inputs.tables import FILE_LOC, ID, array_frame, lean_readable, read_table, representation_table
 from raregal.discovery.checks.per_cluster import check_clusters
 from raregal.discovery.config import SearchConfig, config_from_dict
 from raregal.discovery.estimator import RareClassSearch
@@ -337,8 +337,10 @@ def run_search(reps: str | os.PathLike, out_dir: str | os.PathLike, config: Sear
                                         dask_workers)
     out_dir = runfolder.check_output_folder(out_dir, "run", overwrite=overwrite, inputs=(reps,), flag="out_dir")
     timer = StageTimer()
-    if dask is None:  # the table is read inside (its representation once, straight into an array)
-        compute = lambda stages: _search_table(reps, config, reps, timer, stages_dir=stages)  # noqa: E731
+    if dask is None:  # a Parquet table is read inside (its representation once, straight into an array), others now
+        with timer.stage("read", echo=False):  # logged once, with the table's checks (search_table's "read")
+            table = reps if lean_readable(reps) else read_table(reps)
+        compute = lambda stages: _search_table(table, config, reps, timer, stages_dir=stages)  # noqa: E731
     else:
         compute = lambda stages: _search_on_dask(reps, config, dask, dask_workers, dask_sample, timer, stages)  # noqa: E731
     created = not out_dir.exists()

@@ -308,35 +308,40 @@ def _read_lean(path, features: str | None) -> tuple[pd.DataFrame, np.ndarray] | 
     into a preallocated float32 array, and only the other (small) columns become the table.
     """
     import pyarrow as pa
+    import pyarrow.dataset as pds
     import pyarrow.parquet as pq
 
-    try:
-        dataset = pq.ParquetDataset(path)
-        fragments = list(dataset.fragments)
-    except Exception:  # not Parquet: the caller's reader says what is wrong
+    if not lean_readable(path):
         return None
-    names = list(dataset.schema.names)
+    dataset = pq.ParquetDataset(path)
+    fragments, names = list(dataset.fragments), list(dataset.schema.names)
     feats = _representation_prefix_columns(names, features)
-    if not feats or ID not in names or not fragments or set(names) - set(fragments[0].physical_schema.names):
+    hive = any(not f.partition_expression.equals(pds.scalar(True)) for f in fragments)  # plain reader adds them
+    if not feats or ID not in names or not fragments or hive:
         return None
     bad = [c for c in feats if not pa_numeric(dataset.schema.field(c).type)]
     if bad:
         raise InputError(f"non-numeric feature columns: {', '.join(map(str, bad[:10]))}")
     others = [c for c in names if c not in set(feats)]
+    X = np.empty((sum(f.count_rows() for f in fragments), len(feats)), np.float32)  # a MemoryError says so
+    start, rest, schema = 0, [], dataset.schema  # the folder's schema: parts with other types or fewer columns
     try:
-        X, start, rest = np.empty((sum(f.count_rows() for f in fragments), len(feats)), np.float32), 0, []
         for fragment in fragments:
-            for batch in fragment.to_batches(columns=names, use_threads=False, batch_size=65536):
+            for batch in fragment.to_batches(schema=schema, columns=names, use_threads=False, batch_size=65536):
                 for j, col in enumerate(feats):
                     X[start:start + batch.num_rows, j] = batch.column(col).to_numpy(zero_copy_only=False)
                 rest.append(pa.RecordBatch.from_arrays([batch.column(c) for c in others], names=others))
                 start += batch.num_rows
-        frame = pa.Table.from_batches(rest, schema=pa.schema([dataset.schema.field(c) for c in others])).to_pandas()
+        frame = pa.Table.from_batches(rest, schema=pa.schema([schema.field(c) for c in others],
+                                                             metadata=schema.metadata)).to_pandas()  # pandas dtypes, index
+    except MemoryError:
+        raise
     except Exception as err:  # pyarrow raises many kinds; say which file
         raise InputError(f"{path}: cannot read as parquet: {err}") from err
     del rest
     pa.default_memory_pool().release_unused()  # the decoded row groups (0.4 GB for 125k-row groups) go back now
-    frame[ID] = frame[ID].astype(str)
+    if ID in frame.columns:  # else an id kept as the pandas index: check_ids names it, as for the plain reader
+        frame[ID] = frame[ID].astype(str)
     return frame, X
 
 
@@ -351,10 +356,24 @@ def _representation_prefix_columns(names, features: str | None) -> list:
 
 
 def pa_numeric(kind) -> bool:
-    """True for an Arrow integer, floating or decimal type (what a representation column may hold)."""
+    """True for an Arrow integer or floating type (what :func:`feature_matrix` takes as numeric)."""
     import pyarrow.types as pat
 
-    return pat.is_integer(kind) or pat.is_floating(kind) or pat.is_decimal(kind)
+    return pat.is_integer(kind) or pat.is_floating(kind)
+
+
+def lean_readable(path) -> bool:
+    """Whether ``path`` is a Parquet table (file, or folder of ``*.parquet`` parts) whose schema can be read:
+    what :func:`representation_table` may read with ``lean=True``; other tables are read whole."""
+    path = Path(path)
+    try:
+        if not path.exists() or _kind(path) != "parquet":
+            return False
+        if path.is_dir() and not any(p.suffix.lower() in _PARQUET for p in path.rglob("*") if p.is_file()):
+            return False
+    except InputError:
+        return False
+    return _parquet_names(path) is not None
 
 
 def representation_columns(names, features: str | None) -> list:
