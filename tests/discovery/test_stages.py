@@ -150,3 +150,33 @@ def test_the_knn_graph_is_set_aside_while_the_layouts_run_and_read_back(X, tmp_p
     again = RareClassSearch(**SMALL, layout="deterministic", stages_dir=tmp_path / "s")
     again.fit(X)
     _same(plain, again)
+
+
+@pytest.mark.parametrize("map_2d", [True, False])
+def test_a_kept_map_that_cannot_be_read_is_computed_again_from_the_kept_graph(X, tmp_path, map_2d):
+    """Its key reads, its array does not: the k-NN graph set aside comes back from the stages for it."""
+    import zipfile
+
+    params = dict(**SMALL, layout="deterministic", map_2d=map_2d)
+    first = RareClassSearch(**params, stages_dir=tmp_path / "s").fit(X)
+    path = tmp_path / "s" / "umap5.npz"
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    members["embedding.npy"] = members["embedding.npy"][:200]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    again = RareClassSearch(**params, stages_dir=tmp_path / "s").fit(X)
+    assert "umap5" not in again.resumed_stages_ and "hdbscan" in again.resumed_stages_
+    assert np.array_equal(first.embedding_, again.embedding_) and np.array_equal(first.labels_, again.labels_)
+    assert np.array_equal(first.knn_[0], again.knn_[0])
+
+
+def test_a_new_revision_of_the_layout_is_not_resumed_from_an_older_one(X, monkeypatch):
+    import raregal.discovery.stages as stages
+
+    params = dict(n_neighbors=10, metric="euclidean", layout="deterministic", seed=0, n_components=5)
+    before = StageStore("unused", X, params).keys
+    monkeypatch.setitem(stages.REVISION, "umap5", stages.REVISION["umap5"] + 1)
+    after = StageStore("unused", X, params).keys
+    assert before["knn"] == after["knn"] and all(before[s] != after[s] for s in ("umap5", "umap2", "hdbscan"))

@@ -193,11 +193,13 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         # at the search's peak: 0.5 GB at 1M galaxies), the same bits; a single map builds and prunes its own
         two_maps = umap_backend == "deterministic" and self.map_2d and self.n_components != 2
         graph = SpilledGraph(self.knn_, self.n_neighbors, seed, folder=self.stages_dir) if two_maps else None
-        aside = self._set_knn_aside(graph, store)
+        with timer.stage("umap5", echo=False):  # the shared fuzzy graph, when built here, is the 5-D layout's time
+            aside = self._set_knn_aside(graph, store)
 
         def layout(n_components: int, **kw) -> dict:
             shared = {} if graph is None else {"fuzzy_graph": graph}
-            return {"embedding": umap_embed(X, n_components, knn=self.knn_, **{**umap_kw, **shared, **kw})}
+            knn = self.knn_ if self.knn_ is not None or graph is not None else self._knn_back(store)  # a damaged map
+            return {"embedding": umap_embed(X, n_components, knn=knn, **{**umap_kw, **shared, **kw})}
 
         try:
             with timer.stage("umap5"):
@@ -235,13 +237,14 @@ class RareClassSearch(ClusterMixin, BaseEstimator):
         if store is None or not store.kept("knn"):
             return False
         maps = ("umap5", "umap2") if self.map_2d and self.n_components != 2 else ("umap5",)
+        load = lambda: self._knn_back(store)  # noqa: E731
         if any(not store.kept(stage) for stage in maps):
             if graph is None:
                 return False
             self.knn_ = None  # read back to build the fuzzy graph, and freed as soon as its memberships are made
-            graph.spill(lambda: self._knn_back(store))
+            graph.spill(load)
         elif graph is not None:
-            graph.knn = None  # every map is kept: the fuzzy graph is never built
+            graph.knn = load  # every map is kept: built (from the stages) only if a kept map cannot be read
         self.knn_ = None
         return True
 

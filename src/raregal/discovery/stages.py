@@ -32,6 +32,9 @@ DEPENDS = {
     "umap2": ("map_2d", "map_2d_epochs"),
     "hdbscan": ("min_samples", "min_cluster_size", "cluster_selection_method", "hdbscan_backend"),
 }
+#: Raised when a stage's code gives other bits for the same inputs, so a run left by an older raregal
+#: is not resumed with a newer one's later stages (2: the layout's edge schedule in float32).
+REVISION = {"knn": 1, "umap5": 2, "umap2": 2, "hdbscan": 1}
 #: The stage each stage starts from (its key includes that stage's).
 AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
 #: Seconds per stage of a 632k-galaxy search on 2 cores (benchmarks/results/search_scaling_det_632k_final.md),
@@ -75,6 +78,7 @@ class StageStore:
         for stage in STAGES:
             before = self.keys[AFTER[stage]] if AFTER[stage] else base
             own = json.dumps({k: params.get(k) for k in DEPENDS[stage]}, sort_keys=True, default=str)
+            own += "" if REVISION[stage] == 1 else f"|revision {REVISION[stage]}"  # revision 1: the keys kept before
             self.keys[stage] = hashlib.blake2b(f"{before}|{stage}|{own}".encode(), digest_size=16).hexdigest()
         self.computed: dict[str, float] = {}  # stage -> seconds, for the stages this run computed
         self.resumed: list[str] = []
@@ -119,7 +123,7 @@ def load_keyed(path: Path, key: str, name: str, quiet: bool = False) -> dict | N
                 return None
             arrays = {k: npz[k] for k in npz.files if k != "_key"}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        if path.exists():
+        if path.exists() and not quiet:
             log.warning("%s: cannot be read (%s); computing the %s again", path, err, name)
         return None
     if not quiet:
