@@ -115,11 +115,20 @@ def child_probe(table: str, stages_dir: str, epochs: str) -> None:
 
 def run_probe(n: int, work: Path, results: dict, out: Path, epochs: int) -> None:
     """The k-NN graph stage whole, then :func:`child_probe` of the 5-D layout (sizes too long to run whole)."""
-    table = make_table(work / f"scale_{n}.npy", n)
-    stages_dir = work / f"stages_{n}"
+    table, stages_dir = make_table(work / f"scale_{n}.npy", n), work / f"stages_{n}"
+    run_stages(n, {"knn": ["--child", str(table), str(stages_dir), "knn"],
+                   "umap5_probe": ["--probe-child", str(table), str(stages_dir), str(epochs)]}, results, out)
+
+
+def run_size(n: int, work: Path, results: dict, out: Path) -> None:
+    table, stages_dir = make_table(work / f"scale_{n}.npy", n), work / f"stages_{n}"
+    run_stages(n, {stage: ["--child", str(table), str(stages_dir), stage] for stage in STAGES}, results, out)
+
+
+def run_stages(n: int, argvs: dict, results: dict, out: Path) -> None:
+    """Each stage of ``argvs`` (stage -> this script's child arguments) not yet in ``results``, in its own process."""
     row = results.setdefault(str(n), {})
-    for stage, argv in (("knn", ["--child", str(table), str(stages_dir), "knn"]),
-                        ("umap5_probe", ["--probe-child", str(table), str(stages_dir), str(epochs)])):
+    for stage, argv in argvs.items():
         if stage in row:
             continue
         t0 = time.perf_counter()
@@ -129,24 +138,6 @@ def run_probe(n: int, work: Path, results: dict, out: Path, epochs: int) -> None
             raise SystemExit(f"{stage} at {n:,} failed:\n{proc.stderr[-3000:]}")
         row[stage] = {**json.loads(lines[-1]), "process_seconds": time.perf_counter() - t0}
         print(f"{n:>10,} {stage:<12} {row[stage]['seconds']:8.1f} s   peak {row[stage]['peak_mib']:8.0f} MiB", flush=True)
-        write(results, out)
-
-
-def run_size(n: int, work: Path, results: dict, out: Path) -> None:
-    table = make_table(work / f"scale_{n}.npy", n)
-    stages_dir = work / f"stages_{n}"
-    row = results.setdefault(str(n), {})
-    for stage in STAGES:
-        if stage in row:
-            continue
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--child", str(table), str(stages_dir), stage],
-                              capture_output=True, text=True)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise SystemExit(f"{stage} at {n:,} failed:\n{proc.stderr[-3000:]}")
-        row[stage] = {**json.loads(lines[-1]), "process_seconds": time.perf_counter() - t0}
-        print(f"{n:>10,} {stage:<8} {row[stage]['seconds']:8.1f} s   peak {row[stage]['peak_mib']:8.0f} MiB", flush=True)
         write(results, out)
 
 
