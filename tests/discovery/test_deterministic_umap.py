@@ -160,3 +160,33 @@ def test_a_spilled_graph_reads_back_the_same_graph_and_cleans_up():
     ref = fuzzy_graph(X, knn, 15, 0)
     for g in (first, again):
         assert (g != ref).nnz == 0 and g.dtype == ref.dtype
+
+
+def test_a_killed_search_s_spilled_graph_is_removed_by_the_next_and_nothing_else(tmp_path):
+    """SIGKILL skips close(): the next spill in the folder removes a dead process's graph (GBs at scale),
+    never a running process's, another machine's, or a folder of another name."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from raregal.discovery.deterministic_umap import SpilledGraph, remove_stale_spills
+    from raregal.discovery.knn import exact_knn
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f"raregal-fuzzy-graph-{host}-{dead}-abc123"
+    alive = tmp_path / f"raregal-fuzzy-graph-{host}-{os.getpid()}-def456"
+    elsewhere = tmp_path / f"raregal-fuzzy-graph-some-other-node-{dead}-ghi789"
+    mine = tmp_path / "my-notes"
+    for d in (stale, alive, elsewhere, mine):
+        d.mkdir()
+        (d / "data.npy").write_bytes(b"x")
+    X = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
+    with SpilledGraph(exact_knn(X, 10), 10, folder=tmp_path) as spill:
+        spill.spill()
+        assert spill._dir.name.startswith(str(tmp_path / f"raregal-fuzzy-graph-{host}-{os.getpid()}-"))
+        assert not stale.exists()
+        assert alive.exists() and elsewhere.exists() and (mine / "data.npy").exists()
+    assert remove_stale_spills(tmp_path) == [] and alive.exists()

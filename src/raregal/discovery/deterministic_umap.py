@@ -300,6 +300,7 @@ class SpilledGraph:
 
     def _build(self):
         import os
+        import socket
         import tempfile
 
         from raregal.discovery.fuzzy_union import fuzzy_union_loaded
@@ -312,7 +313,9 @@ class SpilledGraph:
             graph = fuzzy_graph(None, self.knn, self.n_neighbors, self.seed).tocsr()
         if self.folder is not None:
             os.makedirs(self.folder, exist_ok=True)
-        self._dir = tempfile.TemporaryDirectory(prefix="raregal-fuzzy-graph-", dir=self.folder)
+            remove_stale_spills(self.folder)
+        self._dir = tempfile.TemporaryDirectory(prefix=f"{_SPILL}{socket.gethostname()}-{os.getpid()}-",
+                                                dir=self.folder)
         for name in ("indptr", "indices", "data"):
             np.save(f"{self._dir.name}/{name}.npy", getattr(graph, name))
         return graph
@@ -327,3 +330,39 @@ class SpilledGraph:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_SPILL = "raregal-fuzzy-graph-"
+
+
+def remove_stale_spills(folder) -> list:
+    """Remove the spilled graphs in ``folder`` that a killed search left (a SIGKILL skips ``close()``):
+    those named for this machine and a process that no longer runs (4.6 GB each at 8.7M galaxies).
+    Folders of running processes, of other machines and of other names are left alone. Returns the
+    names removed."""
+    import os
+    import shutil
+    import socket
+    from pathlib import Path
+
+    host, removed = socket.gethostname(), []
+    for path in Path(folder).glob(f"{_SPILL}*"):
+        owner = path.name[len(_SPILL):].rsplit("-", 2)  # host-pid-random; the host may hold "-"
+        if len(owner) != 3 or owner[0] != host or not owner[1].isdigit() or not path.is_dir():
+            continue
+        if not _process_runs(int(owner[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)  # signal 0: no signal sent, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
