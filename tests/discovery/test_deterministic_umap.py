@@ -190,3 +190,47 @@ def test_a_killed_search_s_spilled_graph_is_removed_by_the_next_and_nothing_else
         assert not stale.exists()
         assert alive.exists() and elsewhere.exists() and (mine / "data.npy").exists()
     assert remove_stale_spills(tmp_path) == [] and alive.exists()
+
+
+def test_fetching_negative_samples_together_moves_the_layout_as_one_at_a_time():
+    """_epoch fetches up to _GATHER negative-sample rows before moving (memory-level parallelism at
+    millions of rows); the result must be the per-sample loop's, bit for bit, also past one batch."""
+    import numba
+
+    import raregal.discovery.deterministic_umap as du
+
+    @numba.njit
+    def one_at_a_time(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, seed):
+        for j in range(emb.shape[0]):
+            cur = emb[j]
+            for i in range(indptr[j], indptr[j + 1]):
+                if next_s[i] > n:
+                    continue
+                du._attract(cur, snap[tail[i]], a, b, alpha)
+                du._attract(cur, snap[tail[i]], a, b, alpha)
+                next_s[i] += eps[i]
+                eps_neg = eps[i] / neg_rate
+                n_neg = int((n - next_neg[i]) / eps_neg)
+                key = du._splitmix64(seed ^ (np.uint64(i) * du._EDGE + np.uint64(n)))
+                for p in range(n_neg):
+                    k = int(du._splitmix64(key + np.uint64(p) * du._GOLDEN) % np.uint64(emb.shape[0]))
+                    if k != j:
+                        du._repel(cur, snap[k], a, b, gamma, alpha)
+                next_neg[i] += n_neg * eps_neg
+
+    rng = np.random.default_rng(3)
+    n, k = 400, 6
+    tail = rng.integers(0, n, n * k).astype(np.int32)
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    eps = (1.0 + 3.0 * rng.random(n * k)).astype(np.float32)
+    runs = []
+    for kernel in (du._epoch, one_at_a_time):
+        emb = (10 * rng.random((n, 5))).astype(np.float32) if not runs else runs[0][1].copy()
+        start = emb.copy()
+        next_s, next_neg = eps.copy(), eps / np.float32(23.0)
+        for epoch in range(4):  # 23 negative samples an edge: three batches, the last one short
+            snap = emb.copy()
+            kernel(emb, snap, indptr, tail, eps, 23.0, next_s, next_neg, epoch, 1.58, 0.9, 1.0, 1.0, np.uint64(7))
+        runs.append((emb, start))
+    assert not np.array_equal(runs[0][0], runs[0][1])  # it moved
+    assert np.array_equal(runs[0][0], runs[1][0])

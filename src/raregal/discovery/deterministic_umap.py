@@ -85,12 +85,20 @@ def _repel(cur, other, a, b, gamma, alpha):
         _step(cur, other, 2.0 * gamma * b / ((0.001 + d2) * (a * d2 ** b + 1.0)), alpha)
 
 
+#: Negative samples fetched at once. Above a few million galaxies the layout no longer fits the
+#: caches and each sample's row is a trip to memory (~100 ns); one at a time, each waited for the
+#: last one's update, since the row was read inside it.
+_GATHER = 8
+
+
 @numba.njit(parallel=True, cache=True)
 def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, seed):
     """One epoch: vertex ``j`` moves ``emb[j]`` along its edges, reading only ``snap`` for others."""
-    n_vertices = emb.shape[0]
+    n_vertices, dim = emb.shape
     for j in numba.prange(n_vertices):
         cur = emb[j]
+        ks = np.empty(_GATHER, np.int64)
+        rows = np.empty((_GATHER, dim), np.float32)
         for i in range(indptr[j], indptr[j + 1]):
             if next_s[i] > n:
                 continue
@@ -101,10 +109,15 @@ def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, ga
             eps_neg = eps[i] / neg_rate  # as umap-learn's epochs_per_sample / negative_sample_rate, per edge
             n_neg = int((n - next_neg[i]) / eps_neg)
             key = _splitmix64(seed ^ (np.uint64(i) * _EDGE + np.uint64(n)))
-            for p in range(n_neg):
-                k = int(_splitmix64(key + np.uint64(p) * _GOLDEN) % np.uint64(n_vertices))
-                if k != j:
-                    _repel(cur, snap[k], a, b, gamma, alpha)
+            for p0 in range(0, n_neg, _GATHER):
+                m = min(_GATHER, n_neg - p0)
+                for q in range(m):  # fetch the samples' rows first: independent loads, which overlap
+                    ks[q] = int(_splitmix64(key + np.uint64(p0 + q) * _GOLDEN) % np.uint64(n_vertices))
+                    for d in range(dim):
+                        rows[q, d] = snap[ks[q], d]
+                for q in range(m):  # ... then move, in the same order and with the same values as before
+                    if ks[q] != j:
+                        _repel(cur, rows[q], a, b, gamma, alpha)
             next_neg[i] += n_neg * eps_neg
 
 
