@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -60,8 +61,6 @@ def make_table(path: Path, n: int, dim: int = 128, seed: int = 0, chunk: int = 2
 
 def child(table: str, stages_dir: str, stop: str) -> None:
     """Resume the search from ``stages_dir`` and exit after ``stop`` is kept; print seconds and peak MiB."""
-    import resource
-
     import raregal.discovery.estimator as estimator
     from raregal.discovery.stages import staged
 
@@ -83,34 +82,62 @@ def child(table: str, stages_dir: str, stop: str) -> None:
 
 def child_probe(table: str, stages_dir: str, epochs: str) -> None:
     """The 5-D layout stage up to its first ``epochs`` epochs: its peak memory (the optimiser holds all
-    it will hold from the first epoch on), its set-up seconds and seconds per epoch; print them, exit."""
-    import resource
+    it will hold from the first epoch on) and an estimate of its time; print them, exit.
 
+    An epoch's time is proportional to the edges due in it (each with its negative samples), and
+    the first epochs have few: an edge of weight w is first due at epoch 1 / w (w / max), and most
+    fuzzy weights are small (about 0.1 on average, umap-learn's calibration). So the estimate is the
+    set-up plus the probed epochs' seconds per due edge times the edges due over all the epochs,
+    counted from the schedule (``floor((n_epochs - 1) / epochs_per_sample)`` an edge). Not 200 x the
+    mean probed epoch: that was half the true time (at 100k the first 4 epochs average 46 % of the
+    mean epoch's due edges)."""
     import raregal.discovery.deterministic_umap as du
     import raregal.discovery.estimator as estimator
 
-    t_start, kernel, optimize, times, info = time.perf_counter(), du._epoch, du.optimize_layout, [], {}
+    t_start, kernel, optimize, times, due, info = time.perf_counter(), du._epoch, du.optimize_layout, [], [], {}
 
     def timed_epoch(*args):
+        next_s, epoch = args[6], args[8]
+        due.append(_due(next_s, epoch))  # counted outside the timed kernel
         t0 = time.perf_counter()
         kernel(*args)
         times.append(time.perf_counter() - t0)
         if len(times) >= int(epochs):
-            per_epoch = float(np.mean(times[1:] if len(times) > 1 else times))
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(json.dumps({"stage": "umap5_probe", "setup_seconds": info["setup"], "epoch_seconds": per_epoch,
-                              "epochs_run": len(times), "n_epochs": info["n_epochs"], "edges": info["edges"],
-                              "seconds": info["setup"] + per_epoch * info["n_epochs"], "peak_mib": peak,
-                              "estimated": True}), flush=True)
+            print(json.dumps(probe_estimate(info, times, due)), flush=True)
             sys.exit(0)
 
     def probed_optimize(init, indptr, tail, eps, n_epochs, *args, **kw):
-        info.update(setup=time.perf_counter() - t_start, n_epochs=int(n_epochs), edges=int(len(tail)))
+        info.update(setup=time.perf_counter() - t_start, n_epochs=int(n_epochs), edges=int(len(tail)),
+                    total_due=_total_due(eps, int(n_epochs)))
         return optimize(init, indptr, tail, eps, n_epochs, *args, **kw)
 
     du._epoch, du.optimize_layout = timed_epoch, probed_optimize
     X = np.load(table, mmap_mode="r")
     estimator.RareClassSearch(**PAPER, layout="deterministic", stages_dir=stages_dir).fit(np.asarray(X))
+
+
+def _due(next_s: np.ndarray, epoch: int, chunk: int = 1 << 20) -> int:
+    """Edges due at ``epoch``, counted in chunks (a whole boolean mask would add 1 byte an edge to the peak)."""
+    return sum(int(np.count_nonzero(next_s[s:s + chunk] <= epoch)) for s in range(0, len(next_s), chunk))
+
+
+def _total_due(eps: np.ndarray, n_epochs: int, chunk: int = 1 << 20) -> int:
+    """Edge samples over ``n_epochs`` epochs: an edge is due at epochs e, 2e, ... <= n_epochs - 1 (pruned: -1)."""
+    total = 0
+    for s in range(0, len(eps), chunk):
+        e = np.asarray(eps[s:s + chunk], np.float64)
+        total += int(np.floor((n_epochs - 1) / e[e > 0]).sum())
+    return total
+
+
+def probe_estimate(info: dict, times: list, due: list) -> dict:
+    """The stage's seconds from the probed epochs (epoch 0, the kernels' first call, has no edge due)."""
+    per_due = float(np.sum(times[1:]) / max(1, np.sum(due[1:])))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"stage": "umap5_probe", "setup_seconds": info["setup"], "epochs_run": len(times),
+            "epoch_seconds": [round(t, 3) for t in times], "due_edges": due, "n_epochs": info["n_epochs"],
+            "edges": info["edges"], "total_due": info["total_due"], "ns_per_due_edge": per_due * 1e9,
+            "seconds": info["setup"] + per_due * info["total_due"], "peak_mib": peak, "estimated": True}
 
 
 def run_probe(n: int, work: Path, results: dict, out: Path, epochs: int) -> None:
@@ -123,6 +150,49 @@ def run_probe(n: int, work: Path, results: dict, out: Path, epochs: int) -> None
 def run_size(n: int, work: Path, results: dict, out: Path) -> None:
     table, stages_dir = make_table(work / f"scale_{n}.npy", n), work / f"stages_{n}"
     run_stages(n, {stage: ["--child", str(table), str(stages_dir), stage] for stage in STAGES}, results, out)
+
+
+def graph_recall(n: int, work: Path, results: dict, out: Path, rows: int, probes=(), k: int = PAPER["n_neighbors"]) -> None:
+    """Recall@k of the kept k-NN graph of size ``n``: the fraction of each of ``rows`` seeded rows' exact
+    k neighbours (computed directly against all ``n`` rows) that the graph lists; then, for each count
+    in ``probes``, the recall of the same rows searched in that many of their nearest cells of the
+    graph's own inverted file (what the graph would be with ``GRAPH_PROBES`` that count)."""
+    from raregal.discovery.knn import exact_knn_of
+
+    X = np.load(work / f"scale_{n}.npy", mmap_mode="r")
+    with np.load(work / f"stages_{n}" / "knn.npz") as npz:
+        graph = npz["indices"]
+    sample = np.sort(np.random.default_rng(0).choice(n, size=min(rows, n), replace=False))
+    t0 = time.perf_counter()
+    sq = np.einsum("ij,ij->i", X, X, dtype=np.float32)  # X is read in pages, never copied whole
+    truth = exact_knn_of(X, sq, sample, k)[0]
+    row = results[str(n)]
+    row["knn_recall"] = {"rows": len(sample), "recall": _recall(graph[sample], truth),
+                         "seconds": time.perf_counter() - t0}
+    print(f"{n:>10,} k-NN recall@{k} {row['knn_recall']['recall']:.4f} over {len(sample):,} rows", flush=True)
+    del graph
+    if probes:
+        row["knn_recall"]["by_probes"] = _probe_recalls(X, sample, truth, probes, k)
+    write(results, out)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(f, t)) / truth.shape[1] for f, t in zip(found, truth)]))
+
+
+def _probe_recalls(X: np.ndarray, sample: np.ndarray, truth: np.ndarray, probes, k: int) -> dict:
+    """{probes: recall@k} of ``sample``'s rows searched in their nearest ``probes`` cells of the graph's index."""
+    from raregal.discovery.knn import InvertedFile
+
+    t0 = time.perf_counter()
+    ivf = InvertedFile(X, n_probe=max(probes), random_state=0)  # the k-NN stage's cells (same seed, same rows)
+    print(f"    inverted file of {ivf.n_lists:,} cells in {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {}
+    for p in sorted(probes):
+        found = ivf.search(X[sample], k + 16, probes=ivf.row_probes[sample, :p], self_index=sample, keep=k)[0]
+        out[str(p)] = _recall(found, truth)
+        print(f"    {p:>3} probes: recall@{k} {out[str(p)]:.4f}", flush=True)
+    return out
 
 
 def run_stages(n: int, argvs: dict, results: dict, out: Path) -> None:
@@ -163,6 +233,11 @@ def write(results: dict, out: Path) -> None:
             if s in row:
                 label = s if s != "umap5_probe" else f"umap5, first {row[s]['epochs_run']} epochs (seconds estimated)"
                 lines.append(f"| {int(n):,} | {label} | {row[s]['seconds']:.0f} | {row[s]['peak_mib']:.0f} |")
+        if "knn_recall" in row:
+            lines.append(f"| {int(n):,} | k-NN recall@50 over {row['knn_recall']['rows']:,} rows: "
+                         f"{row['knn_recall']['recall']:.4f}"
+                         + "".join(f"; {p} probes {r:.4f}" for p, r in row["knn_recall"].get("by_probes", {}).items())
+                         + " | | |")
     for s, e in exponents(results).items():
         lines.append(f"\n{s}: time ~ N^{e['time']}, memory ~ N^{e['memory']}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -182,6 +257,10 @@ def main() -> None:
     ap.add_argument("--probe-layout", type=int, default=0, metavar="EPOCHS",
                     help="run the k-NN graph whole and the 5-D layout for EPOCHS epochs only: its peak memory "
                          "and an estimate of its time (for sizes too long to run whole)")
+    ap.add_argument("--recall", type=int, default=0, metavar="ROWS",
+                    help="then the k-NN graph's recall@50 on ROWS seeded rows against their exact neighbours")
+    ap.add_argument("--recall-probes", type=int, nargs="*", default=[], metavar="P",
+                    help="with --recall: also the recall of those rows searched in P of their nearest cells")
     args = ap.parse_args()
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -191,6 +270,8 @@ def main() -> None:
             run_probe(n, work, results, out, args.probe_layout)
         else:
             run_size(n, work, results, out)
+        if args.recall:
+            graph_recall(n, work, results, out, args.recall, args.recall_probes)
     print(f"results in {out} and {out.with_suffix('.md')}")
 
 
