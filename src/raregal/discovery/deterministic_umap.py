@@ -372,6 +372,8 @@ def remove_stale_spills(folder) -> list:
 def _process_runs(pid: int) -> bool:
     import os
 
+    if os.name == "nt":  # os.kill there ends the process whatever the signal: never ask
+        return True
     try:
         os.kill(pid, 0)  # signal 0: no signal sent, only whether the process exists
     except ProcessLookupError:
