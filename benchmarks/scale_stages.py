@@ -86,11 +86,11 @@ def child_probe(table: str, stages_dir: str, epochs: str) -> None:
 
     An epoch's time is proportional to the edges due in it (each with its negative samples), and
     the first epochs have few: an edge of weight w is first due at epoch 1 / w (w / max), and most
-    fuzzy weights are small (about 0.1 on average, umap-learn's calibration). So the estimate is the
-    set-up plus the probed epochs' seconds per due edge times the edges due over all the epochs,
-    counted from the schedule (``floor((n_epochs - 1) / epochs_per_sample)`` an edge). Not 200 x the
-    mean probed epoch: that was half the true time (at 100k the first 4 epochs average 46 % of the
-    mean epoch's due edges)."""
+    fuzzy weights are small (15 % of the edges are due in a mean epoch, at 100k and at 8.7M). So
+    the estimate is the set-up plus the probed epochs' seconds per due edge times the edges due over
+    all the epochs, counted from the schedule (``floor((n_epochs - 1) / epochs_per_sample)`` an
+    edge). Not 200 x the mean probed epoch: that was half the true time (at 100k the first 4 epochs
+    average 46 % of the mean epoch's due edges)."""
     import raregal.discovery.deterministic_umap as du
     import raregal.discovery.estimator as estimator
 
