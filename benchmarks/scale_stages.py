@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from knn_recall import recall  # this folder's script: recall@k against exact neighbours
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("knn", "umap5", "umap2", "hdbscan")
@@ -167,17 +168,13 @@ def graph_recall(n: int, work: Path, results: dict, out: Path, rows: int, probes
     sq = np.einsum("ij,ij->i", X, X, dtype=np.float32)  # X is read in pages, never copied whole
     truth = exact_knn_of(X, sq, sample, k)[0]
     row = results[str(n)]
-    row["knn_recall"] = {"rows": len(sample), "recall": _recall(graph[sample], truth),
+    row["knn_recall"] = {"rows": len(sample), "recall": recall(graph[sample], truth),
                          "seconds": time.perf_counter() - t0}
     print(f"{n:>10,} k-NN recall@{k} {row['knn_recall']['recall']:.4f} over {len(sample):,} rows", flush=True)
     del graph
     if probes:
         row["knn_recall"]["by_probes"] = _probe_recalls(X, sample, truth, probes, k)
     write(results, out)
-
-
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f, t)) / truth.shape[1] for f, t in zip(found, truth)]))
 
 
 def _probe_recalls(X: np.ndarray, sample: np.ndarray, truth: np.ndarray, probes, k: int) -> dict:
@@ -190,7 +187,7 @@ def _probe_recalls(X: np.ndarray, sample: np.ndarray, truth: np.ndarray, probes,
     out = {}
     for p in sorted(probes):
         found = ivf.search(X[sample], k + 16, probes=ivf.row_probes[sample, :p], self_index=sample, keep=k)[0]
-        out[str(p)] = _recall(found, truth)
+        out[str(p)] = recall(found, truth)
         print(f"    {p:>3} probes: recall@{k} {out[str(p)]:.4f}", flush=True)
     return out
 
