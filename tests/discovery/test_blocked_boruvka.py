@@ -1,5 +1,7 @@
 """HDBSCAN's spanning tree started in blocks is fast_hdbscan's tree, bit for bit."""
 
+import re
+
 import numpy as np
 import pytest
 from fast_hdbscan.hdbscan import compute_minimum_spanning_tree
@@ -46,3 +48,17 @@ def test_duplicate_points_give_the_same_tree():
 def test_min_samples_one_is_refused():
     with pytest.raises(ValueError, match="min_samples=1"):
         spanning_tree(table(100, 0), 1)
+
+
+def test_a_long_tree_says_how_far_its_core_distances_are_and_the_components_left(monkeypatch):
+    import raregal.timing
+
+    lines = []
+    monkeypatch.setattr(raregal.timing, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr(raregal.timing.log, "info", lines.append)
+    spanning_tree(table(3000, seed=10), 10, block=700)
+    core = [line for line in lines if "core distances (10 neighbours a point)" in line]
+    assert [line.split("%")[0].strip() for line in core] == ["22.2", "44.4", "66.7", "88.9", "100.0"]  # 3150 rows
+    left = [int(re.search(r"components left: ([\d,]+), ", line).group(1).replace(",", ""))
+            for line in lines if "components left" in line]
+    assert left and left == sorted(left, reverse=True) and left[-1] == 1

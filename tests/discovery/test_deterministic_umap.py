@@ -234,3 +234,41 @@ def test_fetching_negative_samples_together_moves_the_layout_as_one_at_a_time():
         runs.append((emb, start))
     assert not np.array_equal(runs[0][0], runs[0][1])  # it moved
     assert np.array_equal(runs[0][0], runs[1][0])
+
+
+def test_the_edge_samples_by_epoch_follow_the_optimiser_s_schedule():
+    """The progress of a layout is counted in edge samples (an epoch's time follows them, and the
+    first epochs make few); samples_by_epoch must be the schedule's count within its bins' width."""
+    w = np.random.default_rng(0).random(50_000).astype(np.float32) ** 3  # mostly weak edges, as fuzzy graphs
+    w[:100] = 0.0  # pruned edges (-1) are never sampled
+    eps = layout._epochs_per_sample(w, w.max(), 200, np.empty(len(w), np.float32))
+    next_s, made = eps.copy(), []
+    for epoch in range(200):  # the optimiser's schedule: due when next_s <= epoch, then next_s += eps
+        due = (next_s <= epoch) & (eps > 0)
+        made.append(int(due.sum()))
+        next_s[due] += eps[due]
+    curve = layout.samples_by_epoch(eps, 200)
+    assert curve.shape == (200,) and np.all(np.diff(curve) >= 0)
+    assert abs(curve[-1] - sum(made)) <= 0.002 * sum(made)
+    assert np.allclose(curve[[9, 49, 99]], np.cumsum(made)[[9, 49, 99]], rtol=0.01)
+    assert curve[9] < 0.8 * 0.05 * curve[-1]  # the first 5 % of the epochs make under 4 % of the samples
+
+
+def test_a_long_layout_says_how_far_it_is_and_the_same_bits_come_out(monkeypatch):
+    import raregal.timing
+
+    rng = np.random.default_rng(1)
+    n, k = 300, 8
+    tail = rng.integers(0, n, n * k).astype(np.int32)
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+    eps = (1.0 + 9.0 * rng.random(n * k)).astype(np.float32)
+    init = (10 * rng.random((n, 5))).astype(np.float32)
+    quiet = layout.optimize_layout(init, indptr, tail, eps, 30, 1.58, 0.9, seed=2)
+    lines = []
+    monkeypatch.setattr(raregal.timing, "PROGRESS_EVERY", 0.0)  # a line after every epoch
+    monkeypatch.setattr(raregal.timing.log, "info", lines.append)
+    told = layout.optimize_layout(init, indptr, tail, eps, 30, 1.58, 0.9, seed=2)
+    assert np.array_equal(quiet, told)
+    assert len(lines) == 30 and lines[-1].startswith("100.0 % of") and "(epoch 30 / 30)" in lines[-1]
+    shares = [float(line.split("%")[0]) for line in lines]
+    assert shares == sorted(shares) and shares[0] == 0.0  # nothing is due in the first epoch (every eps >= 1)

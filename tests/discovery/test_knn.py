@@ -104,3 +104,16 @@ def test_large_cells_are_scanned_in_tiles_with_the_same_result(monkeypatch):
     tiled = partitioned_knn(X, 10, n_lists=12, n_probe=3)
     np.testing.assert_array_equal(whole[0], tiled[0])
     np.testing.assert_allclose(whole[1], tiled[1], rtol=1e-6)
+
+
+def test_a_long_graph_says_how_many_rows_are_searched(monkeypatch):
+    import raregal.timing
+
+    lines = []
+    monkeypatch.setattr(raregal.timing, "PROGRESS_EVERY", 0.0)  # a line after every block of rows
+    monkeypatch.setattr(raregal.timing.log, "info", lines.append)
+    with raregal.timing.StageTimer(echo=False).stage("knn"):
+        partitioned_knn(_clumps(), 15, n_lists=64, n_probe=8)
+    shares = [float(line.split()[1]) for line in lines]
+    assert lines and all(line.startswith("knn ") and "% of 4,000 rows searched" in line for line in lines)
+    assert shares == sorted(shares) and shares[-1] == 100.0

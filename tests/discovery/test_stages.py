@@ -180,3 +180,20 @@ def test_a_new_revision_of_the_layout_is_not_resumed_from_an_older_one(X, monkey
     monkeypatch.setitem(stages.REVISION, "umap5", stages.REVISION["umap5"] + 1)
     after = StageStore("unused", X, params).keys
     assert before["knn"] == after["knn"] and all(before[s] != after[s] for s in ("umap5", "umap2", "hdbscan"))
+
+
+def test_the_time_left_follows_each_stage_s_growth_with_the_catalogue(X, tmp_path, caplog):
+    from raregal.discovery import stages
+
+    # the model gives the measured k-NN graph of 8.7M (3,351 s) from 1M's, where 1M's shares gave 11 h
+    assert abs(stages.stage_seconds("knn", 8_700_000) - 3351) < 0.02 * 3351
+    model = {s: stages.stage_seconds(s, 8_700_000) for s in stages.STAGES}
+    assert stages.seconds_left({"knn": 2 * model["knn"]}, ["umap5", "hdbscan"], 8_700_000) == pytest.approx(
+        2 * (model["umap5"] + model["hdbscan"]))  # a machine twice as slow: twice the time left
+    assert model["knn"] / sum(model.values()) > 2 * stages.stage_seconds("knn", 632_000) / sum(
+        stages.stage_seconds(s, 632_000) for s in stages.STAGES)  # the graph's share grows with N
+    with caplog.at_level("INFO", logger="raregal"):
+        RareClassSearch(**SMALL, map_2d=False, stages_dir=tmp_path / "s").fit(X)
+    said = [line for line in caplog.messages if "left (" in line]
+    assert len(said) == 2 and said[0].startswith("knn") and said[0].endswith("left (umap5, hdbscan)")  # no 2-D map
+    assert said[1].startswith("umap5") and said[1].endswith("left (hdbscan)")

@@ -23,6 +23,8 @@ import numba
 import numpy as np
 from fast_hdbscan.disjoint_set import ds_find, ds_union_by_rank
 
+from raregal.timing import Progress
+
 #: Neighbours kept per point between the two passes (a point's first edge is nearly always among them).
 FIRST = 16
 #: Query rows per block: (BLOCK, min_samples + 1) float32 + int32 at a time (160 MB at min_samples=300).
@@ -71,9 +73,11 @@ def _core_and_first(tree, min_samples: int, block: int, first: int):
     core = np.empty(n, np.float32)
     near_i = np.empty((n, min(first, k)), np.int32)
     near_d = np.empty((n, min(first, k)), np.float32)
+    progress = Progress(f"core distances ({k - 1} neighbours a point)", n)
     for s in range(0, n, block):
         d, i = parallel_tree_query(tree, data[s:s + block], k=k, output_rdist=True)
         core[s:s + block], near_i[s:s + block], near_d[s:s + block] = d[:, -1], i[:, :first], d[:, :first]
+        progress.update(min(n, s + block))
     edges = np.full((n, 3), -1.0)
     found = np.zeros(n, bool)
     _first_edges(near_i, near_d, core, np.arange(n), edges, found)
@@ -110,6 +114,7 @@ def spanning_tree(Y: np.ndarray, min_samples: int, block: int = BLOCK, first: in
     update_component_vectors(tree, disjoint_set, node_components, point_components)
     n_components = len(np.unique(point_components))
     n_threads = numba.get_num_threads()
+    progress = Progress("spanning tree: components left")  # rounds shrink the components; their time varies
     while n_components > 1:  # fast_hdbscan's parallel_boruvka loop, reproducible=True
         block_size = calculate_block_size(n_components, n, n_threads)
         distances, indices = boruvka_tree_query_reproducible(tree, node_components, point_components, core,
@@ -119,5 +124,6 @@ def spanning_tree(Y: np.ndarray, min_samples: int, block: int = BLOCK, first: in
         update_component_vectors(tree, disjoint_set, node_components, point_components)
         if len(new_edges):
             all_edges = np.vstack((all_edges, new_edges))
+        progress.update(n_components)
     all_edges[:, 2] = np.sqrt(all_edges[:, 2])
     return all_edges

@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from raregal import workers
+from raregal.timing import Progress
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -142,11 +143,38 @@ def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epoc
     tail = tail if tail.dtype in (np.int32, np.int64) else tail.astype(np.int64)  # int32: 4 bytes an edge
     key = np.uint64(_mix_seed(seed))
     alpha = initial_alpha
+    work = samples_by_epoch(eps, n_epochs)
+    progress = Progress("edge samples", work[-1])
     for n in range(n_epochs):
         _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, key)
         snap[:] = emb
+        progress.update(work[n], f"epoch {n + 1} / {n_epochs}")
         alpha = initial_alpha * (1.0 - float(n) / float(n_epochs))  # umap-learn's decay, same off-by-one
     return emb
+
+
+def samples_by_epoch(epochs_per_sample: np.ndarray, n_epochs: int, bins: int = 4096) -> np.ndarray:
+    """(n_epochs,) float64: the edge samples the layout has made by the end of each epoch (0-based).
+
+    Each epoch's time is about proportional to its edge samples (each with its negative samples),
+    and the first epochs make few: an edge of ``epochs_per_sample`` e is first sampled in epoch
+    ceil(e), and has been sampled floor(m / e) times by the end of epoch m. Summed over edges from
+    a histogram of the sampling rates 1 / e in ``bins`` bins (one pass, no copy of the edges), so
+    an estimate within the bins' width, for the progress lines; -1 (never sampled) counts nothing.
+    """
+    counts = _rate_histogram(np.asarray(epochs_per_sample), bins)
+    rates = np.arange(bins + 1) / bins
+    epochs = np.arange(n_epochs, dtype=np.float64)
+    return (counts[None, :] * np.floor(epochs[:, None] * rates[None, :] + 1e-9)).sum(axis=1)
+
+
+@numba.njit(cache=True)
+def _rate_histogram(eps, bins):
+    counts = np.zeros(bins + 1, np.float64)
+    for i in range(len(eps)):
+        if eps[i] > 0:
+            counts[min(bins, int(bins / eps[i]))] += 1.0
+    return counts
 
 
 @numba.njit(cache=True)

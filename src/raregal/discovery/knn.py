@@ -39,6 +39,7 @@ import numpy as np
 
 from raregal.discovery.distances import EUCLIDEAN_METRICS, check_metric, from_squared, metric_space
 from raregal.numba_cache import cache_kernels
+from raregal.timing import Progress
 
 
 #: Below this many rows the k-NN graph is computed exactly (:func:`exact_knn`, the same bits at
@@ -210,8 +211,11 @@ class InvertedFile:
         indices = np.empty((len(Q), keep), dtypes[0])
         d2 = np.empty((len(Q), keep), dtypes[1])
 
+        progress = Progress("rows searched", len(Q))
+
         def put(rows, found) -> None:  # each job writes its own rows: no (N, m) working copy is ever held
             indices[rows], d2[rows] = found[0][:, :keep], transform(found[1][:, :keep])
+            progress.advance(len(rows))
 
         run_blocks(lambda r: put(r, _search_group(Q[r], sq_q[r], self_index[r], probes[r], self.P, self.sq,
                                                   self.cell_order, self.bounds, m)),

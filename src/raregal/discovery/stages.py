@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raregal.timing import duration
+
 log = logging.getLogger("raregal")
 
 STAGES = ("knn", "umap5", "umap2", "hdbscan")
@@ -37,9 +39,23 @@ DEPENDS = {
 REVISION = {"knn": 1, "umap5": 2, "umap2": 2, "hdbscan": 1}
 #: The stage each stage starts from (its key includes that stage's).
 AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
-#: Seconds per stage of a 632k-galaxy search on 2 cores (benchmarks/results/search_scaling_det_632k_final.md),
-#: for the estimate of the time left: stages keep roughly these shares as N grows.
-SHARE = {"knn": 55.0, "umap5": 425.0, "umap2": 88.0, "hdbscan": 146.0}
+#: For the estimate of the time left after each stage: (seconds at 1M galaxies on 2 cores, growth
+#: exponent a: time ~ N^a), from ``benchmarks/scale_stages.py`` (1M and 8.7M, each stage alone).
+#: The stages' shares change with N (the k-NN graph grows fastest), so the shares of one size mislead
+#: at another; the measured seconds of the stages done scale the model to the machine.
+COST = {"knn": (143.0, 1.46), "umap5": (681.0, 1.05), "umap2": (107.0, 1.05), "hdbscan": (268.0, 1.1)}
+
+
+def stage_seconds(stage: str, n_rows: int) -> float:
+    """The seconds :data:`COST` expects ``stage`` to take on ``n_rows`` galaxies (2 cores of the benchmark machine)."""
+    seconds, exponent = COST[stage]
+    return seconds * (max(n_rows, 1) / 1e6) ** exponent
+
+
+def seconds_left(done: dict, left, n_rows: int) -> float:
+    """About how long the stages ``left`` will take, from the seconds the stages ``done`` ({stage: s}) took."""
+    rate = sum(done.values()) / sum(stage_seconds(s, n_rows) for s in done)
+    return rate * sum(stage_seconds(s, n_rows) for s in left)
 
 
 def library_versions() -> dict:
@@ -73,6 +89,7 @@ class StageStore:
 
     def __init__(self, folder: str | os.PathLike, X: np.ndarray, params: dict):
         self.folder = Path(folder)
+        self.n_rows, self.params = len(X), params
         base = data_key(X) + json.dumps(library_versions(), sort_keys=True)  # an upgrade recomputes
         self.keys: dict[str, str] = {}
         for stage in STAGES:
@@ -108,11 +125,11 @@ class StageStore:
         """Keep ``stage``'s arrays (written whole or not at all) and say how long the rest may take."""
         save_keyed(self.path(stage), self.keys[stage], arrays)
         self.computed[stage] = seconds
-        left = [s for s in STAGES if s not in self.computed and s not in self.resumed]
+        skipped = {"umap2"} if self.params.get("map_2d") is False else set()
+        left = [s for s in STAGES if s not in self.computed and s not in self.resumed and s not in skipped]
         if left:
-            rate = sum(self.computed.values()) / sum(SHARE[s] for s in self.computed)
-            log.info("%-10s kept in %s; about %.0f s left (%s)", stage, self.path(stage),
-                     rate * sum(SHARE[s] for s in left), ", ".join(left))
+            log.info("%-10s kept in %s; about %s left (%s)", stage, self.path(stage),
+                     duration(seconds_left(self.computed, left, self.n_rows)), ", ".join(left))
 
 
 def load_keyed(path: Path, key: str, name: str, quiet: bool = False) -> dict | None:
