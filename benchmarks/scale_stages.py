@@ -9,7 +9,8 @@ then the stage's own (with what it loads), not the running maximum of one long p
     python benchmarks/scale_stages.py --rows 1000000 [--rows 2000000 ...] [--out FILE.json]
 
 Results: one JSON per run (rewritten after every stage, so an interrupted benchmark keeps its
-finished rows) and a Markdown table beside it; the growth exponent of each stage between sizes
+finished rows) and a Markdown table beside it; each stage's log lines (its progress, the time left)
+in ``STAGES_DIR/<stage>.log``; the growth exponent of each stage between sizes
 (time ~ N^a, memory ~ N^b) when more than one size is given.
 """
 
@@ -77,8 +78,20 @@ def child(table: str, stages_dir: str, stop: str) -> None:
         return out
 
     estimator.staged = stop_after
+    _log_to(Path(stages_dir) / f"{stop}.log")
     X = np.load(table, mmap_mode="r")
     estimator.RareClassSearch(**PAPER, layout="deterministic", stages_dir=stages_dir).fit(np.asarray(X))
+
+
+def _log_to(path: Path) -> None:
+    """raregal's log lines (a stage's progress and time left) into ``path``, stamped (the parent keeps only stdout)."""
+    import logging
+
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("raregal")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def child_probe(table: str, stages_dir: str, epochs: str) -> None:
