@@ -74,9 +74,14 @@ def _core_and_first(tree, min_samples: int, block: int, first: int):
     near_i = np.empty((n, min(first, k)), np.int32)
     near_d = np.empty((n, min(first, k)), np.float32)
     progress = Progress(f"core distances ({k - 1} neighbours a point)", n)
+    # Queried in the tree's order (the points of a leaf together), not the table's: a block's queries then
+    # visit the same nodes, which stay in cache. Each point's answer is the same in any order; at 8.7M
+    # points a block took 8 s against 20 s (the tree's data, 174 MB, is far beyond the caches).
+    order = np.asarray(tree.idx_array)
     for s in range(0, n, block):
-        d, i = parallel_tree_query(tree, data[s:s + block], k=k, output_rdist=True)
-        core[s:s + block], near_i[s:s + block], near_d[s:s + block] = d[:, -1], i[:, :first], d[:, :first]
+        rows = order[s:s + block]
+        d, i = parallel_tree_query(tree, data[rows], k=k, output_rdist=True)
+        core[rows], near_i[rows], near_d[rows] = d[:, -1], i[:, :first], d[:, :first]
         progress.update(min(n, s + block))
     edges = np.full((n, 3), -1.0)
     found = np.zeros(n, bool)
