@@ -219,21 +219,46 @@ def test_fetching_negative_samples_together_moves_the_layout_as_one_at_a_time():
                 next_neg[i] += n_neg * eps_neg
 
     rng = np.random.default_rng(3)
-    n, k = 400, 6
-    tail = rng.integers(0, n, n * k).astype(np.int32)
-    indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
-    eps = (1.0 + 3.0 * rng.random(n * k)).astype(np.float32)
-    runs = []
-    for kernel in (du._epoch, one_at_a_time):
-        emb = (10 * rng.random((n, 5))).astype(np.float32) if not runs else runs[0][1].copy()
-        start = emb.copy()
+    n = 400
+    degrees = rng.integers(0, 12, n)  # some vertices have no edges: the look-ahead crosses to the next
+    indptr = np.concatenate([[0], np.cumsum(degrees)]).astype(np.int64)
+    tail = rng.integers(0, n, indptr[-1]).astype(np.int32)
+    eps = (1.0 + 3.0 * rng.random(indptr[-1])).astype(np.float32)
+    start = (10 * rng.random((n, 5))).astype(np.float32)
+    kernels = {"prefetch": lambda *args: du._epoch(*args, True), "none": lambda *args: du._epoch(*args, False),
+               "reference": one_at_a_time}
+    runs = {}
+    for name, kernel in kernels.items():
+        emb = start.copy()
         next_s, next_neg = eps.copy(), eps / np.float32(23.0)
         for epoch in range(4):  # 23 negative samples an edge: three batches, the last one short
             snap = emb.copy()
             kernel(emb, snap, indptr, tail, eps, 23.0, next_s, next_neg, epoch, 1.58, 0.9, 1.0, 1.0, np.uint64(7))
-        runs.append((emb, start))
-    assert not np.array_equal(runs[0][0], runs[0][1])  # it moved
-    assert np.array_equal(runs[0][0], runs[1][0])
+        runs[name] = emb
+    assert not np.array_equal(runs["reference"], start)  # it moved
+    assert np.array_equal(runs["prefetch"], runs["reference"])  # the look-ahead's prefetches are hints only
+    assert np.array_equal(runs["none"], runs["reference"])
+
+
+def test_a_prefetch_of_a_row_changes_nothing_and_takes_any_integer_row():
+    import numba
+
+    from raregal.discovery._prefetch import prefetch_row
+
+    @numba.njit
+    def touch(array, rows):
+        total = 0.0
+        for r in rows:
+            prefetch_row(array, r)
+            total += array[r, array.shape[1] - 1]
+        return total
+
+    array = np.arange(35, dtype=np.float32).reshape(7, 5)
+    before = array.copy()
+    for rows in (np.array([6, 0, 3], np.int32), np.array([6, 0, 3], np.int64)):
+        assert touch(array, rows) == 34.0 + 4.0 + 19.0
+    assert touch(array.astype(np.float64), np.array([1], np.int64)) == 9.0
+    assert np.array_equal(array, before)
 
 
 def test_the_edge_samples_by_epoch_follow_the_optimiser_s_schedule():

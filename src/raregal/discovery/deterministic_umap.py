@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from raregal import workers
+from raregal.discovery._prefetch import prefetch_row
 from raregal.timing import Progress
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -92,34 +93,73 @@ def _repel(cur, other, a, b, gamma, alpha):
 _GATHER = 8
 
 
+@numba.njit(inline="always", cache=True)
+def _next_due(next_s, start, stop, n):
+    """The first edge in ``start:stop`` sampled in epoch ``n`` (``stop`` if none)."""
+    i = start
+    while i < stop and next_s[i] > n:
+        i += 1
+    return i
+
+
+@numba.njit(inline="always", cache=True)
+def _negatives(i, n, eps_neg, next_neg_i, seed):
+    """Edge ``i``'s negative samples in epoch ``n``: their count and the key their vertices are drawn from."""
+    return int((n - next_neg_i) / eps_neg), _splitmix64(seed ^ (np.uint64(i) * _EDGE + np.uint64(n)))
+
+
+@numba.njit(inline="always", cache=True)
+def _negative(key, p, n_vertices):
+    return int(_splitmix64(key + np.uint64(p) * _GOLDEN) % np.uint64(n_vertices))
+
+
+@numba.njit(inline="always", cache=True)
+def _prefetch_edge(snap, tail, eps, next_neg, i, n, neg_rate, seed):
+    """Ask for the rows edge ``i`` will read in epoch ``n`` (its tail, its first negative samples)."""
+    prefetch_row(snap, tail[i])
+    n_neg, key = _negatives(i, n, eps[i] / neg_rate, next_neg[i], seed)
+    for p in range(min(n_neg, _GATHER)):
+        prefetch_row(snap, _negative(key, p, snap.shape[0]))
+
+
 @numba.njit(parallel=True, cache=True)
-def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, seed):
-    """One epoch: vertex ``j`` moves ``emb[j]`` along its edges, reading only ``snap`` for others."""
+def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, gamma, alpha, seed, prefetch=True):
+    """One epoch: vertex ``j`` moves ``emb[j]`` along its edges, reading only ``snap`` for others.
+
+    ``prefetch``: ask for the next due edge's rows (in this vertex or the next) while this edge's
+    arithmetic runs. A hint only: the same bits either way (tested), in less time above the caches.
+    """
     n_vertices, dim = emb.shape
     for j in numba.prange(n_vertices):
         cur = emb[j]
         ks = np.empty(_GATHER, np.int64)
         rows = np.empty((_GATHER, dim), np.float32)
-        for i in range(indptr[j], indptr[j + 1]):
-            if next_s[i] > n:
-                continue
+        stop = indptr[j + 1]
+        ahead = indptr[min(j + 2, n_vertices)]  # the next vertex's edges too, usually the same thread's next
+        i = _next_due(next_s, indptr[j], stop, n)
+        if prefetch and i < stop:
+            _prefetch_edge(snap, tail, eps, next_neg, i, n, neg_rate, seed)
+        while i < stop:
+            following = _next_due(next_s, i + 1, ahead, n)
+            if prefetch and following < ahead:
+                _prefetch_edge(snap, tail, eps, next_neg, following, n, neg_rate, seed)
             other = snap[tail[i]]
             _attract(cur, other, a, b, alpha)  # this edge's pull on its head ...
             _attract(cur, other, a, b, alpha)  # ... and the reverse edge's (umap-learn's move_other)
             next_s[i] += eps[i]
             eps_neg = eps[i] / neg_rate  # as umap-learn's epochs_per_sample / negative_sample_rate, per edge
-            n_neg = int((n - next_neg[i]) / eps_neg)
-            key = _splitmix64(seed ^ (np.uint64(i) * _EDGE + np.uint64(n)))
+            n_neg, key = _negatives(i, n, eps_neg, next_neg[i], seed)
             for p0 in range(0, n_neg, _GATHER):
                 m = min(_GATHER, n_neg - p0)
                 for q in range(m):  # fetch the samples' rows first: independent loads, which overlap
-                    ks[q] = int(_splitmix64(key + np.uint64(p0 + q) * _GOLDEN) % np.uint64(n_vertices))
+                    ks[q] = _negative(key, p0 + q, n_vertices)
                     for d in range(dim):
                         rows[q, d] = snap[ks[q], d]
                 for q in range(m):  # ... then move, in the same order and with the same values as before
                     if ks[q] != j:
                         _repel(cur, rows[q], a, b, gamma, alpha)
             next_neg[i] += n_neg * eps_neg
+            i = following if following < stop else stop
 
 
 def optimize_layout(init: np.ndarray, indptr: np.ndarray, tail: np.ndarray, epochs_per_sample: np.ndarray,
