@@ -135,7 +135,10 @@ def _epoch(emb, snap, indptr, tail, eps, neg_rate, next_s, next_neg, n, a, b, ga
         ks = np.empty(_GATHER, np.int64)
         rows = np.empty((_GATHER, dim), np.float32)
         stop = indptr[j + 1]
-        ahead = indptr[min(j + 2, n_vertices)]  # the next vertex's edges too, usually the same thread's next
+        # the look-ahead reaches into the next vertex's edges: usually this thread's next vertex; where it
+        # is another thread's, that thread may be updating their schedule, so the prefetch may miss (a
+        # float32 is read whole on any CPU numba targets), but it never changes what is computed
+        ahead = indptr[min(j + 2, n_vertices)]
         i = _next_due(next_s, indptr[j], stop, n)
         if prefetch and i < stop:
             _prefetch_edge(snap, tail, eps, next_neg, i, n, neg_rate, seed)

@@ -40,11 +40,11 @@ REVISION = {"knn": 1, "umap5": 2, "umap2": 2, "hdbscan": 1}
 #: The stage each stage starts from (its key includes that stage's).
 AFTER = {"knn": None, "umap5": "knn", "umap2": "umap5", "hdbscan": "umap5"}
 #: For the estimate of the time left after each stage: (seconds at 1M galaxies on 2 cores, growth
-#: exponent a: time ~ N^a), from ``benchmarks/scale_stages.py`` (1M and 8.7M, each stage alone; the 2-D
-#: map assumed to grow as the 5-D layout).
+#: exponent a: time ~ N^a), from ``benchmarks/scale_stages.py`` (1M and 8.7M, each stage whole and alone;
+#: ``results/scale_stages_prefetch.json``).
 #: The stages' shares change with N (the k-NN graph grows fastest), so the shares of one size mislead
 #: at another; the measured seconds of the stages done scale the model to the machine.
-COST = {"knn": (143.0, 1.46), "umap5": (681.0, 1.08), "umap2": (107.0, 1.08), "hdbscan": (268.0, 0.8)}
+COST = {"knn": (143.0, 1.46), "umap5": (442.5, 0.97), "umap2": (88.7, 1.01), "hdbscan": (158.5, 1.09)}
 
 
 def stage_seconds(stage: str, n_rows: int) -> float:
